@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers for what Rust cannot call directly: static inline functions and
+ * macros of the kernel headers. Implemented in src/helpers.c; bound by the
+ * module's own bindgen run. Every helper is a one-line forward.
+ */
+#ifndef DM_REMAP_HELPERS_H
+#define DM_REMAP_HELPERS_H
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/device-mapper.h>
+
+void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev);
+unsigned int dmr_bdev_logical_block_size(struct block_device *bdev);
+sector_t dmr_bdev_nr_sectors(struct block_device *bdev);
+dev_t dmr_bdev_dev(struct block_device *bdev);
+dev_t dmr_bdev_whole_dev(struct block_device *bdev);
+
+#ifdef __BINDGEN__
+/*
+ * Constants bindgen cannot evaluate from their macros (casts of enum shifts).
+ * The Kbuild rule strips the DMR_CONST_ prefix.
+ */
+const blk_opf_t DMR_CONST_REQ_OP_MASK = REQ_OP_MASK;
+const blk_opf_t DMR_CONST_REQ_PREFLUSH = REQ_PREFLUSH;
+const blk_opf_t DMR_CONST_REQ_FUA = REQ_FUA;
+const blk_opf_t DMR_CONST_REQ_OP_READ = REQ_OP_READ;
+const blk_opf_t DMR_CONST_REQ_OP_WRITE = REQ_OP_WRITE;
+const blk_opf_t DMR_CONST_REQ_OP_FLUSH = REQ_OP_FLUSH;
+const blk_opf_t DMR_CONST_REQ_OP_DISCARD = REQ_OP_DISCARD;
+#endif
+
+#endif /* DM_REMAP_HELPERS_H */

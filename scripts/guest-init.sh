@@ -1,0 +1,28 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# /init of the dm-remap test guest: mounts the pseudo file systems, runs
+# /run/job.sh, prints its exit status on a marker line the host looks for, and
+# powers off (QEMU runs with -no-reboot, so the reboot ends it).
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox mount -t tmpfs tmpfs /tmp
+/bin/busybox mount -t debugfs debugfs /sys/kernel/debug
+/bin/busybox mount -t configfs configfs /sys/kernel/config
+
+. /etc/dmr-env.sh
+
+cd /tmp
+echo "DMR-BEGIN"
+if grep -q 'dmr.shell' /proc/cmdline; then
+	ENV=/etc/dmr-env.sh setsid cttyhack sh -i
+	rc=$?
+else
+	sh -c '. /etc/dmr-env.sh; . /run/job.sh' </dev/null
+	rc=$?
+fi
+echo "DMR-EXIT $rc"
+sync
+reboot -f

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Builds the guest's initramfs.
+#
+#   scripts/initramfs.sh OUT MODULE JOB [FILE...]
+#
+# OUT     the cpio archive to write
+# MODULE  dm_remap.ko, installed as /lib/dm-remap/dm_remap.ko
+# JOB     the script /init runs once the system is up (its exit status is the
+#         guest's); FILEs are copied to /run/files/
+#
+# The image holds static busybox, the user-space tools the tests drive
+# (dmsetup, util-linux losetup, fio, mke2fs/e2fsck) with the shared libraries
+# ldd reports for them, scripts/guest-init.sh as /init, and tests/.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+[ $# -ge 3 ] || die "usage: $0 OUT MODULE JOB [FILE...]"
+out=$1 module=$2 job=$3
+shift 3
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/dmr-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run/files,lib/dm-remap,tests}
+cp /bin/busybox "$stage/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	# A link named busybox would point at itself (ELOOP at boot).
+	[ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
+done
+
+# Copies a dynamically linked program and the libraries it needs.
+add_prog() {
+	local prog=$1 dest=$2 lib
+	cp -L "$prog" "$stage$dest"
+	for lib in $(ldd "$prog" | grep -o '/[^ ]*'); do
+		[ -e "$stage$lib" ] && continue
+		mkdir -p "$stage$(dirname "$lib")"
+		cp -L "$lib" "$stage$lib"
+	done
+}
+add_prog /sbin/dmsetup /usr/sbin/dmsetup
+add_prog /sbin/losetup /usr/sbin/losetup
+add_prog /usr/bin/fio /usr/bin/fio
+add_prog /sbin/mke2fs /usr/sbin/mke2fs
+ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
+add_prog /sbin/e2fsck /usr/sbin/e2fsck
+cp /etc/mke2fs.conf "$stage/etc/" 2>/dev/null || true
+
+cp "$module" "$stage/lib/dm-remap/dm_remap.ko"
+cp "$DMR_ROOT/scripts/guest-init.sh" "$stage/init"
+cp "$DMR_ROOT/scripts/guest-env.sh" "$stage/etc/dmr-env.sh"
+cp "$job" "$stage/run/job.sh"
+cp "$DMR_ROOT"/tests/*.sh "$stage/tests/"
+for f in "$@"; do cp "$f" "$stage/run/files/"; done
+chmod +x "$stage/init" "$stage/run/job.sh" "$stage"/tests/*.sh
+
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$out.tmp"
+mv "$out.tmp" "$out"

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boots the test kernel with an initramfs under QEMU (TCG) and relays the job's
+# output; exits with the job's exit status.
+#
+#   scripts/run-guest.sh [--shell] [--icount] [--timeout SECONDS] [--log FILE] KDIR INITRAMFS
+#
+# --shell    interactive shell on the console instead of the job
+# --icount   -icount shift=0,sleep=off: guest time counts instructions, which
+#            makes benchmark ratios repeatable
+# --timeout  kill the guest after this many seconds (default 1800); exit 124
+# --log      keep the raw console output here
+#
+# Without a DMR-EXIT line (timeout, panic) the tail of the console is printed
+# and the exit status is 124 (timeout) or 125.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+shell=0 icount=() limit=1800 log=
+while [ $# -gt 2 ]; do
+	case $1 in
+	--shell) shell=1 ;;
+	--icount) icount=(-icount shift=0,sleep=off) ;;
+	--timeout) limit=$2; shift ;;
+	--log) log=$2; shift ;;
+	*) die "unknown option $1" ;;
+	esac
+	shift
+done
+[ $# -eq 2 ] || die "usage: $0 [--shell] [--icount] [--timeout S] [--log FILE] KDIR INITRAMFS"
+kdir=$1 initrd=$2
+kernel=$kdir/arch/x86/boot/bzImage
+[ -f "$kernel" ] || die "no kernel image at $kernel"
+
+qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nodefaults
+	-no-reboot -kernel "$kernel" -initrd "$initrd" "${icount[@]}")
+append="console=ttyS0 panic=-1 quiet"
+
+if [ $shell -eq 1 ]; then
+	exec "${qemu[@]}" -nographic -serial mon:stdio -append "$append dmr.shell"
+fi
+
+[ -n "$log" ] || log=$(mktemp "${TMPDIR:-/tmp}/dmr-console.XXXXXX")
+set +e
+timeout --kill-after=10 "$limit" "${qemu[@]}" -display none -monitor none \
+	-serial stdio -append "$append" </dev/null 2>"$log.qemu" |
+	tr -d '\r' | tee "$log" |
+	awk '/^DMR-BEGIN$/ { on = 1; next } /^DMR-EXIT / { on = 0 } on { print; fflush() }'
+qrc=${PIPESTATUS[0]}
+set -e
+
+rc=$(grep -a '^DMR-EXIT ' "$log" | tail -1 | cut -d' ' -f2 || true)
+if [ -z "$rc" ]; then
+	if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+		log "guest timed out after $limit s; console tail:"
+		rc=124
+	else
+		log "guest ended without an exit status (qemu status $qrc); console tail:"
+		rc=125
+	fi
+	tail -40 "$log" | tr -cd '\11\12\15\40-\176' >&2
+	cat "$log.qemu" >&2
+fi
+exit "$rc"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Installs what a fresh machine lacks to build the test kernels, the module and
+# the guest image: Debian packages, rust-src and bindgen-cli. Idempotent and
+# quick when everything is present.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+PACKAGES=(
+	linux-source-6.12
+	clang-19 lld-19 llvm-19 libclang-19-dev
+	flex bison bc libelf-dev libssl-dev cpio kmod
+	qemu-system-x86 busybox-static dmsetup
+	fio e2fsprogs util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "installing Debian packages: ${missing[*]}"
+	SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null
+fi
+
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+	log "installing rust-src"
+	rustup component add rust-src
+fi
+for c in clippy rustfmt; do
+	rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+if ! command -v bindgen >/dev/null; then
+	log "installing bindgen-cli (a few minutes)"
+	cargo install bindgen-cli --locked --quiet
+fi

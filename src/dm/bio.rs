@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A borrowed `struct bio`, as device-mapper hands it to `map`.
+
+use super::bindings as b;
+use super::device::DmDev;
+use kernel::types::Opaque;
+
+/// A bio that device-mapper passed to a target.
+///
+/// # Invariants
+///
+/// The wrapped `struct bio` is valid and owned by the caller of the target
+/// hook for as long as the reference exists; the target may modify its device
+/// and sector, as every bio-based target does in `map`.
+#[repr(transparent)]
+pub(crate) struct Bio(Opaque<b::bio>);
+
+impl Bio {
+    /// Borrows a raw bio.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid bio that the caller may modify for `'a`,
+    /// and no other reference to it may be used during `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut b::bio) -> &'a mut Bio {
+        // SAFETY: `Bio` is `repr(transparent)` over `Opaque<bio>`, which has the
+        // layout of `bio`; validity and exclusivity come from the caller.
+        unsafe { &mut *ptr.cast::<Bio>() }
+    }
+
+    fn raw(&self) -> *mut b::bio {
+        self.0.get()
+    }
+
+    /// First sector of the bio (relative to the device it is addressed to).
+    #[inline]
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: By the type invariant the bio is valid.
+        unsafe { (*self.raw()).bi_iter.bi_sector }
+    }
+
+    /// Points the bio at `sector`.
+    #[inline]
+    pub(crate) fn set_sector(&mut self, sector: u64) {
+        // SAFETY: By the type invariant the bio is valid and ours to modify.
+        unsafe { (*self.raw()).bi_iter.bi_sector = sector }
+    }
+
+    /// Size of the data in bytes (0 for an empty flush).
+    #[inline]
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: By the type invariant the bio is valid.
+        unsafe { (*self.raw()).bi_iter.bi_size }
+    }
+
+    #[inline]
+    fn opf(&self) -> u32 {
+        // SAFETY: By the type invariant the bio is valid.
+        unsafe { (*self.raw()).bi_opf }
+    }
+
+    /// Whether the bio carries `REQ_PREFLUSH`.
+    #[inline]
+    pub(crate) fn is_preflush(&self) -> bool {
+        self.opf() & b::REQ_PREFLUSH != 0
+    }
+
+    /// Which of a target's `num_flush_bios` (or discard) clones this is.
+    #[inline]
+    pub(crate) fn target_bio_nr(&self) -> u32 {
+        // SAFETY: By the type invariant the bio is valid; the function only
+        // reads device-mapper's per-bio data of a bio that it passed to us.
+        unsafe { b::dm_bio_get_target_bio_nr(self.raw()) }
+    }
+
+    /// Addresses the bio to `dev`.
+    #[inline]
+    pub(crate) fn set_dev(&mut self, dev: &DmDev) {
+        // SAFETY: The bio is valid and ours to modify (type invariant); the
+        // block device of an open `DmDev` is valid (its type invariant).
+        unsafe { b::dmr_bio_set_dev(self.raw(), dev.bdev()) }
+    }
+}

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-remap: a device-mapper target that keeps a disk with failing sectors in
+//! service by redirecting its bad blocks to a spare device.
+//!
+//! Layers (see `docs/architecture.md`):
+//! - [`dm`]: the FFI layer, small safe wrappers over the kernel's C API; the
+//!   only place with `unsafe`.
+//! - [`logic`]: pure Rust shared unchanged with the host crate (`src/host.rs`)
+//!   and tested there.
+//! - [`target`]: the target itself, written against the two above.
+
+use kernel::prelude::*;
+
+mod dm;
+#[allow(unreachable_pub, dead_code)]
+mod logic;
+mod target;
+
+module! {
+    type: DmRemap,
+    name: "dm_remap",
+    author: "dm-remap developers",
+    description: "device-mapper target that remaps bad blocks of a main device to a spare",
+    license: "GPL",
+    alias: ["dm-remap"],
+}
+
+struct DmRemap {
+    _target: dm::target::Registration,
+}
+
+impl kernel::Module for DmRemap {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let reg = dm::target::Registration::new::<target::Remap>(
+            module,
+            target::NAME,
+            target::VERSION,
+        )?;
+        let [a, b, c] = target::VERSION;
+        dm::log::dmr_info!("target remap {}.{}.{} registered\n", a, b, c);
+        Ok(DmRemap { _target: reg })
+    }
+}
+
+impl Drop for DmRemap {
+    fn drop(&mut self) {
+        dm::log::dmr_info!("unloading\n");
+    }
+}

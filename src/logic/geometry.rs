@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Checks a main/spare pair and derives the layout the target works with.
+
+use super::layout::{METADATA_AREA_SECTORS, SECTOR_SHIFT};
+use super::table_line::Features;
+use super::Refusal;
+
+/// What the constructor learns about one underlying device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// The device number (`dev_t`).
+    pub dev: u32,
+    /// The device number of the whole disk it belongs to (itself if whole).
+    pub whole: u32,
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+    /// Logical block size in bytes.
+    pub logical_block_size: u32,
+}
+
+impl DeviceFacts {
+    fn is_partition(&self) -> bool {
+        self.dev != self.whole
+    }
+}
+
+/// The validated layout of a remap target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Remap granularity in bytes.
+    pub block_size: u32,
+    /// Remap granularity in sectors (a power of two).
+    pub block_sectors: u64,
+    /// Blocks of main covered by the target.
+    pub main_blocks: u64,
+    /// First sector of the spare's data pool (right after the metadata area).
+    pub spare_data_start: u64,
+    /// Blocks in the spare's data pool.
+    pub spare_data_blocks: u64,
+}
+
+/// Validates the devices of a table line against each other and the target.
+///
+/// `target_len` is the target's length in sectors (the table line's `<len>`).
+pub fn validate(
+    target_len: u64,
+    main: &DeviceFacts,
+    spare: &DeviceFacts,
+    features: &Features,
+) -> Result<Geometry, Refusal> {
+    if main.dev == spare.dev {
+        return Err(Refusal::new(c"Main and spare are the same device"));
+    }
+    if main.whole == spare.whole && !(main.is_partition() && spare.is_partition()) {
+        return Err(Refusal::new(
+            c"Main and spare overlap: one is a partition of the other",
+        ));
+    }
+    if main.logical_block_size != spare.logical_block_size {
+        return Err(Refusal::new(
+            c"Main and spare have different logical block sizes",
+        ));
+    }
+    let lbs = main.logical_block_size;
+    if lbs < 512 || !lbs.is_power_of_two() {
+        return Err(Refusal::new(c"Unsupported logical block size"));
+    }
+    let block_size = features.block_size.unwrap_or(lbs);
+    if block_size < lbs {
+        return Err(Refusal::new(
+            c"block_size is smaller than the devices' logical block size",
+        ));
+    }
+    let block_sectors = u64::from(block_size) >> SECTOR_SHIFT;
+    if target_len > main.sectors {
+        return Err(Refusal::new(c"Target is longer than the main device"));
+    }
+    if target_len % block_sectors != 0 {
+        return Err(Refusal::new(
+            c"Target length is not a multiple of the block size",
+        ));
+    }
+    if spare.sectors < METADATA_AREA_SECTORS + block_sectors {
+        return Err(Refusal::new(
+            c"Spare device too small: it needs a 4 MiB metadata area plus one data block",
+        ));
+    }
+    Ok(Geometry {
+        block_size,
+        block_sectors,
+        main_blocks: target_len / block_sectors,
+        spare_data_start: METADATA_AREA_SECTORS,
+        spare_data_blocks: (spare.sectors - METADATA_AREA_SECTORS) / block_sectors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 2048;
+
+    fn dev(dev: u32, sectors: u64) -> DeviceFacts {
+        DeviceFacts {
+            dev,
+            whole: dev,
+            sectors,
+            logical_block_size: 512,
+        }
+    }
+
+    fn err(r: Result<Geometry, Refusal>) -> &'static str {
+        r.expect_err("should be refused").as_str()
+    }
+
+    #[test]
+    fn default_layout() {
+        let g = validate(
+            64 * MIB,
+            &dev(1, 64 * MIB),
+            &dev(2, 64 * MIB),
+            &Features::default(),
+        )
+        .unwrap();
+        assert_eq!(g.block_size, 512);
+        assert_eq!(g.block_sectors, 1);
+        assert_eq!(g.main_blocks, 64 * MIB);
+        assert_eq!(g.spare_data_start, 4 * MIB);
+        assert_eq!(g.spare_data_blocks, 60 * MIB);
+    }
+
+    #[test]
+    fn raised_block_size() {
+        let f = Features {
+            block_size: Some(4096),
+        };
+        let g = validate(64 * MIB, &dev(1, 64 * MIB), &dev(2, 5 * MIB), &f).unwrap();
+        assert_eq!(g.block_sectors, 8);
+        assert_eq!(g.main_blocks, 8 * MIB);
+        assert_eq!(g.spare_data_blocks, MIB / 8);
+        assert!(err(validate(
+            64 * MIB - 1,
+            &dev(1, 64 * MIB),
+            &dev(2, 5 * MIB),
+            &f
+        ))
+        .contains("not a multiple"));
+    }
+
+    #[test]
+    fn spare_boundary() {
+        let f = Features::default();
+        // Exactly the metadata area plus one block: accepted, one data block.
+        let g = validate(MIB, &dev(1, MIB), &dev(2, 4 * MIB + 1), &f).unwrap();
+        assert_eq!(g.spare_data_blocks, 1);
+        // One sector short.
+        assert!(err(validate(MIB, &dev(1, MIB), &dev(2, 4 * MIB), &f)).contains("too small"));
+    }
+
+    #[test]
+    fn refusals() {
+        let f = Features::default();
+        assert!(err(validate(MIB, &dev(1, MIB), &dev(1, 8 * MIB), &f)).contains("same device"));
+        assert!(err(validate(MIB + 1, &dev(1, MIB), &dev(2, 8 * MIB), &f)).contains("longer"));
+        let mut s = dev(2, 8 * MIB);
+        s.logical_block_size = 4096;
+        assert!(err(validate(MIB, &dev(1, MIB), &s, &f)).contains("different logical"));
+        let mut m = dev(1, MIB);
+        m.logical_block_size = 4096;
+        s.logical_block_size = 4096;
+        let small = Features {
+            block_size: Some(512),
+        };
+        assert!(err(validate(MIB, &m, &s, &small)).contains("smaller than"));
+    }
+
+    #[test]
+    fn partitions() {
+        let f = Features::default();
+        let whole = dev(0x800, 16 * MIB);
+        let p1 = DeviceFacts {
+            dev: 0x801,
+            whole: 0x800,
+            sectors: 8 * MIB,
+            logical_block_size: 512,
+        };
+        let p2 = DeviceFacts { dev: 0x802, ..p1 };
+        assert!(err(validate(MIB, &whole, &p1, &f)).contains("overlap"));
+        assert!(err(validate(MIB, &p1, &whole, &f)).contains("overlap"));
+        // Two partitions of one disk do not overlap.
+        validate(MIB, &p1, &p2, &f).unwrap();
+    }
+}

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pure logic of dm-remap: no kernel calls, no `unsafe`, no allocation.
+//!
+//! These files are compiled unchanged into two crates: the kernel module
+//! (`src/dm_remap.rs` declares `mod logic`) and the host library
+//! (`src/host.rs`), where `cargo test` exercises them. Everything that decides
+//! something (which table lines are valid, how the devices are laid out, what
+//! status prints) lives here so that it is tested on the host.
+
+pub mod emit;
+pub mod geometry;
+pub mod layout;
+pub mod number;
+pub mod status;
+pub mod table_line;
+
+/// Why a table line, a device pair or a message was refused.
+///
+/// `msg` is what the user sees: the constructor hands it to device-mapper as
+/// `ti->error`, which prints it in the kernel log next to the table line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// A sentence that names what is wrong.
+    pub msg: &'static core::ffi::CStr,
+}
+
+impl Refusal {
+    /// A refusal with this message.
+    pub const fn new(msg: &'static core::ffi::CStr) -> Self {
+        Self { msg }
+    }
+
+    /// The message as text (all messages are ASCII).
+    pub fn as_str(&self) -> &'static str {
+        match self.msg.to_str() {
+            Ok(s) => s,
+            Err(_) => "invalid argument",
+        }
+    }
+}

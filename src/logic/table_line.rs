@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The constructor's table line.
+//!
+//! ```text
+//! <start> <len> remap <main_dev> <spare_dev> [<#feature_args> <feature_arg>...]
+//! ```
+//!
+//! device-mapper hands the constructor everything after the target name. The
+//! feature arguments follow the convention of dm-flakey and dm-thin: a count,
+//! then that many words. Known features:
+//!
+//! - `block_size <bytes>`: the remap granularity, a power of two from the
+//!   devices' logical block size up to [`MAX_BLOCK_SIZE`]. Default: the logical
+//!   block size.
+
+use super::number::parse_u32;
+use super::Refusal;
+
+/// The largest remap block size accepted, in bytes.
+pub const MAX_BLOCK_SIZE: u32 = 64 * 1024;
+
+/// The smallest remap block size accepted, in bytes.
+pub const MIN_BLOCK_SIZE: u32 = 512;
+
+/// Optional behaviour chosen on the table line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `block_size <bytes>`, if given.
+    pub block_size: Option<u32>,
+}
+
+impl Features {
+    /// Number of feature words this set prints (the `<#feature_args>` value).
+    pub fn arg_count(&self) -> u32 {
+        let mut n = 0;
+        if self.block_size.is_some() {
+            n += 2;
+        }
+        n
+    }
+}
+
+/// A parsed table line; the device strings borrow from the arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLine<'a> {
+    /// Path or `major:minor` of the main device.
+    pub main: &'a str,
+    /// Path or `major:minor` of the spare device.
+    pub spare: &'a str,
+    /// Feature arguments.
+    pub features: Features,
+}
+
+const USAGE: Refusal = Refusal::new(
+    c"Invalid argument count: need <main_dev> <spare_dev> [<#feature_args> <feature_arg>...]",
+);
+
+/// Parses the arguments device-mapper gives the constructor.
+pub fn parse<'a>(args: &[&'a str]) -> Result<TableLine<'a>, Refusal> {
+    let (main, spare, rest) = match args {
+        [main, spare, rest @ ..] => (*main, *spare, rest),
+        _ => return Err(USAGE),
+    };
+    if main.is_empty() || spare.is_empty() {
+        return Err(USAGE);
+    }
+    let features = parse_features(rest)?;
+    Ok(TableLine {
+        main,
+        spare,
+        features,
+    })
+}
+
+fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
+    let mut features = Features::default();
+    let (count, words) = match rest {
+        [] => return Ok(features),
+        [count, words @ ..] => (*count, words),
+    };
+    let count = parse_u32(count).ok_or(Refusal::new(c"Invalid number of feature arguments"))?;
+    if usize::try_from(count).ok() != Some(words.len()) {
+        return Err(Refusal::new(
+            c"Number of feature arguments does not match the arguments given",
+        ));
+    }
+    let mut it = words.iter();
+    while let Some(word) = it.next() {
+        match *word {
+            "block_size" => {
+                if features.block_size.is_some() {
+                    return Err(Refusal::new(c"Feature block_size given twice"));
+                }
+                let value = it
+                    .next()
+                    .ok_or(Refusal::new(c"Feature block_size needs a value in bytes"))?;
+                let bs = parse_u32(value)
+                    .ok_or(Refusal::new(c"Invalid block_size: not a decimal number"))?;
+                if !bs.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) {
+                    return Err(Refusal::new(
+                        c"Invalid block_size: must be a power of two from 512 to 65536",
+                    ));
+                }
+                features.block_size = Some(bs);
+            }
+            _ => return Err(Refusal::new(c"Unknown feature argument")),
+        }
+    }
+    Ok(features)
+}
+
+/// Writes the canonical table line (what `dmsetup table` prints after the
+/// target name): device names as device-mapper knows them (`major:minor`),
+/// then the feature group, omitted when empty.
+pub fn write_canonical<W: core::fmt::Write>(
+    w: &mut W,
+    main: &str,
+    spare: &str,
+    features: &Features,
+) -> core::fmt::Result {
+    write!(w, "{main} {spare}")?;
+    let n = features.arg_count();
+    if n > 0 {
+        write!(w, " {n}")?;
+        if let Some(bs) = features.block_size {
+            write!(w, " block_size {bs}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn p(line: &str) -> Result<TableLine<'_>, &'static str> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        parse(&args).map_err(|r| r.as_str())
+    }
+
+    #[test]
+    fn minimal_line() {
+        let t = p("/dev/loop0 /dev/loop1").unwrap();
+        assert_eq!(t.main, "/dev/loop0");
+        assert_eq!(t.spare, "/dev/loop1");
+        assert_eq!(t.features, Features::default());
+        assert_eq!(p("7:0 7:1 0").unwrap().features, Features::default());
+    }
+
+    #[test]
+    fn block_size_feature() {
+        let t = p("a b 2 block_size 4096").unwrap();
+        assert_eq!(t.features.block_size, Some(4096));
+        assert_eq!(t.features.arg_count(), 2);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let cases = [
+            ("", "Invalid argument count"),
+            ("a", "Invalid argument count"),
+            ("a b x", "Invalid number of feature arguments"),
+            ("a b -1", "Invalid number of feature arguments"),
+            (
+                "a b 2abc block_size 4096",
+                "Invalid number of feature arguments",
+            ),
+            ("a b 1", "does not match"),
+            ("a b 3 block_size 4096", "does not match"),
+            ("a b 0 block_size", "does not match"),
+            ("a b 1 block_size", "needs a value"),
+            ("a b 2 block_size 4k", "not a decimal number"),
+            ("a b 2 block_size 4096x", "not a decimal number"),
+            ("a b 2 block_size 3000", "power of two"),
+            ("a b 2 block_size 256", "power of two"),
+            ("a b 2 block_size 131072", "power of two"),
+            ("a b 2 block_size 0", "power of two"),
+            ("a b 4 block_size 512 block_size 512", "given twice"),
+            ("a b 1 frobnicate", "Unknown feature argument"),
+            ("a b 2 BLOCK_SIZE 4096", "Unknown feature argument"),
+        ];
+        for (line, want) in cases {
+            let got = p(line).expect_err(line);
+            assert!(got.contains(want), "{line:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_round_trip() {
+        for line in ["7:0 7:1", "7:0 7:1 2 block_size 4096"] {
+            let t = p(line).unwrap();
+            let mut s = String::new();
+            write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
+            assert_eq!(s, line);
+        }
+        // An empty feature group is not printed.
+        let t = p("7:0 7:1 0").unwrap();
+        let mut s = String::new();
+        write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
+        assert_eq!(s, "7:0 7:1");
+    }
+}
