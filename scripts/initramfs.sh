@@ -9,7 +9,7 @@
 # JOB     the script /init runs once the system is up (its exit status is the
 #         guest's); FILEs are copied to /run/files/
 #
-# The image holds static busybox, the user-space tools the tests drive
+# The image holds dash as /bin/sh, static busybox for the other commands, the user-space tools the tests drive
 # (dmsetup, util-linux losetup, fio, mke2fs/e2fsck) with the shared libraries
 # ldd reports for them, scripts/guest-init.sh as /init, and tests/.
 set -euo pipefail
@@ -39,7 +39,13 @@ add_prog() {
 		cp -L "$lib" "$stage$lib"
 	done
 }
+# dash is the shell: busybox's sh would run its own applets in preference to
+# the real tools in PATH (losetup, mke2fs), surprising scripts.
+rm "$stage/bin/sh"
+add_prog /bin/dash /bin/sh
 add_prog /sbin/dmsetup /usr/sbin/dmsetup
+# GNU dd: busybox dd silently ignores a failing O_DIRECT.
+add_prog /bin/dd /usr/bin/dd
 add_prog /sbin/losetup /usr/sbin/losetup
 add_prog /usr/bin/fio /usr/bin/fio
 add_prog /sbin/mke2fs /usr/sbin/mke2fs

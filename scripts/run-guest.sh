@@ -34,7 +34,9 @@ kernel=$kdir/arch/x86/boot/bzImage
 
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nodefaults
 	-no-reboot -kernel "$kernel" -initrd "$initrd" "${icount[@]}")
-append="console=ttyS0 panic=-1 quiet"
+# loglevel=2: only panics reach the console; the runner reads everything else
+# from the kernel log itself.
+append="console=ttyS0 panic=-1 loglevel=2"
 
 if [ $shell -eq 1 ]; then
 	exec "${qemu[@]}" -nographic -serial mon:stdio -append "$append dmr.shell"

@@ -1,1 +1,104 @@
-# placeholder
+# SPDX-License-Identifier: GPL-2.0
+# Helpers for the guest tests; every test sources this first.
+#
+# Devices made with these helpers are torn down when the test exits, whether
+# it passes or fails, in reverse order of creation.
+
+MODULE=/lib/dm-remap/dm_remap.ko
+_STATE=/tmp/.dmr-test
+mkdir -p $_STATE
+: >$_STATE/devs
+: >$_STATE/loops
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+note() {
+	echo "# $*"
+}
+
+load_module() {
+	lsmod | grep -q '^dm_remap ' || insmod $MODULE || fail "insmod failed"
+}
+
+# new_loop SIZE [losetup options]: a loop device over a fresh tmpfs file.
+new_loop() {
+	_f=$(mktemp /tmp/loop.XXXXXX)
+	truncate -s "$1" "$_f" || fail "truncate $_f"
+	shift
+	_d=$(losetup --show -f "$@" "$_f") || fail "losetup $*"
+	echo "$_d" >>$_STATE/loops
+	echo "$_d"
+}
+
+# dm_create NAME TABLE...: creates a device and remembers it for clean-up.
+dm_create() {
+	_n=$1
+	shift
+	dmsetup create "$_n" --table "$*" || return 1
+	echo "$_n" >>$_STATE/devs
+}
+
+# dm_remove NAME: removes a device made with dm_create.
+dm_remove() {
+	dmsetup remove "$1" || fail "dmsetup remove $1"
+	grep -vx "$1" $_STATE/devs >$_STATE/devs.new
+	mv $_STATE/devs.new $_STATE/devs
+}
+
+# mark: starts a new section of the kernel log; since_mark prints it.
+_MARK=0
+mark() {
+	_MARK=$((_MARK + 1))
+	echo "dmr-mark $$-$_MARK" >/dev/kmsg
+}
+since_mark() {
+	dmesg | sed -n "/dmr-mark $$-$_MARK\$/,\$p"
+}
+
+# expect_bad_table NAME "TABLE" "MESSAGE": the table must be refused, the
+# kernel log must show "remap: MESSAGE", and no device may be left.
+expect_bad_table() {
+	mark
+	if dmsetup create "$1" --table "$2" 2>/dev/null; then
+		dmsetup remove "$1"
+		fail "table accepted: $2"
+	fi
+	since_mark | grep -qF "remap: $3" ||
+		fail "no '$3' in the kernel log for: $2 (got: $(since_mark | grep 'remap:'))"
+	dmsetup info "$1" >/dev/null 2>&1 && fail "device $1 left behind by: $2"
+	return 0
+}
+
+# holders DEV: how many devices hold DEV open (dm keeps one per open target).
+holders() {
+	ls /sys/block/"$(basename "$1")"/holders | wc -l
+}
+
+# dm_kname NAME: the kernel name (dm-N) of a dm device.
+dm_kname() {
+	echo "dm-$(dmsetup info -c --noheadings -o minor "$1" | tr -d ' ')"
+}
+
+sectors() {
+	blockdev --getsz "$1"
+}
+
+# flushes DEV: completed flush requests of a block device.
+flushes() {
+	awk '{ print $16 }' /sys/block/"$(basename "$1")"/stat
+}
+
+_cleanup() {
+	for _n in $(sed '1!G;h;$!d' $_STATE/devs); do
+		dmsetup remove --retry "$_n" >/dev/null 2>&1
+	done
+	for _d in $(sed '1!G;h;$!d' $_STATE/loops); do
+		losetup -d "$_d" 2>/dev/null
+	done
+	rm -f /tmp/loop.*
+	rm -rf $_STATE
+}
+trap _cleanup EXIT

@@ -78,7 +78,8 @@ mod tests {
     fn writes_and_terminates() {
         let mut buf = [0xffu8; 16];
         let mut e = Emitter::new(&mut buf);
-        write!(e, "{} {}", 7, "x").unwrap();
+        let n = 7;
+        write!(e, "{n} x").unwrap();
         assert_eq!(e.as_bytes(), b"7 x");
         assert!(!e.overflowed());
         assert_eq!(&buf[..4], b"7 x\0");

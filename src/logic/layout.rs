@@ -4,7 +4,7 @@
 //!
 //! The spare starts with a metadata area of [`METADATA_AREA_BYTES`]; the rest
 //! is the data pool that remapped blocks are copied to. The on-disk format of
-//! the metadata area is specified in `docs/on-disk-format.md`; this module only
+//! the metadata area will be specified with the persistence format; this module only
 //! fixes its size and place so that nothing else ever allocates from it.
 
 /// Size of the metadata area at the start of the spare, in bytes.

@@ -8,7 +8,7 @@
 //!
 //! Fields are separated by one space and never reordered or removed; new
 //! fields are only ever appended, so parsers that split on spaces keep
-//! working. `docs/status.md` describes each field.
+//! working. `docs/usage.md` describes each field.
 
 use core::fmt::{self, Write};
 

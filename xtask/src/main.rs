@@ -1,1 +1,470 @@
-fn main() {}
+//! Developer commands for dm-remap.
+//!
+//! ```text
+//! cargo xtask test   [--filter REGEX] [--host-only] [--guest-only]
+//! cargo xtask demo   [--kernel debug|perf]
+//! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--script FILE] [-- CMD...]
+//! cargo xtask kernel [--kernel debug|perf]
+//! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy]
+//! ```
+//!
+//! Every command installs what the machine lacks (`scripts/setup.sh`) and
+//! builds what it needs (kernel, module, guest image), reusing the cache.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+use xshell::{cmd, Shell};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test    host checks (fmt, clippy, cargo test), the module build (also with
+          CLIPPY=1, no warnings allowed) and the guest test suite on the debug
+          kernel; ends with `N passed, N failed`
+            --filter REGEX   run only the guest tests whose names match
+            --host-only      skip the kernel, module and guest
+            --guest-only     skip the host checks
+  demo    boots the guest and walks through creating and using a remap device
+  guest   boots the guest with the module and tools ready and runs FILE or CMD,
+          returning its output and exit status; with neither, a shell
+            --script FILE    run FILE (copied into the guest)
+            -- CMD...        run CMD
+            --icount         instruction-counted guest time (for benchmarks)
+            --timeout S      kill the guest after S seconds (default 1800)
+  kernel  builds the test kernel (or finds it in the cache) and prints its path
+  build   builds dm_remap.ko against the test kernel (or --kdir DIR)
+            --clippy         build with the kernel's CLIPPY=1
+
+common options:
+  --kernel debug|perf  kernel flavour (default: debug)
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parsed command-line options (shared by all commands).
+#[derive(Default)]
+struct Opts {
+    flavour: String,
+    filter: Option<String>,
+    host_only: bool,
+    guest_only: bool,
+    script: Option<PathBuf>,
+    cmd: Vec<String>,
+    icount: bool,
+    timeout: Option<u64>,
+    kdir: Option<PathBuf>,
+    clippy: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        flavour: "debug".into(),
+        ..Opts::default()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--kernel" => o.flavour = value("--kernel")?,
+            "--filter" => o.filter = Some(value("--filter")?),
+            "--script" => o.script = Some(PathBuf::from(value("--script")?)),
+            "--timeout" => o.timeout = Some(value("--timeout")?.parse()?),
+            "--kdir" => o.kdir = Some(PathBuf::from(value("--kdir")?)),
+            "--host-only" => o.host_only = true,
+            "--guest-only" => o.guest_only = true,
+            "--icount" => o.icount = true,
+            "--clippy" => o.clippy = true,
+            "--" => {
+                o.cmd = it.by_ref().cloned().collect();
+            }
+            other => return Err(format!("unknown option '{other}'\n\n{USAGE}").into()),
+        }
+    }
+    if o.flavour != "debug" && o.flavour != "perf" {
+        return Err(format!("--kernel takes debug or perf, not '{}'", o.flavour).into());
+    }
+    Ok(o)
+}
+
+fn run() -> Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let opts = parse(rest)?;
+    let x = Xtask::new()?;
+    match command.as_str() {
+        "test" => x.test(&opts),
+        "demo" => x.demo(&opts),
+        "guest" => x.guest(&opts),
+        "kernel" => {
+            x.setup()?;
+            println!("{}", x.kernel(&opts.flavour)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "build" => {
+            x.setup()?;
+            let kdir = match &opts.kdir {
+                Some(k) => k.clone(),
+                None => x.kernel(&opts.flavour)?,
+            };
+            println!("{}", x.module(&kdir, opts.clippy)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command '{other}'\n\n{USAGE}").into()),
+    }
+}
+
+struct Xtask {
+    sh: Shell,
+    root: PathBuf,
+    cache: PathBuf,
+}
+
+impl Xtask {
+    fn new() -> Result<Self> {
+        let sh = Shell::new()?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("xtask has no parent directory")?
+            .to_path_buf();
+        sh.change_dir(&root);
+        let cache = match std::env::var_os("DMR_CACHE") {
+            Some(c) => PathBuf::from(c),
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(c) => PathBuf::from(c).join("dm-remap"),
+                None => PathBuf::from(std::env::var("HOME")?).join(".cache/dm-remap"),
+            },
+        };
+        Ok(Self { sh, root, cache })
+    }
+
+    /// Installs what the machine lacks.
+    fn setup(&self) -> Result {
+        let t = Instant::now();
+        cmd!(self.sh, "bash scripts/setup.sh").run()?;
+        step("setup", t);
+        Ok(())
+    }
+
+    /// Builds or finds the kernel of `flavour`; returns its build directory.
+    fn kernel(&self, flavour: &str) -> Result<PathBuf> {
+        let t = Instant::now();
+        let out = cmd!(self.sh, "bash scripts/kernel.sh {flavour}").read()?;
+        let kdir = PathBuf::from(out.lines().last().ok_or("kernel.sh printed nothing")?);
+        step(&format!("{flavour} kernel"), t);
+        Ok(kdir)
+    }
+
+    /// Builds the module against `kdir` in a private copy of the sources and
+    /// returns the path of `dm_remap.ko`. Any compiler warning fails the build.
+    fn module(&self, kdir: &Path, clippy: bool) -> Result<PathBuf> {
+        let t = Instant::now();
+        let name = kdir
+            .file_name()
+            .ok_or("bad kernel directory")?
+            .to_string_lossy()
+            .into_owned();
+        let dir = self.cache.join("module").join(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        for item in ["Kbuild", "Makefile", "src", "include"] {
+            let src = self.root.join(item);
+            cmd!(self.sh, "cp -r {src} {dir}").run()?;
+        }
+        let clippy_arg = if clippy { "CLIPPY=1" } else { "CLIPPY=" };
+        let output = Command::new("make")
+            .args(["-C"])
+            .arg(kdir)
+            .arg(format!("M={}", dir.display()))
+            .args(["LLVM=-19", clippy_arg])
+            .env("PATH", path_with_cargo_bin())
+            .output()?;
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            eprintln!("{log}");
+            return Err("module build failed".into());
+        }
+        if log.contains("warning:") || log.contains("warning[") {
+            eprintln!("{log}");
+            return Err("module build printed warnings".into());
+        }
+        step(
+            &format!("module build{}", if clippy { " (CLIPPY=1)" } else { "" }),
+            t,
+        );
+        Ok(dir.join("dm_remap.ko"))
+    }
+
+    /// Builds the guest image around `job` and returns its path.
+    fn initramfs(&self, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
+        let t = Instant::now();
+        let dir = self.cache.join("guest");
+        std::fs::create_dir_all(&dir)?;
+        let img = dir.join(format!("initramfs-{}.cpio.gz", std::process::id()));
+        cmd!(
+            self.sh,
+            "bash scripts/initramfs.sh {img} {ko} {job} {files...}"
+        )
+        .run()?;
+        step("guest image", t);
+        Ok(img)
+    }
+
+    /// Boots the guest; calls `on_line` for every line of the job's output.
+    /// Returns the job's exit status.
+    fn boot(
+        &self,
+        kdir: &Path,
+        img: &Path,
+        icount: bool,
+        timeout: u64,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<i32> {
+        let mut c = Command::new("bash");
+        c.arg(self.root.join("scripts/run-guest.sh"));
+        if icount {
+            c.arg("--icount");
+        }
+        c.args(["--timeout", &timeout.to_string()])
+            .arg(kdir)
+            .arg(img)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = c.spawn()?;
+        let stdout = child.stdout.take().ok_or("no guest output")?;
+        for line in BufReader::new(stdout).split(b'\n') {
+            on_line(&String::from_utf8_lossy(&line?));
+        }
+        let status = child.wait()?;
+        let _ = std::fs::remove_file(img);
+        Ok(status.code().unwrap_or(125))
+    }
+
+    fn prepare_guest(&self, flavour: &str) -> Result<(PathBuf, PathBuf)> {
+        self.setup()?;
+        let kdir = self.kernel(flavour)?;
+        let ko = self.module(&kdir, false)?;
+        Ok((kdir, ko))
+    }
+
+    fn test(&self, o: &Opts) -> Result<ExitCode> {
+        let start = Instant::now();
+        self.setup()?;
+        if !o.guest_only {
+            let t = Instant::now();
+            cmd!(self.sh, "cargo fmt --all --check").run()?;
+            cmd!(
+                self.sh,
+                "cargo clippy --workspace --all-targets --quiet -- -D warnings"
+            )
+            .run()?;
+            cmd!(self.sh, "cargo test --workspace --quiet").run()?;
+            step("host checks and tests", t);
+        }
+        if o.host_only {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let kdir = self.kernel("debug")?;
+        self.module(&kdir, true)?;
+        let ko = self.module(&kdir, false)?;
+
+        let conf = self.cache.join("guest").join("dmr-test.conf");
+        std::fs::create_dir_all(conf.parent().ok_or("bad path")?)?;
+        let filter = o.filter.clone().unwrap_or_default();
+        std::fs::write(&conf, format!("FILTER='{}'\n", filter.replace('\'', "")))?;
+        let job = self.root.join("scripts/guest-tests.sh");
+        let img = self.initramfs(&ko, &job, &[conf])?;
+
+        let t = Instant::now();
+        let (mut passed, mut failed) = (0u32, 0u32);
+        let mut summary = None;
+        let mut failures = Vec::new();
+        let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(3600), |line| {
+            if let Some(r) = line.strip_prefix("DMR-RESULT ") {
+                let mut f = r.splitn(4, ' ');
+                let (verdict, name, secs, reason) = (
+                    f.next().unwrap_or(""),
+                    f.next().unwrap_or("?"),
+                    f.next().unwrap_or("?"),
+                    f.next().unwrap_or(""),
+                );
+                if verdict == "PASS" {
+                    passed += 1;
+                    println!("PASS {name} ({secs} s)");
+                } else {
+                    failed += 1;
+                    println!("FAIL {name} ({secs} s): {reason}");
+                    failures.push(name.to_string());
+                }
+            } else if let Some(s) = line.strip_prefix("DMR-SUMMARY ") {
+                summary = Some(s.to_string());
+            } else {
+                println!("{line}");
+            }
+        })?;
+        step("guest suite", t);
+        let complete = summary.is_some();
+        if !complete {
+            failed += 1;
+            println!("FAIL guest: the suite did not finish (exit status {rc})");
+        }
+        if !failures.is_empty() {
+            println!("failed: {}", failures.join(" "));
+        }
+        eprintln!(
+            "[xtask] cargo xtask test took {} s",
+            start.elapsed().as_secs()
+        );
+        println!("{passed} passed, {failed} failed");
+        Ok(if failed == 0 && rc == 0 && complete {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    fn demo(&self, o: &Opts) -> Result<ExitCode> {
+        let (kdir, ko) = self.prepare_guest(&o.flavour)?;
+        let job = self.root.join("scripts/demo.sh");
+        let img = self.initramfs(&ko, &job, &[])?;
+        let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| {
+            println!("{l}")
+        })?;
+        Ok(exit_code(rc))
+    }
+
+    fn guest(&self, o: &Opts) -> Result<ExitCode> {
+        if o.script.is_some() && !o.cmd.is_empty() {
+            return Err("give either --script FILE or -- CMD, not both".into());
+        }
+        let (kdir, ko) = self.prepare_guest(&o.flavour)?;
+        let dir = self.cache.join("guest");
+        std::fs::create_dir_all(&dir)?;
+        let job = dir.join(format!("job-{}.sh", std::process::id()));
+        match (&o.script, o.cmd.is_empty()) {
+            (Some(file), _) => {
+                let name = file
+                    .file_name()
+                    .ok_or("--script needs a file")?
+                    .to_string_lossy()
+                    .into_owned();
+                let file = std::fs::canonicalize(file)?;
+                std::fs::write(&job, format!("exec sh /run/files/{name}\n"))?;
+                let img = self.initramfs(&ko, &job, &[file])?;
+                let _ = std::fs::remove_file(&job);
+                let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
+                    println!("{l}")
+                })?;
+                Ok(exit_code(rc))
+            }
+            (None, false) => {
+                let line: Vec<String> = o.cmd.iter().map(|a| shell_quote(a)).collect();
+                std::fs::write(&job, format!("{}\n", line.join(" ")))?;
+                let img = self.initramfs(&ko, &job, &[])?;
+                let _ = std::fs::remove_file(&job);
+                let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
+                    println!("{l}")
+                })?;
+                Ok(exit_code(rc))
+            }
+            (None, true) => {
+                std::fs::write(&job, "exit 0\n")?;
+                let img = self.initramfs(&ko, &job, &[])?;
+                let _ = std::fs::remove_file(&job);
+                let status = Command::new("bash")
+                    .arg(self.root.join("scripts/run-guest.sh"))
+                    .arg("--shell")
+                    .arg(&kdir)
+                    .arg(&img)
+                    .status()?;
+                let _ = std::fs::remove_file(&img);
+                Ok(exit_code(status.code().unwrap_or(1)))
+            }
+        }
+    }
+}
+
+fn exit_code(rc: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(rc).unwrap_or(1))
+}
+
+/// Quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// PATH with cargo's bin directory, where setup installs bindgen.
+fn path_with_cargo_bin() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    match std::env::var("HOME") {
+        Ok(home) => format!("{home}/.cargo/bin:{path}"),
+        Err(_) => path,
+    }
+}
+
+fn step(what: &str, t: Instant) {
+    eprintln!("[xtask] {what}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("dmsetup"), "dmsetup");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn options() {
+        let a: Vec<String> = ["--kernel", "perf", "--icount", "--", "echo", "hi"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = parse(&a).unwrap();
+        assert_eq!(o.flavour, "perf");
+        assert!(o.icount);
+        assert_eq!(o.cmd, ["echo", "hi"]);
+        assert!(parse(&["--kernel".to_string(), "x".to_string()]).is_err());
+        assert!(parse(&["--bogus".to_string()]).is_err());
+    }
+}
