@@ -4,8 +4,58 @@
 //!
 //! The kernel module compiles `src/logic/` into itself; this crate compiles the
 //! very same files for the host so that `cargo test` checks them and host tools
-//! share them. Nothing here may depend on the standard library outside tests.
+//! share them. [`HostEnv`] stands in for the kernel's memory and RCU.
 
 #![no_std]
 
+extern crate std;
+
 pub mod logic;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use std::sync::RwLock;
+
+static RCU: RwLock<()> = RwLock::new(());
+
+std::thread_local! {
+    static READ_GUARDS: core::cell::RefCell<std::vec::Vec<std::sync::RwLockReadGuard<'static, ()>>> =
+        const { core::cell::RefCell::new(std::vec::Vec::new()) };
+}
+
+/// The host environment of the remap table: the global allocator, and a
+/// read-write lock as RCU (readers share it; a grace period takes it
+/// exclusively once, which waits for every reader that started before).
+pub struct HostEnv;
+
+// SAFETY: The global allocator returns zeroed memory of the layout and takes
+// it back; the write lock is granted only after every read guard taken before
+// it has been released.
+#[allow(unsafe_code)]
+unsafe impl logic::mem::Env for HostEnv {
+    fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: The layout has a non-zero size.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+    }
+
+    unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: The caller passes back what `alloc_zeroed(layout)` returned.
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+    }
+
+    fn synchronize() {
+        drop(RCU.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn read_lock() {
+        let g = RCU.read().unwrap_or_else(|e| e.into_inner());
+        READ_GUARDS.with(|v| v.borrow_mut().push(g));
+    }
+
+    fn read_unlock() {
+        READ_GUARDS.with(|v| drop(v.borrow_mut().pop()));
+    }
+}

@@ -1,18 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Pure logic of dm-remap: no kernel calls, no `unsafe`, no allocation.
+//! Pure logic of dm-remap: no kernel calls.
 //!
 //! These files are compiled unchanged into two crates: the kernel module
 //! (`src/dm_remap.rs` declares `mod logic`) and the host library
 //! (`src/host.rs`), where `cargo test` exercises them. Everything that decides
 //! something (which table lines are valid, how the devices are laid out, what
-//! status prints) lives here so that it is tested on the host.
+//! status prints, where a block is remapped to) lives here so that it is
+//! tested on the host.
+//!
+//! Memory and RCU come from the [`mem::Env`] the caller plugs in. Only
+//! [`mem`] and [`table`] (the lock-free table) contain `unsafe` code.
 
 pub mod emit;
 pub mod geometry;
 pub mod layout;
+#[allow(unsafe_code)]
+pub mod mem;
+pub mod message;
 pub mod number;
+pub mod pool;
 pub mod status;
+#[allow(unsafe_code)]
+pub mod table;
 pub mod table_line;
 
 /// Why a table line, a device pair or a message was refused.
