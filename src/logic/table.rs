@@ -520,11 +520,14 @@ mod tests {
                         t.resize(&mut w, want).unwrap();
                     }
                     let r = t.insert(&mut w, key, key * 3);
-                    if model.contains_key(&key) {
-                        assert_eq!(r, Err(TableError::Exists));
-                    } else {
-                        r.unwrap();
-                        model.insert(key, key * 3);
+                    match model.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            assert_eq!(r, Err(TableError::Exists));
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            r.unwrap();
+                            e.insert(key * 3);
+                        }
                     }
                 } else {
                     assert_eq!(t.remove(&mut w, key, &mut retired), model.remove(&key));
