@@ -10,12 +10,20 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
 
 void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev);
 unsigned int dmr_bdev_logical_block_size(struct block_device *bdev);
 sector_t dmr_bdev_nr_sectors(struct block_device *bdev);
 dev_t dmr_bdev_dev(struct block_device *bdev);
 dev_t dmr_bdev_whole_dev(struct block_device *bdev);
+
+void dmr_rcu_read_lock(void);
+void dmr_rcu_read_unlock(void);
+void *dmr_kvzalloc_noio(size_t size);
+void dmr_kvfree(void *p);
 
 #ifdef __BINDGEN__
 /*

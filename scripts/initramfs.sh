@@ -47,6 +47,12 @@ add_prog /sbin/dmsetup /usr/sbin/dmsetup
 # GNU dd: busybox dd silently ignores a failing O_DIRECT.
 add_prog /bin/dd /usr/bin/dd
 add_prog /sbin/losetup /usr/sbin/losetup
+# bash, GNU grep and a pass-through sudo: users' monitoring scripts (grep -P,
+# "sudo dmesg") run unchanged; the guest runs everything as root.
+add_prog /bin/bash /bin/bash
+add_prog /bin/grep /usr/bin/grep
+printf '#!/bin/sh\nexec "$@"\n' >"$stage/usr/bin/sudo"
+chmod +x "$stage/usr/bin/sudo"
 add_prog /usr/bin/fio /usr/bin/fio
 add_prog /sbin/mke2fs /usr/sbin/mke2fs
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
@@ -57,7 +63,7 @@ cp "$module" "$stage/lib/dm-remap/dm_remap.ko"
 cp "$DMR_ROOT/scripts/guest-init.sh" "$stage/init"
 cp "$DMR_ROOT/scripts/guest-env.sh" "$stage/etc/dmr-env.sh"
 cp "$job" "$stage/run/job.sh"
-cp "$DMR_ROOT"/tests/*.sh "$stage/tests/"
+cp -r "$DMR_ROOT"/tests/. "$stage/tests/"
 for f in "$@"; do cp "$f" "$stage/run/files/"; done
 chmod +x "$stage/init" "$stage/run/job.sh" "$stage"/tests/*.sh
 

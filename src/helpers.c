@@ -29,3 +29,32 @@ dev_t dmr_bdev_whole_dev(struct block_device *bdev)
 {
 	return bdev_whole(bdev)->bd_dev;
 }
+
+void dmr_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void dmr_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+/*
+ * Zeroed memory for the remap table and pool, allocated as if GFP_NOIO: the
+ * caller may hold locks that I/O to the device needs, so reclaim must not
+ * write to it.
+ */
+void *dmr_kvzalloc_noio(size_t size)
+{
+	unsigned int flags = memalloc_noio_save();
+	void *p = kvzalloc(size, GFP_KERNEL);
+
+	memalloc_noio_restore(flags);
+	return p;
+}
+
+void dmr_kvfree(void *p)
+{
+	kvfree(p);
+}

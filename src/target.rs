@@ -4,30 +4,35 @@
 //!
 //! Construct: `<start> <len> remap <main_dev> <spare_dev> [<#feature_args> <feature_arg>...]`
 //!
-//! Data path: `map` addresses every bio to main at the same offset; empty
-//! flushes go to both devices (one clone each), discards to main.
+//! Data path: `map` looks each bio up in the RCU-protected remap table (not at
+//! all while the table is empty), sends the longest piece that goes to one
+//! place there, and lets device-mapper resubmit the rest. Empty flushes go to
+//! both devices (one clone each).
 
 use crate::dm::bio::Bio;
 use crate::dm::device::DmDev;
 use crate::dm::log::{dmr_err, dmr_info};
+use crate::dm::rcu::KernelEnv;
 use crate::dm::target::{
     CtrContext, CtrError, DeviceVisitor, MapResult, QueueLimits, StatusKind, Target, TargetOps,
 };
 use crate::logic::emit::Emitter;
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
+use crate::logic::message;
+use crate::logic::remaps::{self, Event, MsgError, Remaps};
 use crate::logic::status::{self, Info, State};
+use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
 use core::fmt::Write;
 use kernel::ffi::c_int;
+use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 
 /// The target type's name in table lines.
 pub(crate) const NAME: &core::ffi::CStr = c"remap";
 /// The target type's version, as `dmsetup targets` shows it.
-pub(crate) const VERSION: [u32; 3] = [0, 1, 0];
-
-/// Messages `dmsetup message <dev> 0 ...` accepts, one per line for `help`.
-const HELP: &str = "help";
+pub(crate) const VERSION: [u32; 3] = [0, 2, 0];
 
 /// One remap target.
 pub(crate) struct Remap {
@@ -35,6 +40,10 @@ pub(crate) struct Remap {
     spare: DmDev,
     features: Features,
     geometry: Geometry,
+    /// Read by `map` under RCU; changed only by the holder of `writer`.
+    table: RemapTable<KernelEnv>,
+    /// The table's writer side and the spare pool; messages take the lock.
+    writer: Pin<KBox<Mutex<Remaps<KernelEnv>>>>,
 }
 
 fn facts(dev: &DmDev) -> DeviceFacts {
@@ -43,6 +52,31 @@ fn facts(dev: &DmDev) -> DeviceFacts {
         whole: dev.whole_devt(),
         sectors: dev.sectors(),
         logical_block_size: dev.logical_block_size(),
+    }
+}
+
+fn log_event(dev: &str, ev: Event) {
+    match ev {
+        Event::Resizing { old, new, count } => dmr_info!(
+            "{}: Adaptive hash table resize: {} -> {} buckets (count={})\n",
+            dev,
+            old,
+            new,
+            count
+        ),
+        Event::Resized { old, new } => dmr_info!(
+            "{}: Hash table resize complete: {} -> {} buckets\n",
+            dev,
+            old,
+            new
+        ),
+        Event::ResizeFailed { old, new } => dmr_err!(
+            "{}: Hash table resize {} -> {} failed: out of memory; keeping {} buckets\n",
+            dev,
+            old,
+            new,
+            old
+        ),
     }
 }
 
@@ -61,7 +95,12 @@ impl TargetOps for Remap {
             &facts(&spare),
             &line.features,
         )?;
-        // One empty flush for each device; discards only concern main.
+        let (table, remaps) = Remaps::new(geometry)
+            .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
+        let writer = KBox::pin_init(new_mutex!(remaps), GFP_KERNEL)
+            .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
+        // One empty flush for each device; discards are split and routed like
+        // writes, so one clone.
         ctx.set_num_flush_bios(2);
         ctx.set_num_discard_bios(1);
         dmr_info!(
@@ -77,22 +116,42 @@ impl TargetOps for Remap {
             spare,
             features: line.features,
             geometry,
+            table,
+            writer,
         })
     }
 
     fn map(&self, ti: &Target, bio: &mut Bio) -> MapResult {
-        if bio.size() == 0 && bio.is_preflush() {
-            // Empty flush: clone 0 goes to main, clone 1 to the spare.
-            let dev = if bio.target_bio_nr() == 1 {
-                &self.spare
-            } else {
-                &self.main
-            };
-            bio.set_dev(dev);
+        let size = bio.size();
+        if size == 0 {
+            if bio.is_preflush() {
+                // Empty flush: clone 0 goes to main, clone 1 to the spare.
+                let dev = if bio.target_bio_nr() == 1 {
+                    &self.spare
+                } else {
+                    &self.main
+                };
+                bio.set_dev(dev);
+                return MapResult::Remapped;
+            }
+            bio.set_dev(&self.main);
+            bio.set_sector(ti.offset(bio.sector()));
             return MapResult::Remapped;
         }
-        bio.set_dev(&self.main);
-        bio.set_sector(ti.offset(bio.sector()));
+        let offset = ti.offset(bio.sector());
+        if self.table.is_empty() {
+            bio.set_dev(&self.main);
+            bio.set_sector(offset);
+            return MapResult::Remapped;
+        }
+        let sectors = u64::from(size >> 9);
+        let r = remaps::route(&self.geometry, |b| self.table.lookup(b), offset, sectors);
+        if r.len < sectors {
+            // `r.len < sectors <= u32::MAX >> 9`, so the cast is lossless.
+            bio.accept_partial(r.len as u32);
+        }
+        bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
+        bio.set_sector(r.sector);
         MapResult::Remapped
     }
 
@@ -105,9 +164,11 @@ impl TargetOps for Remap {
                 &Info {
                     state: State::Ok,
                     block_size: self.geometry.block_size,
-                    remaps: 0,
-                    spare_used: 0,
+                    remaps: self.table.len(),
+                    spare_used: self.writer.lock().spare_used(),
                     spare_total: self.geometry.spare_data_blocks,
+                    buckets: self.table.buckets(),
+                    resizes: self.table.resizes(),
                 },
             ),
             StatusKind::Table => table_line::write_canonical(
@@ -131,17 +192,27 @@ impl TargetOps for Remap {
     }
 
     fn message(&self, ti: &Target, args: &[&str], out: &mut Emitter<'_>) -> Result {
-        match args {
-            ["help"] => {
-                let _ = out.write_str(HELP);
-                Ok(())
+        let dev = ti.device_name();
+        let verb = args.first().copied().unwrap_or("");
+        let msg = match message::parse(args) {
+            Ok(m) => m,
+            Err(r) => {
+                dmr_err!("{}: {}: {}\n", dev, verb, r.as_str());
+                return Err(EINVAL);
             }
-            [] => Err(EINVAL),
-            [verb, ..] => {
-                dmr_err!("{}: unknown message '{}'; try 'help'\n", ti.device_name(), verb);
-                Err(EINVAL)
+        };
+        let r = self
+            .writer
+            .lock()
+            .handle(&self.table, msg, out, &mut |ev| log_event(dev, ev));
+        r.map_err(|e| {
+            dmr_err!("{}: {}: {}\n", dev, verb, e);
+            match e {
+                MsgError::NoMemory => ENOMEM,
+                MsgError::PoolFull { .. } => ENOSPC,
+                MsgError::Invalid(_) | MsgError::At(..) => EINVAL,
             }
-        }
+        })
     }
 
     fn iterate_devices(&self, ti: &Target, visit: &mut DeviceVisitor<'_>) -> c_int {

@@ -30,7 +30,7 @@ dd if=/dev/mapper/t bs=1M skip=20 count=2 iflag=direct 2>/dev/null | cmp - /tmp/
 a=$(sha256sum </dev/mapper/t)
 b=$(sha256sum <$M)
 [ "$a" = "$b" ] || fail "device and main differ"
-# The spare's data pool (after the 4 MiB metadata area) is still all zeros.
-a=$(dd if=$S bs=1M skip=4 2>/dev/null | sha256sum)
-b=$(dd if=/dev/zero bs=1M count=12 2>/dev/null | sha256sum)
+# The spare's data pool (after the 2 MiB metadata area) is still all zeros.
+a=$(dd if=$S bs=1M skip=2 2>/dev/null | sha256sum)
+b=$(dd if=/dev/zero bs=1M count=14 2>/dev/null | sha256sum)
 [ "$a" = "$b" ] || fail "the spare's data pool was written"

@@ -5,7 +5,7 @@ load_module
 
 M=$(new_loop 32M)
 S=$(new_loop 16M)
-TINY=$(new_loop 4M)
+TINY=$(new_loop 2M)
 M4K=$(new_loop 16M -b 4096)
 
 expect_bad_table t "0 65536 remap $M" "Invalid argument count"
@@ -33,7 +33,7 @@ done
 [ "$(cat /sys/module/dm_remap/refcnt)" = 0 ] || fail "module references left: $(cat /sys/module/dm_remap/refcnt)"
 
 # The boundary: a spare of exactly the metadata area plus one block works.
-ONE=$(new_loop $((4 * 1048576 + 512)))
-dm_create t "0 65536 remap $M $ONE" || fail "spare of 4 MiB + 1 block refused"
-dmsetup status t | grep -q ' 0/1$' || fail "status: $(dmsetup status t)"
+ONE=$(new_loop $((2 * 1048576 + 512)))
+dm_create t "0 65536 remap $M $ONE" || fail "spare of 2 MiB + 1 block refused"
+dmsetup status t | grep -q ' 0/1 64 0$' || fail "status: $(dmsetup status t)"
 dm_remove t

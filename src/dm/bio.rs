@@ -74,6 +74,20 @@ impl Bio {
         unsafe { b::dm_bio_get_target_bio_nr(self.raw()) }
     }
 
+    /// Keeps only the first `sectors` sectors of the bio for this call of
+    /// `map`; device-mapper sends the rest as a new bio.
+    ///
+    /// Only for bios device-mapper did not duplicate (not the clones of a
+    /// flush sent to several devices), and `sectors` must not exceed the
+    /// bio's size; both hold for the read, write and discard bios the target
+    /// splits.
+    #[inline]
+    pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        // SAFETY: The bio is a valid target bio of ours (type invariant);
+        // callers pass a length within it.
+        unsafe { b::dm_accept_partial_bio(self.raw(), sectors) }
+    }
+
     /// Addresses the bio to `dev`.
     #[inline]
     pub(crate) fn set_dev(&mut self, dev: &DmDev) {

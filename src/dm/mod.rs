@@ -9,4 +9,5 @@ pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod device;
 pub(crate) mod log;
+pub(crate) mod rcu;
 pub(crate) mod target;

@@ -83,7 +83,7 @@ pub fn validate(
     }
     if spare.sectors < METADATA_AREA_SECTORS + block_sectors {
         return Err(Refusal::new(
-            c"Spare device too small: it needs a 4 MiB metadata area plus one data block",
+            c"Spare device too small: it needs a 2 MiB metadata area plus one data block",
         ));
     }
     Ok(Geometry {
@@ -126,8 +126,8 @@ mod tests {
         assert_eq!(g.block_size, 512);
         assert_eq!(g.block_sectors, 1);
         assert_eq!(g.main_blocks, 64 * MIB);
-        assert_eq!(g.spare_data_start, 4 * MIB);
-        assert_eq!(g.spare_data_blocks, 60 * MIB);
+        assert_eq!(g.spare_data_start, 2 * MIB);
+        assert_eq!(g.spare_data_blocks, 62 * MIB);
     }
 
     #[test]
@@ -138,7 +138,7 @@ mod tests {
         let g = validate(64 * MIB, &dev(1, 64 * MIB), &dev(2, 5 * MIB), &f).unwrap();
         assert_eq!(g.block_sectors, 8);
         assert_eq!(g.main_blocks, 8 * MIB);
-        assert_eq!(g.spare_data_blocks, MIB / 8);
+        assert_eq!(g.spare_data_blocks, 3 * MIB / 8);
         assert!(err(validate(
             64 * MIB - 1,
             &dev(1, 64 * MIB),
@@ -152,10 +152,10 @@ mod tests {
     fn spare_boundary() {
         let f = Features::default();
         // Exactly the metadata area plus one block: accepted, one data block.
-        let g = validate(MIB, &dev(1, MIB), &dev(2, 4 * MIB + 1), &f).unwrap();
+        let g = validate(MIB, &dev(1, MIB), &dev(2, 2 * MIB + 1), &f).unwrap();
         assert_eq!(g.spare_data_blocks, 1);
         // One sector short.
-        assert!(err(validate(MIB, &dev(1, MIB), &dev(2, 4 * MIB), &f)).contains("too small"));
+        assert!(err(validate(MIB, &dev(1, MIB), &dev(2, 2 * MIB), &f)).contains("too small"));
     }
 
     #[test]

@@ -9,8 +9,10 @@
 
 /// Size of the metadata area at the start of the spare, in bytes.
 ///
-/// Reserved whole: the data pool begins right after it.
-pub const METADATA_AREA_BYTES: u64 = 4 << 20;
+/// Reserved whole: the data pool begins right after it, at spare sector 4096.
+/// Kept small enough that the documented `add_remap` examples with explicit
+/// spare sectors from 5000 on land in the pool.
+pub const METADATA_AREA_BYTES: u64 = 2 << 20;
 
 /// Size of the metadata area in 512-byte sectors.
 pub const METADATA_AREA_SECTORS: u64 = METADATA_AREA_BYTES / SECTOR_SIZE;

@@ -46,6 +46,8 @@ pub unsafe trait Zeroable {}
 unsafe impl Zeroable for u64 {}
 // SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}
+// SAFETY: Zero is a valid pair of integers.
+unsafe impl Zeroable for [u64; 2] {}
 // SAFETY: A null pointer is a valid `AtomicPtr`.
 unsafe impl<T> Zeroable for core::sync::atomic::AtomicPtr<T> {}
 

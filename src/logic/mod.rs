@@ -20,6 +20,7 @@ pub mod mem;
 pub mod message;
 pub mod number;
 pub mod pool;
+pub mod remaps;
 pub mod status;
 #[allow(unsafe_code)]
 pub mod table;

@@ -3,7 +3,7 @@
 //! The `dmsetup status` line.
 //!
 //! ```text
-//! <state> <block_size> <remaps> <spare_used>/<spare_total>
+//! <state> <block_size> <remaps> <spare_used>/<spare_total> <buckets> <resizes>
 //! ```
 //!
 //! Fields are separated by one space and never reordered or removed; new
@@ -25,6 +25,10 @@ pub struct Info {
     pub spare_used: u64,
     /// Spare data blocks in all.
     pub spare_total: u64,
+    /// Buckets of the remap hash table.
+    pub buckets: u64,
+    /// Resizes of the remap hash table since the target was created.
+    pub resizes: u64,
 }
 
 /// Operating state of a remap target.
@@ -47,12 +51,14 @@ impl State {
 pub fn write_info<W: Write>(w: &mut W, info: &Info) -> fmt::Result {
     write!(
         w,
-        "{} {} {} {}/{}",
+        "{} {} {} {}/{} {} {}",
         info.state.as_str(),
         info.block_size,
         info.remaps,
         info.spare_used,
-        info.spare_total
+        info.spare_total,
+        info.buckets,
+        info.resizes
     )
 }
 
@@ -73,9 +79,11 @@ mod tests {
                 remaps: 0,
                 spare_used: 0,
                 spare_total: 122880,
+                buckets: 64,
+                resizes: 0,
             },
         )
         .unwrap();
-        assert_eq!(s, "ok 512 0 0/122880");
+        assert_eq!(s, "ok 512 0 0/122880 64 0");
     }
 }

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel's memory and RCU for the pure remap table ([`Env`]).
+
+use super::bindings as b;
+use crate::logic::mem::Env;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+/// Memory from `kvzalloc` in no-I/O scope, RCU from the kernel.
+pub(crate) struct KernelEnv;
+
+// SAFETY: `kvzalloc` returns zeroed memory aligned to at least 8 bytes (we
+// refuse stricter alignments) and `kvfree` takes it back; `synchronize_rcu`
+// waits for all pre-existing RCU read-side critical sections, which is what
+// `read_lock`/`read_unlock` delimit.
+unsafe impl Env for KernelEnv {
+    fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
+        if layout.align() > 8 || layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: Any size may be asked for; failure returns null.
+        NonNull::new(unsafe { b::dmr_kvzalloc_noio(layout.size()) }.cast::<u8>())
+    }
+
+    unsafe fn free(ptr: NonNull<u8>, _layout: Layout) {
+        // SAFETY: `ptr` came from `dmr_kvzalloc_noio` (caller's contract).
+        unsafe { b::dmr_kvfree(ptr.as_ptr().cast()) }
+    }
+
+    fn synchronize() {
+        // SAFETY: Called only from process context (messages, destructor).
+        unsafe { b::synchronize_rcu() }
+    }
+
+    #[inline]
+    fn read_lock() {
+        // SAFETY: Paired with `read_unlock` by the table.
+        unsafe { b::dmr_rcu_read_lock() }
+    }
+
+    #[inline]
+    fn read_unlock() {
+        // SAFETY: Ends the section `read_lock` began.
+        unsafe { b::dmr_rcu_read_unlock() }
+    }
+}
