@@ -46,7 +46,7 @@ fi
 set +e
 timeout --kill-after=10 "$limit" "${qemu[@]}" -display none -monitor none \
 	-serial stdio -append "$append" </dev/null 2>"$log.qemu" |
-	tr -d '\r' | tee "$log" |
+	stdbuf -oL tr -d '\r' | tee "$log" |
 	awk '/^DMR-BEGIN$/ { on = 1; next } /^DMR-EXIT / { on = 0 } on { print; fflush() }'
 qrc=${PIPESTATUS[0]}
 set -e
