@@ -13,6 +13,7 @@
 //! [`mem`] and [`table`] (the lock-free table) contain `unsafe` code.
 
 pub mod emit;
+pub mod format;
 pub mod geometry;
 pub mod layout;
 #[allow(unsafe_code)]
