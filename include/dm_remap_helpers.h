@@ -10,6 +10,9 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/crc32.h>
+#include <linux/dm-io.h>
+#include <linux/random.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -24,6 +27,15 @@ void dmr_rcu_read_lock(void);
 void dmr_rcu_read_unlock(void);
 void *dmr_kvzalloc_noio(size_t size);
 void dmr_kvfree(void *p);
+
+u32 dmr_crc32(const void *buf, size_t len);
+void dmr_random_bytes(void *buf, size_t len);
+
+/* Synchronous metadata I/O on the spare through dm-io (opaque client). */
+void *dmr_io_client_create(void);
+void dmr_io_client_destroy(void *client);
+int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
+		void *buf, unsigned int sectors, bool write, bool durable);
 
 #ifdef __BINDGEN__
 /*

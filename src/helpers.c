@@ -58,3 +58,62 @@ void dmr_kvfree(void *p)
 {
 	kvfree(p);
 }
+
+/* CRC-32 (IEEE) as zlib and crc32fast compute it. */
+u32 dmr_crc32(const void *buf, size_t len)
+{
+	return ~crc32_le(~0U, buf, len);
+}
+
+void dmr_random_bytes(void *buf, size_t len)
+{
+	get_random_bytes(buf, len);
+}
+
+void *dmr_io_client_create(void)
+{
+	struct dm_io_client *c = dm_io_client_create();
+
+	return IS_ERR(c) ? NULL : c;
+}
+
+void dmr_io_client_destroy(void *client)
+{
+	dm_io_client_destroy(client);
+}
+
+/*
+ * Reads or writes whole sectors of the spare and waits for the result. A
+ * durable write is preceded by a flush of everything written before it
+ * (REQ_PREFLUSH) and is itself on stable media when it completes (REQ_FUA).
+ */
+int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
+		void *buf, unsigned int sectors, bool write, bool durable)
+{
+	struct dm_io_region region = {
+		.bdev = bdev,
+		.sector = sector,
+		.count = sectors,
+	};
+	struct dm_io_request req = {
+		.bi_opf = write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ,
+		.notify.fn = NULL,
+		.client = client,
+	};
+	unsigned long error_bits = 0;
+	int r;
+
+	if (write && durable)
+		req.bi_opf |= REQ_PREFLUSH | REQ_FUA;
+	if (is_vmalloc_addr(buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = buf;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = buf;
+	}
+	r = dm_io(&req, 1, &region, &error_bits, IOPRIO_DEFAULT);
+	if (r)
+		return r;
+	return error_bits ? -EIO : 0;
+}

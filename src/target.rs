@@ -8,18 +8,26 @@
 //! all while the table is empty), sends the longest piece that goes to one
 //! place there, and lets device-mapper resubmit the rest. Empty flushes go to
 //! both devices (one clone each).
+//!
+//! Metadata: the constructor reads the spare's metadata area and refuses a
+//! spare it cannot use, without writing; the first `preresume` (when the table
+//! takes over, so a previous table of the device can no longer change it)
+//! loads it, repairing stale copies or formatting a blank area. Every message
+//! that changes remaps commits before it returns.
 
 use crate::dm::bio::Bio;
 use crate::dm::device::DmDev;
+use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::target::{
     CtrContext, CtrError, DeviceVisitor, MapResult, QueueLimits, StatusKind, Target, TargetOps,
 };
 use crate::logic::emit::Emitter;
+use crate::logic::format::{Identity, DEFAULT_COPIES};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::message;
-use crate::logic::remaps::{self, Event, MsgError, Remaps};
+use crate::logic::remaps::{self, check_spare, Event, LoadError, MsgError, Remaps};
 use crate::logic::status::{self, Info, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
@@ -32,7 +40,7 @@ use kernel::sync::Mutex;
 /// The target type's name in table lines.
 pub(crate) const NAME: &core::ffi::CStr = c"remap";
 /// The target type's version, as `dmsetup targets` shows it.
-pub(crate) const VERSION: [u32; 3] = [0, 2, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
 
 /// One remap target.
 pub(crate) struct Remap {
@@ -42,8 +50,28 @@ pub(crate) struct Remap {
     geometry: Geometry,
     /// Read by `map` under RCU; changed only by the holder of `writer`.
     table: RemapTable<KernelEnv>,
-    /// The table's writer side and the spare pool; messages take the lock.
+    /// The table's writer side, the spare pool and the metadata state;
+    /// messages and `preresume` take the lock.
     writer: Pin<KBox<Mutex<Remaps<KernelEnv>>>>,
+    /// Metadata I/O on the spare.
+    io_client: IoClient,
+}
+
+impl Remap {
+    fn spare_io(&self) -> SpareIo<'_> {
+        SpareIo {
+            client: &self.io_client,
+            spare: &self.spare,
+        }
+    }
+}
+
+fn load_error(e: LoadError) -> CtrError {
+    match e {
+        LoadError::Refused(m) => CtrError::new(m, EINVAL),
+        LoadError::Io => CtrError::new(c"Cannot read the spare's metadata area", EIO),
+        LoadError::NoMemory => CtrError::new(c"Cannot allocate metadata buffers", ENOMEM),
+    }
 }
 
 fn facts(dev: &DmDev) -> DeviceFacts {
@@ -77,6 +105,23 @@ fn log_event(dev: &str, ev: Event) {
             new,
             old
         ),
+        Event::Loaded {
+            copy,
+            generation,
+            remaps,
+        } => dmr_info!(
+            "{}: metadata loaded from copy {} (generation {}, {} remaps)\n",
+            dev,
+            copy,
+            generation,
+            remaps
+        ),
+        Event::Repaired { copy, defect } => {
+            dmr_info!("{}: metadata copy {} repaired ({})\n", dev, copy, defect)
+        }
+        Event::Formatted { copies } => {
+            dmr_info!("{}: spare formatted with {} metadata copies\n", dev, copies)
+        }
     }
 }
 
@@ -95,7 +140,31 @@ impl TargetOps for Remap {
             &facts(&spare),
             &line.features,
         )?;
-        let (table, remaps) = Remaps::new(geometry)
+        let io_client =
+            IoClient::new().ok_or_else(|| CtrError::new(c"Cannot create dm-io client", ENOMEM))?;
+        let pair = Identity {
+            uuid: [0; 16],
+            main_sectors: main.sectors(),
+            spare_sectors: spare.sectors(),
+            block_size: geometry.block_size,
+        };
+        let copies = line.features.copies.unwrap_or(DEFAULT_COPIES);
+        let mut sio = SpareIo {
+            client: &io_client,
+            spare: &spare,
+        };
+        let layout =
+            Remaps::<KernelEnv>::layout(&mut sio, &geometry, copies, io::crc32).map_err(load_error)?;
+        check_spare::<KernelEnv>(
+            &mut sio,
+            &geometry,
+            &pair,
+            copies,
+            line.features.format,
+            io::crc32,
+        )
+        .map_err(load_error)?;
+        let (table, remaps) = Remaps::new(geometry, layout, pair, io::crc32)
             .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
         let writer = KBox::pin_init(new_mutex!(remaps), GFP_KERNEL)
             .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
@@ -118,6 +187,7 @@ impl TargetOps for Remap {
             geometry,
             table,
             writer,
+            io_client,
         })
     }
 
@@ -159,18 +229,24 @@ impl TargetOps for Remap {
         // A result that does not fit is cut; device-mapper then retries with
         // a larger buffer, so the write error needs no handling here.
         let _ = match kind {
-            StatusKind::Info => status::write_info(
+            StatusKind::Info => {
+                let (loaded, spare_used, spare_total) = {
+                    let w = self.writer.lock();
+                    (w.loaded(), w.spare_used(), w.slots())
+                };
+                status::write_info(
                 out,
                 &Info {
-                    state: State::Ok,
+                    state: if loaded { State::Ok } else { State::Inactive },
                     block_size: self.geometry.block_size,
                     remaps: self.table.len(),
-                    spare_used: self.writer.lock().spare_used(),
-                    spare_total: self.geometry.spare_data_blocks,
+                    spare_used,
+                    spare_total,
                     buckets: self.table.buckets(),
                     resizes: self.table.resizes(),
                 },
-            ),
+            )
+            }
             StatusKind::Table => table_line::write_canonical(
                 out,
                 self.main.name(),
@@ -201,15 +277,18 @@ impl TargetOps for Remap {
                 return Err(EINVAL);
             }
         };
+        let mut sio = self.spare_io();
         let r = self
             .writer
             .lock()
-            .handle(&self.table, msg, out, &mut |ev| log_event(dev, ev));
+            .handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
         r.map_err(|e| {
             dmr_err!("{}: {}: {}\n", dev, verb, e);
             match e {
                 MsgError::NoMemory => ENOMEM,
-                MsgError::PoolFull { .. } => ENOSPC,
+                MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => ENOSPC,
+                MsgError::Io => EIO,
+                MsgError::NotLoaded => EBUSY,
                 MsgError::Invalid(_) | MsgError::At(..) => EINVAL,
             }
         })
@@ -224,5 +303,30 @@ impl TargetOps for Remap {
 
     fn io_hints(&self, _ti: &Target, limits: &mut QueueLimits) {
         limits.raise_block_size(self.geometry.block_size);
+    }
+
+    fn preresume(&self, ti: &Target) -> Result {
+        let dev = ti.device_name();
+        let mut w = self.writer.lock();
+        if w.loaded() {
+            return Ok(());
+        }
+        let mut sio = self.spare_io();
+        w.load(
+            &self.table,
+            &mut sio,
+            self.features.format,
+            io::random_uuid(),
+            &mut |ev| log_event(dev, ev),
+        )
+        .map_err(|e| {
+            let (why, err) = match e {
+                LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),
+                LoadError::Io => ("metadata I/O failed", EIO),
+                LoadError::NoMemory => ("out of memory", ENOMEM),
+            };
+            dmr_err!("{}: cannot load metadata: {}\n", dev, why);
+            err
+        })
     }
 }

@@ -102,3 +102,20 @@ _cleanup() {
 	rm -rf $_STATE
 }
 trap _cleanup EXIT
+
+# Metadata layout on the spare (docs/on-disk-format.md): 5 copies by default,
+# copy i starts at sector i * 819 of the spare.
+COPY_SECTORS=819
+copy_at() {
+	echo $(($1 * COPY_SECTORS))
+}
+
+# meta_sum DEV: checksum of a spare's 2 MiB metadata area.
+meta_sum() {
+	dd if="$1" bs=1M count=2 2>/dev/null | sha256sum
+}
+
+# remaps NAME: the device's remaps as `list` prints them.
+remaps() {
+	dmsetup message "$1" 0 list 0 10000
+}

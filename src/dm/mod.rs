@@ -8,6 +8,7 @@
 pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod device;
+pub(crate) mod io;
 pub(crate) mod log;
 pub(crate) mod rcu;
 pub(crate) mod target;

@@ -75,6 +75,9 @@ pub(crate) trait TargetOps: Sized + Send + Sync {
     fn iterate_devices(&self, ti: &Target, visit: &mut DeviceVisitor<'_>) -> c_int;
     /// Adjusts the queue limits device-mapper stacked from the devices.
     fn io_hints(&self, ti: &Target, limits: &mut QueueLimits);
+    /// Runs before the table goes live (and before every later resume). An
+    /// error keeps the device suspended. May sleep and do I/O.
+    fn preresume(&self, ti: &Target) -> Result;
 }
 
 /// A target's `struct dm_target`, outside the constructor.
@@ -254,6 +257,7 @@ impl Registration {
                 message: Some(message::<T>),
                 iterate_devices: Some(iterate_devices::<T>),
                 io_hints: Some(io_hints::<T>),
+                preresume: Some(preresume::<T>),
                 ..Default::default()
             }),
             GFP_KERNEL,
@@ -482,4 +486,18 @@ unsafe extern "C" fn io_hints<T: TargetOps>(ti: *mut b::dm_target, limits: *mut 
         )
     };
     t.io_hints(target, limits);
+}
+
+/// `preresume` hook.
+///
+/// # Safety
+///
+/// Called by device-mapper only, on a constructed target, in process context.
+unsafe extern "C" fn preresume<T: TargetOps>(ti: *mut b::dm_target) -> c_int {
+    // SAFETY: A constructed target.
+    let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
+    match t.preresume(target) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }

@@ -134,6 +134,7 @@ mod tests {
     fn raised_block_size() {
         let f = Features {
             block_size: Some(4096),
+            ..Features::default()
         };
         let g = validate(64 * MIB, &dev(1, 64 * MIB), &dev(2, 5 * MIB), &f).unwrap();
         assert_eq!(g.block_sectors, 8);
@@ -171,6 +172,7 @@ mod tests {
         s.logical_block_size = 4096;
         let small = Features {
             block_size: Some(512),
+            ..Features::default()
         };
         assert!(err(validate(MIB, &m, &s, &small)).contains("smaller than"));
     }

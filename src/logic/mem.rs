@@ -43,6 +43,8 @@ pub unsafe trait Env {
 /// Zeroed memory must be a valid value of the type.
 pub unsafe trait Zeroable {}
 // SAFETY: Zero is a valid integer.
+unsafe impl Zeroable for u8 {}
+// SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for u64 {}
 // SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}

@@ -4,12 +4,19 @@
 //! the remap table.
 //!
 //! [`route`] is the I/O path's question "where does this piece go". [`Remaps`]
-//! is the writer side: it owns the table's [`Writer`] token and the spare pool,
-//! and is kept behind a mutex by the target. Every message checks all of its
-//! input before it changes anything, and undoes its own partial work if memory
-//! runs out, so a refused message changes nothing.
+//! is the writer side: it owns the table's [`Writer`] token, the spare pool and
+//! the metadata state, and is kept behind a mutex by the target. Every message
+//! checks all of its input before it changes anything, and undoes its own
+//! partial work if memory or the metadata commit fails, so a refused message
+//! changes nothing. A change is acknowledged only once it is on the spare in
+//! every copy ([`Remaps::commit`]).
 
+use super::format::{
+    self, check_copy, decide, encode_entries, encode_header, CopyState, Crc, Decision, Defect,
+    Header, Identity, Layout, SECTOR,
+};
 use super::geometry::Geometry;
+use super::layout::METADATA_AREA_SECTORS;
 use super::mem::{Env, RawArray};
 use super::message::{Message, SpareArg, HELP};
 use super::pool::SparePool;
@@ -95,6 +102,27 @@ pub enum Event {
         /// Buckets wanted.
         new: u64,
     },
+    /// Metadata loaded from a copy.
+    Loaded {
+        /// The copy.
+        copy: u32,
+        /// Its generation.
+        generation: u64,
+        /// Remaps in it.
+        remaps: u64,
+    },
+    /// A stale or defective copy was rewritten.
+    Repaired {
+        /// The copy.
+        copy: u32,
+        /// What was wrong with it.
+        defect: Defect,
+    },
+    /// A blank (or, as asked, unusable) metadata area was formatted.
+    Formatted {
+        /// Copies written.
+        copies: u32,
+    },
 }
 
 /// Why a message was refused. Nothing changed.
@@ -113,6 +141,15 @@ pub enum MsgError {
     },
     /// Memory ran short.
     NoMemory,
+    /// Writing the metadata failed; the change was undone.
+    Io,
+    /// The table has not loaded its metadata yet (it loads on resume).
+    NotLoaded,
+    /// The metadata area cannot describe more pool blocks.
+    MetadataFull {
+        /// Pool blocks the metadata area can describe.
+        slots: u64,
+    },
 }
 
 impl fmt::Display for MsgError {
@@ -124,7 +161,118 @@ impl fmt::Display for MsgError {
                 write!(f, "spare pool full: {need} blocks needed, {free} free")
             }
             MsgError::NoMemory => f.write_str("out of memory"),
+            MsgError::Io => f.write_str("metadata write failed; change undone"),
+            MsgError::NotLoaded => f.write_str("metadata not loaded yet; resume the device first"),
+            MsgError::MetadataFull { slots } => write!(
+                f,
+                "metadata area full: it describes {slots} spare blocks and all are in use"
+            ),
         }
+    }
+}
+
+/// Reads and writes of the spare's metadata area.
+pub trait MetaIo {
+    /// Reads whole sectors from `sector` of the spare into `buf`.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()>;
+    /// Writes whole sectors; `durable`: everything written before is made
+    /// durable first (PREFLUSH) and this write too (FUA).
+    fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()>;
+}
+
+/// Why metadata could not be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// The spare is refused, with this reason.
+    Refused(&'static core::ffi::CStr),
+    /// Reading or writing the metadata failed.
+    Io,
+    /// Memory ran short.
+    NoMemory,
+}
+
+/// Persistence state.
+struct Meta {
+    layout: Layout,
+    identity: Identity,
+    generation: u64,
+    crc: Crc,
+    /// A commit failed part-way: the next one rewrites every copy whole.
+    full_rewrite: bool,
+    loaded: bool,
+}
+
+/// Reads every copy of `layout` and validates it.
+fn survey<E: Env>(
+    io: &mut dyn MetaIo,
+    layout: &Layout,
+    pair: &Identity,
+    main_blocks: u64,
+    crc: Crc,
+) -> Result<([CopyState; format::MAX_COPIES as usize], RawArray<u8, E>), LoadError> {
+    let bytes = (1 + layout.entry_sectors() as usize) * SECTOR;
+    let mut buf = RawArray::<u8, E>::new(bytes).ok_or(LoadError::NoMemory)?;
+    let mut states = [CopyState::Bad(Defect::Blank); format::MAX_COPIES as usize];
+    for i in 0..layout.copies {
+        let at = layout.copy_start(i);
+        states[i as usize] = match io.read(at, &mut buf) {
+            Err(()) => CopyState::Bad(Defect::Unreadable),
+            Ok(()) => match check_copy(&buf, at, METADATA_AREA_SECTORS, main_blocks, crc) {
+                // Another pair's metadata is valid, just not ours: `decide`
+                // tells the two apart.
+                Ok(h) if h.layout == *layout || !h.identity.same_pair(pair) => CopyState::Valid(h),
+                Ok(_) => CopyState::Bad(Defect::BadLayout),
+                // Blank means the whole copy, not just its header.
+                Err(Defect::Blank) if buf.iter().any(|&b| b != 0) => {
+                    CopyState::Bad(Defect::BadMagic)
+                }
+                Err(d) => CopyState::Bad(d),
+            },
+        };
+    }
+    Ok((states, buf))
+}
+
+/// The layout of the copies on a spare: the copy count recorded in copy 0
+/// when it is valid, else `copies` (from the table line).
+fn find_layout(
+    io: &mut dyn MetaIo,
+    geo: &Geometry,
+    copies: u32,
+    crc: Crc,
+) -> Result<Layout, LoadError> {
+    let mut sector = [0u8; SECTOR];
+    let copies = match io.read(0, &mut sector) {
+        Ok(()) => match format::decode_header(&sector, 0, METADATA_AREA_SECTORS, crc) {
+            Ok(h) => h.layout.copies,
+            Err(_) => copies,
+        },
+        Err(()) => copies,
+    };
+    Layout::new(
+        copies,
+        METADATA_AREA_SECTORS,
+        geo.spare_data_start,
+        geo.spare_data_blocks,
+    )
+    .ok_or(LoadError::Refused(c"Invalid number of metadata copies"))
+}
+
+/// Checks, without writing, whether a spare's metadata area can be used by a
+/// target of `geo` whose devices form `pair`: what the constructor runs.
+pub fn check_spare<E: Env>(
+    io: &mut dyn MetaIo,
+    geo: &Geometry,
+    pair: &Identity,
+    copies: u32,
+    format_requested: bool,
+    crc: Crc,
+) -> Result<Decision, LoadError> {
+    let layout = find_layout(io, geo, copies, crc)?;
+    let (states, _) = survey::<E>(io, &layout, pair, geo.main_blocks, crc)?;
+    match decide(&states[..layout.copies as usize], pair, format_requested) {
+        Decision::Refuse(m) => Err(LoadError::Refused(m)),
+        d => Ok(d),
     }
 }
 
@@ -136,14 +284,48 @@ pub struct Remaps<E: Env> {
     writer: Writer,
     pool: SparePool<E>,
     geo: Geometry,
+    meta: Meta,
 }
 
 impl<E: Env> Remaps<E> {
-    /// An empty table and its writer for a target of this geometry.
-    pub fn new(geo: Geometry) -> Option<(RemapTable<E>, Self)> {
+    /// An empty, not yet loaded table and its writer for a target of this
+    /// geometry, whose devices form `pair`, with metadata in `layout`.
+    pub fn new(
+        geo: Geometry,
+        layout: Layout,
+        pair: Identity,
+        crc: Crc,
+    ) -> Option<(RemapTable<E>, Self)> {
         let (table, writer) = RemapTable::new()?;
-        let pool = SparePool::new(geo.spare_data_blocks)?;
-        Some((table, Self { writer, pool, geo }))
+        let pool = SparePool::new(layout.slots)?;
+        let meta = Meta {
+            layout,
+            identity: pair,
+            generation: 0,
+            crc,
+            full_rewrite: false,
+            loaded: false,
+        };
+        Some((
+            table,
+            Self {
+                writer,
+                pool,
+                geo,
+                meta,
+            },
+        ))
+    }
+
+    /// The metadata layout of the spare behind `io` for a table line asking
+    /// for `copies` copies: the count already on the spare wins.
+    pub fn layout(
+        io: &mut dyn MetaIo,
+        geo: &Geometry,
+        copies: u32,
+        crc: Crc,
+    ) -> Result<Layout, LoadError> {
+        find_layout(io, geo, copies, crc)
     }
 
     /// Spare pool blocks in use.
@@ -151,16 +333,232 @@ impl<E: Env> Remaps<E> {
         self.pool.used()
     }
 
-    /// Executes `msg`; replies go to `out`, things to log to `ev`.
+    /// Whether the metadata has been loaded.
+    pub fn loaded(&self) -> bool {
+        self.meta.loaded
+    }
+
+    /// The current metadata generation.
+    pub fn generation(&self) -> u64 {
+        self.meta.generation
+    }
+
+    /// Pool blocks the metadata can describe.
+    pub fn slots(&self) -> u64 {
+        self.meta.layout.slots
+    }
+
+    /// Loads the metadata: the newest valid copy becomes the table, stale and
+    /// defective copies are rewritten, a blank area (or, with
+    /// `format_requested`, an unusable one) is formatted with `uuid`.
+    /// Loading twice does nothing.
+    pub fn load(
+        &mut self,
+        t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
+        format_requested: bool,
+        uuid: [u8; 16],
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<(), LoadError> {
+        if self.meta.loaded {
+            return Ok(());
+        }
+        let crc = self.meta.crc;
+        let layout = self.meta.layout;
+        let pair = self.meta.identity;
+        let (mut states, mut buf) = survey::<E>(io, &layout, &pair, self.geo.main_blocks, crc)?;
+        let copies = layout.copies as usize;
+        // A copy whose slots name one main block twice is defective too; try
+        // the next best then.
+        for _ in 0..copies {
+            match decide(&states[..copies], &self.meta.identity, format_requested) {
+                Decision::Refuse(m) => return Err(LoadError::Refused(m)),
+                Decision::Format => {
+                    self.meta.identity.uuid = uuid;
+                    self.meta.generation = 1;
+                    let _ = t.clear(&mut self.writer);
+                    self.pool.reset();
+                    for i in 0..layout.copies {
+                        self.write_copy(io, i)?;
+                    }
+                    ev(Event::Formatted {
+                        copies: layout.copies,
+                    });
+                    self.meta.loaded = true;
+                    return Ok(());
+                }
+                Decision::Load { copy, repair } => {
+                    let at = layout.copy_start(copy);
+                    io.read(at, &mut buf).map_err(|()| LoadError::Io)?;
+                    let h = match states[copy as usize] {
+                        CopyState::Valid(h) => h,
+                        CopyState::Bad(_) => return Err(LoadError::Io),
+                    };
+                    match self.fill(t, &buf, &h, ev) {
+                        Ok(()) => {}
+                        Err(Some(d)) => {
+                            states[copy as usize] = CopyState::Bad(d);
+                            continue;
+                        }
+                        Err(None) => return Err(LoadError::NoMemory),
+                    }
+                    self.meta.identity = h.identity;
+                    self.meta.generation = h.generation;
+                    ev(Event::Loaded {
+                        copy,
+                        generation: h.generation,
+                        remaps: h.remaps,
+                    });
+                    for i in 0..layout.copies {
+                        if repair & (1 << i) != 0 {
+                            self.write_copy(io, i)?;
+                            let defect = match states[i as usize] {
+                                CopyState::Bad(d) => d,
+                                CopyState::Valid(_) => Defect::Torn {
+                                    at: layout.copy_start(i),
+                                },
+                            };
+                            ev(Event::Repaired { copy: i, defect });
+                        }
+                    }
+                    self.meta.loaded = true;
+                    return Ok(());
+                }
+            }
+        }
+        Err(LoadError::Refused(c"No usable metadata copy"))
+    }
+
+    /// Builds the table and pool from a validated copy image. `Err(Some)`: the
+    /// copy is defective; `Err(None)`: out of memory.
+    fn fill(
+        &mut self,
+        t: &RemapTable<E>,
+        buf: &[u8],
+        h: &Header,
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<(), Option<Defect>> {
+        let _ = t.clear(&mut self.writer);
+        self.pool.reset();
+        self.resize_for(t, h.remaps, ev);
+        for slot in 0..h.layout.slots {
+            let k = format::Layout::sector_of(slot) as usize;
+            let i = slot as usize % format::SLOTS_PER_SECTOR;
+            let v = format::entry_slot(&buf[(1 + k) * SECTOR..(2 + k) * SECTOR], i);
+            if v == 0 {
+                continue;
+            }
+            let main = v - 1;
+            match t.insert(&mut self.writer, main, slot) {
+                Ok(()) => {}
+                Err(super::table::TableError::Exists) => {
+                    let _ = t.clear(&mut self.writer);
+                    self.pool.reset();
+                    return Err(Some(Defect::Duplicate { block: main }));
+                }
+                Err(_) => return Err(None),
+            }
+            self.pool.take(slot, main);
+        }
+        Ok(())
+    }
+
+    /// Writes copy `i` whole from memory, at the current generation.
+    fn write_copy(&mut self, io: &mut dyn MetaIo, i: u32) -> Result<(), LoadError> {
+        self.write_sectors(
+            io,
+            i,
+            0,
+            self.meta.layout.entry_sectors(),
+            self.meta.generation,
+        )
+        .map_err(|()| LoadError::Io)
+    }
+
+    /// Writes entry sectors `k0..k1` of copy `i`, then its header durably.
+    fn write_sectors(
+        &mut self,
+        io: &mut dyn MetaIo,
+        i: u32,
+        k0: u64,
+        k1: u64,
+        generation: u64,
+    ) -> Result<(), ()> {
+        let layout = self.meta.layout;
+        let at = layout.copy_start(i);
+        let crc = self.meta.crc;
+        if k1 > k0 {
+            let n = (k1 - k0) as usize;
+            let mut buf = RawArray::<u8, E>::new(n * SECTOR).ok_or(())?;
+            for k in k0..k1 {
+                let off = (k - k0) as usize * SECTOR;
+                encode_entries(
+                    generation,
+                    at + 1 + k,
+                    self.pool.sector_slots(k),
+                    crc,
+                    &mut buf[off..off + SECTOR],
+                );
+            }
+            io.write(at + 1 + k0, &buf, false)?;
+        }
+        let mut hdr = [0u8; SECTOR];
+        encode_header(
+            &Header {
+                identity: self.meta.identity,
+                generation,
+                copy_index: i,
+                layout,
+                remaps: self.pool.used(),
+            },
+            crc,
+            &mut hdr,
+        );
+        io.write(at, &hdr, true)
+    }
+
+    /// Makes the in-memory state durable: the entry sectors holding slots
+    /// `lo..=hi` and the header, copy after copy, with a new generation. The
+    /// copies are never all in flight: each is complete (header written with
+    /// FUA after a PREFLUSH) before the next begins, so a crash leaves at
+    /// least one copy wholly old or wholly new.
+    pub fn commit(&mut self, io: &mut dyn MetaIo, lo: u64, hi: u64) -> Result<(), MsgError> {
+        let generation = self.meta.generation + 1;
+        let (k0, k1) = if self.meta.full_rewrite {
+            (0, self.meta.layout.entry_sectors())
+        } else if lo > hi {
+            (0, 0)
+        } else {
+            (Layout::sector_of(lo), Layout::sector_of(hi) + 1)
+        };
+        for i in 0..self.meta.layout.copies {
+            if self.write_sectors(io, i, k0, k1, generation).is_err() {
+                // Copies now disagree; make the next commit rewrite them all.
+                self.meta.full_rewrite = true;
+                self.meta.generation = generation;
+                return Err(MsgError::Io);
+            }
+        }
+        self.meta.generation = generation;
+        self.meta.full_rewrite = false;
+        Ok(())
+    }
+
+    /// Executes `msg`; replies go to `out`, things to log to `ev`; changes
+    /// are committed through `io` before this returns.
     ///
-    /// May sleep (grace periods); never call it on the I/O path.
+    /// May sleep (grace periods, metadata I/O); never call it on the I/O path.
     pub fn handle<W: Write>(
         &mut self,
         t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
         msg: Message,
         out: &mut W,
         ev: &mut dyn FnMut(Event),
     ) -> Result<(), MsgError> {
+        if !self.meta.loaded {
+            return Err(MsgError::NotLoaded);
+        }
         // Replies are best effort: text that does not fit the result buffer
         // is cut, and device-mapper tells dmsetup so.
         match msg {
@@ -177,13 +575,12 @@ impl<E: Env> Remaps<E> {
             }
             Message::List { start, max } => self.list(t, start, max, out)?,
             Message::Clear => {
-                let n = t.clear(&mut self.writer).map_err(|_| MsgError::NoMemory)?;
-                self.pool.reset();
+                let n = self.clear(t, io)?;
                 let _ = write!(out, "cleared {n}");
             }
-            Message::Add { main, spare, nr } => self.add(t, main, spare, nr, out, ev)?,
+            Message::Add { main, spare, nr } => self.add(t, io, main, spare, nr, out, ev)?,
             Message::Remove { main, nr } => {
-                let n = self.remove(t, main, nr, ev)?;
+                let n = self.remove(t, io, main, nr, ev)?;
                 let _ = write!(out, "removed {n}");
             }
         }
@@ -215,9 +612,11 @@ impl<E: Env> Remaps<E> {
         Ok(route(&self.geo, |b| t.lookup(b), sector, 1))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add<W: Write>(
         &mut self,
         t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
         main: u64,
         spare: SpareArg,
         nr: Option<u64>,
@@ -234,6 +633,11 @@ impl<E: Env> Remaps<E> {
         let explicit = match spare {
             SpareArg::Auto => {
                 if self.pool.free() < n {
+                    if self.pool.total() < self.geo.spare_data_blocks {
+                        return Err(MsgError::MetadataFull {
+                            slots: self.pool.total(),
+                        });
+                    }
                     return Err(MsgError::PoolFull {
                         need: n,
                         free: self.pool.free(),
@@ -252,10 +656,15 @@ impl<E: Env> Remaps<E> {
                     return Err(MsgError::At("spare range lies in the metadata area", s));
                 }
                 let pb = (s - start) / bs;
-                if !matches!(pb.checked_add(n), Some(end) if end <= self.pool.total()) {
+                if !matches!(pb.checked_add(n), Some(end) if end <= self.geo.spare_data_blocks) {
                     return Err(MsgError::Invalid(
                         "spare range extends beyond the spare's data pool",
                     ));
+                }
+                if pb + n > self.pool.total() {
+                    return Err(MsgError::MetadataFull {
+                        slots: self.pool.total(),
+                    });
                 }
                 for i in 0..n {
                     if self.pool.in_use(pb + i) {
@@ -271,38 +680,48 @@ impl<E: Env> Remaps<E> {
 
         self.resize_for(t, t.len() + n, ev);
 
-        // Insert block by block; undo everything if memory runs out.
+        // Insert block by block, then commit; undo everything if memory runs
+        // out or the commit fails.
         let mut done = 0;
-        let mut failed = false;
+        let mut failed = None;
+        let (mut lo, mut hi) = (u64::MAX, 0);
         while done < n {
+            let main_block = first + done;
             let sb = match explicit {
                 Some(pb) => {
-                    self.pool.take(pb + done);
+                    self.pool.take(pb + done, main_block);
                     pb + done
                 }
-                None => match self.pool.alloc() {
+                None => match self.pool.alloc(main_block) {
                     Some(b) => b,
                     None => {
-                        failed = true;
+                        failed = Some(MsgError::NoMemory);
                         break;
                     }
                 },
             };
-            if t.insert(&mut self.writer, first + done, sb).is_err() {
+            if t.insert(&mut self.writer, main_block, sb).is_err() {
                 self.pool.release(sb);
-                failed = true;
+                failed = Some(MsgError::NoMemory);
                 break;
             }
+            lo = lo.min(sb);
+            hi = hi.max(sb);
             done += 1;
         }
-        if failed {
+        if failed.is_none() {
+            if let Err(e) = self.commit(io, lo, hi) {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
             let mut retired = Retired::new();
             for b in first..first + done {
                 if let Some(sb) = t.remove(&mut self.writer, b, &mut retired) {
                     self.pool.release(sb);
                 }
             }
-            return Err(MsgError::NoMemory);
+            return Err(e);
         }
 
         // Reply: the new remaps as `<main_sector> <spare_sector> <nr_sectors>`.
@@ -337,6 +756,7 @@ impl<E: Env> Remaps<E> {
     fn remove(
         &mut self,
         t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
         main: u64,
         nr: Option<u64>,
         ev: &mut dyn FnMut(Event),
@@ -348,16 +768,47 @@ impl<E: Env> Remaps<E> {
                 return Err(MsgError::At("not remapped", b * bs));
             }
         }
+        // Free the pool slots and commit first; only then unlink from the
+        // table. If the commit fails, take the slots back: nothing changed.
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for b in first..first + n {
+            if let Some(sb) = t.lookup(b) {
+                self.pool.release(sb);
+                lo = lo.min(sb);
+                hi = hi.max(sb);
+            }
+        }
+        if let Err(e) = self.commit(io, lo, hi) {
+            for b in first..first + n {
+                if let Some(sb) = t.lookup(b) {
+                    self.pool.take(sb, b);
+                }
+            }
+            return Err(e);
+        }
         {
             let mut retired = Retired::new();
             for b in first..first + n {
-                if let Some(sb) = t.remove(&mut self.writer, b, &mut retired) {
-                    self.pool.release(sb);
-                }
+                t.remove(&mut self.writer, b, &mut retired);
             }
             // Dropping `retired` waits for readers and frees the nodes.
         }
         self.resize_for(t, t.len(), ev);
+        Ok(n)
+    }
+
+    fn clear(&mut self, t: &RemapTable<E>, io: &mut dyn MetaIo) -> Result<u64, MsgError> {
+        let used = self.pool.used();
+        self.pool.reset();
+        if let Err(e) = self.commit(io, 0, self.pool.total().saturating_sub(1)) {
+            let pool = &mut self.pool;
+            t.for_each(&self.writer, |m, s| {
+                pool.take(s, m);
+            });
+            return Err(e);
+        }
+        let n = t.clear(&mut self.writer).map_err(|_| MsgError::NoMemory)?;
+        debug_assert_eq!(n, used);
         Ok(n)
     }
 
@@ -487,25 +938,79 @@ mod tests {
             64 * MIB,
             &d(1, 64 * MIB),
             &d(2, 64 * MIB),
-            &Features { block_size },
+            &Features {
+                block_size,
+                ..Features::default()
+            },
         )
         .unwrap()
+    }
+
+    /// The metadata area in memory, with an optional write fault.
+    #[derive(Clone)]
+    struct Disk {
+        data: Vec<u8>,
+        /// Writes that succeed before every further write fails.
+        writes_left: Option<usize>,
+    }
+
+    impl Disk {
+        fn new() -> Self {
+            Self {
+                data: std::vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR],
+                writes_left: None,
+            }
+        }
+    }
+
+    impl MetaIo for Disk {
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            let at = sector as usize * SECTOR;
+            buf.copy_from_slice(&self.data[at..at + buf.len()]);
+            Ok(())
+        }
+        fn write(&mut self, sector: u64, buf: &[u8], _durable: bool) -> Result<(), ()> {
+            if let Some(n) = self.writes_left.as_mut() {
+                if *n == 0 {
+                    return Err(());
+                }
+                *n -= 1;
+            }
+            let at = sector as usize * SECTOR;
+            self.data[at..at + buf.len()].copy_from_slice(buf);
+            Ok(())
+        }
     }
 
     struct Fixture {
         t: RemapTable<HostEnv>,
         r: Remaps<HostEnv>,
+        disk: Disk,
         events: Vec<Event>,
+    }
+
+    fn pair(bs: Option<u32>) -> Identity {
+        Identity {
+            uuid: [0; 16],
+            main_sectors: 64 * MIB,
+            spare_sectors: 64 * MIB,
+            block_size: bs.unwrap_or(512),
+        }
     }
 
     impl Fixture {
         fn new(bs: Option<u32>) -> Self {
-            let (t, r) = Remaps::new(geo(bs)).unwrap();
-            Self {
-                t,
-                r,
-                events: Vec::new(),
-            }
+            Self::on(bs, Disk::new()).unwrap()
+        }
+
+        /// A target loading the metadata already on `disk`.
+        fn on(bs: Option<u32>, mut disk: Disk) -> Result<Self, LoadError> {
+            let g = geo(bs);
+            let layout = Remaps::<HostEnv>::layout(&mut disk, &g, 5, crc32fast::hash).unwrap();
+            let (t, mut r) = Remaps::new(g, layout, pair(bs), crc32fast::hash).unwrap();
+            let mut events = Vec::new();
+            r.load(&t, &mut disk, false, [9; 16], &mut |e| events.push(e))?;
+            Ok(Self { t, r, disk, events })
         }
 
         fn msg(&mut self, line: &str) -> Result<String, String> {
@@ -514,10 +1019,162 @@ mod tests {
             let mut out = String::new();
             let events = &mut self.events;
             self.r
-                .handle(&self.t, m, &mut out, &mut |e| events.push(e))
+                .handle(&self.t, &mut self.disk, m, &mut out, &mut |e| {
+                    events.push(e)
+                })
                 .map_err(|e| std::format!("{e}"))?;
             Ok(out)
         }
+
+        fn state(&mut self) -> (String, String) {
+            (
+                self.msg("list 0 10000").unwrap(),
+                self.msg("count").unwrap(),
+            )
+        }
+    }
+
+    #[test]
+    fn blank_spare_is_formatted_and_reloads() {
+        let mut f = Fixture::new(None);
+        assert!(f.events.contains(&Event::Formatted { copies: 5 }));
+        f.msg("add_remap 1010 5010 10").unwrap();
+        f.msg("add_remap 0 auto 3").unwrap();
+        let want = f.state();
+        let g = f.r.generation();
+        let mut again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.state(), want);
+        assert_eq!(again.r.generation(), g);
+        assert!(
+            matches!(again.events[..], [Event::Loaded { generation, remaps: 13, .. }] if generation == g)
+        );
+        // The generation keeps growing across loads.
+        again.msg("remove_remap 0 1").unwrap();
+        assert_eq!(again.r.generation(), g + 1);
+    }
+
+    #[test]
+    fn crash_at_every_write_of_a_commit_loads_old_or_new() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 100 auto 70").unwrap();
+        let old = f.state();
+        let mut next = Fixture::on(None, f.disk.clone()).unwrap();
+        next.msg("add_remap 500 auto 70").unwrap();
+        let new = next.state();
+        // 5 copies x (entry write + header write).
+        for k in 0..=10 {
+            let mut g = Fixture::on(None, f.disk.clone()).unwrap();
+            g.disk.writes_left = Some(k);
+            let r = g.msg("add_remap 500 auto 70");
+            assert_eq!(r.is_ok(), k == 10, "k={k}");
+            // The power is cut: memory is gone; what loads is old or new.
+            let mut disk = g.disk.clone();
+            disk.writes_left = None;
+            let mut after = Fixture::on(None, disk).unwrap();
+            let st = after.state();
+            assert!(st == old || st == new, "k={k}: {st:?}");
+            if k == 10 {
+                assert_eq!(st, new);
+            }
+            // Every copy is valid again after the load's repairs.
+            let layout = after.r.meta.layout;
+            for i in 0..5 {
+                let at = layout.copy_start(i);
+                let mut buf = std::vec![0u8; (1 + layout.entry_sectors() as usize) * SECTOR];
+                after.disk.read(at, &mut buf).unwrap();
+                check_copy(&buf, at, METADATA_AREA_SECTORS, 131072, crc32fast::hash)
+                    .unwrap_or_else(|d| panic!("k={k}: copy {i}: {d}"));
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_copies_are_repaired() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 8 auto 16").unwrap();
+        let want = f.state();
+        let layout = f.r.meta.layout;
+        // Damage all but one copy in different ways.
+        let mut disk = f.disk.clone();
+        let at = |i: u32| layout.copy_start(i) as usize * SECTOR;
+        disk.data[at(0)..at(0) + SECTOR].fill(0); // zeroed header
+        disk.data[at(1) + SECTOR + 20] ^= 0x10; // bit flip in an entry sector
+        disk.data[at(2) + 100] ^= 1; // bit flip in the header
+        let (a, b) = (at(3), at(4));
+        let stale = f.disk.data[b..b + 2 * SECTOR].to_vec();
+        disk.data[a..a + 2 * SECTOR].copy_from_slice(&stale); // copy 4's sectors at copy 3: wrong location
+        let mut g = Fixture::on(None, disk).unwrap();
+        assert_eq!(g.state(), want);
+        let repaired: Vec<u32> = g
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Repaired { copy, .. } => Some(*copy),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repaired, [0, 1, 2, 3]);
+        // Reloading now finds every copy fine.
+        let h = Fixture::on(None, g.disk.clone()).unwrap();
+        assert!(!h.events.iter().any(|e| matches!(e, Event::Repaired { .. })));
+    }
+
+    #[test]
+    fn unusable_areas_are_refused_unless_formatting() {
+        let mut disk = Disk::new();
+        disk.data[12345] = 1;
+        assert!(matches!(
+            Fixture::on(None, disk.clone()),
+            Err(LoadError::Refused(m)) if m.to_str().unwrap().contains("not blank")
+        ));
+        // Metadata of another device pair.
+        let f = Fixture::new(Some(4096));
+        assert!(matches!(
+            Fixture::on(None, f.disk.clone()),
+            Err(LoadError::Refused(m)) if m.to_str().unwrap().contains("different device pair")
+        ));
+    }
+
+    #[test]
+    fn failed_commit_changes_nothing() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        let before = f.state();
+        f.disk.writes_left = Some(3);
+        assert_eq!(
+            f.msg("add_remap 8 auto 4").unwrap_err(),
+            "metadata write failed; change undone"
+        );
+        assert_eq!(f.state(), before);
+        f.disk.writes_left = Some(3);
+        assert!(f.msg("remove_remap 0 4").is_err());
+        assert_eq!(f.state(), before);
+        f.disk.writes_left = Some(1);
+        assert!(f.msg("clear_remaps").is_err());
+        assert_eq!(f.state(), before);
+        f.disk.writes_left = None;
+        f.msg("add_remap 8 auto 4").unwrap();
+        let want = f.state();
+        assert_eq!(Fixture::on(None, f.disk.clone()).unwrap().state(), want);
+    }
+
+    #[test]
+    fn full_metadata_area_is_refused() {
+        let mut f = Fixture::new(None);
+        let slots = f.r.slots();
+        assert_eq!(slots, 818 * 61);
+        f.msg(&std::format!("add_remap 0 auto {slots}")).unwrap();
+        assert_eq!(
+            f.msg(&std::format!("add_remap {slots} auto")).unwrap_err(),
+            std::format!(
+                "metadata area full: it describes {slots} spare blocks and all are in use"
+            )
+        );
+        let beyond = 4096 + slots;
+        assert!(f
+            .msg(&std::format!("add_remap {} {beyond}", slots + 8))
+            .unwrap_err()
+            .starts_with("metadata area full"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Info {
 pub enum State {
     /// Serving I/O normally.
     Ok,
+    /// Constructed but not resumed yet: metadata not loaded, messages refused.
+    Inactive,
 }
 
 impl State {
@@ -43,6 +45,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Ok => "ok",
+            State::Inactive => "inactive",
         }
     }
 }

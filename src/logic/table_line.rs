@@ -13,6 +13,11 @@
 //! - `block_size <bytes>`: the remap granularity, a power of two from the
 //!   devices' logical block size up to [`MAX_BLOCK_SIZE`]. Default: the logical
 //!   block size.
+//! - `copies <n>`: metadata copies written when the spare is formatted, 1 to
+//!   16 (default 5). A formatted spare keeps the count it was formatted with.
+//! - `format`: allows formatting a spare whose metadata area holds no valid
+//!   metadata of this device pair (garbage, or another pair's). Valid metadata
+//!   of this pair is never overwritten.
 
 use super::number::parse_u32;
 use super::Refusal;
@@ -28,6 +33,10 @@ pub const MIN_BLOCK_SIZE: u32 = 512;
 pub struct Features {
     /// `block_size <bytes>`, if given.
     pub block_size: Option<u32>,
+    /// `copies <n>`, if given.
+    pub copies: Option<u32>,
+    /// `format`.
+    pub format: bool,
 }
 
 impl Features {
@@ -36,6 +45,12 @@ impl Features {
         let mut n = 0;
         if self.block_size.is_some() {
             n += 2;
+        }
+        if self.copies.is_some() {
+            n += 2;
+        }
+        if self.format {
+            n += 1;
         }
         n
     }
@@ -104,6 +119,24 @@ fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
                 }
                 features.block_size = Some(bs);
             }
+            "copies" => {
+                if features.copies.is_some() {
+                    return Err(Refusal::new(c"Feature copies given twice"));
+                }
+                let value = it
+                    .next()
+                    .ok_or(Refusal::new(c"Feature copies needs a number"))?;
+                match parse_u32(value) {
+                    Some(n) if (1..=16).contains(&n) => features.copies = Some(n),
+                    _ => return Err(Refusal::new(c"Invalid copies: must be from 1 to 16")),
+                }
+            }
+            "format" => {
+                if features.format {
+                    return Err(Refusal::new(c"Feature format given twice"));
+                }
+                features.format = true;
+            }
             _ => return Err(Refusal::new(c"Unknown feature argument")),
         }
     }
@@ -125,6 +158,12 @@ pub fn write_canonical<W: core::fmt::Write>(
         write!(w, " {n}")?;
         if let Some(bs) = features.block_size {
             write!(w, " block_size {bs}")?;
+        }
+        if let Some(c) = features.copies {
+            write!(w, " copies {c}")?;
+        }
+        if features.format {
+            write!(w, " format")?;
         }
     }
     Ok(())
@@ -182,6 +221,11 @@ mod tests {
             ("a b 4 block_size 512 block_size 512", "given twice"),
             ("a b 1 frobnicate", "Unknown feature argument"),
             ("a b 2 BLOCK_SIZE 4096", "Unknown feature argument"),
+            ("a b 1 copies", "Feature copies needs a number"),
+            ("a b 2 copies 0", "Invalid copies"),
+            ("a b 2 copies 17", "Invalid copies"),
+            ("a b 4 copies 2 copies 3", "Feature copies given twice"),
+            ("a b 2 format format", "Feature format given twice"),
         ];
         for (line, want) in cases {
             let got = p(line).expect_err(line);
@@ -191,7 +235,12 @@ mod tests {
 
     #[test]
     fn canonical_round_trip() {
-        for line in ["7:0 7:1", "7:0 7:1 2 block_size 4096"] {
+        for line in [
+            "7:0 7:1",
+            "7:0 7:1 2 block_size 4096",
+            "7:0 7:1 5 block_size 4096 copies 3 format",
+            "7:0 7:1 1 format",
+        ] {
             let t = p(line).unwrap();
             let mut s = String::new();
             write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
