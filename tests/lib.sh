@@ -91,15 +91,34 @@ flushes() {
 	awk '{ print $16 }' /sys/block/"$(basename "$1")"/stat
 }
 
+# no_check DEV: a spare the test leaves damaged on purpose.
+no_check() {
+	echo "$1" >>$_STATE/nocheck
+}
+
+# On exit: remove the test's dm devices, run `dm-remap-tool check` on every
+# loop device that holds dm-remap metadata (a test fails if it leaves an
+# inconsistent spare), then detach the loops.
 _cleanup() {
+	_rc=$?
 	for _n in $(sed '1!G;h;$!d' $_STATE/devs); do
 		dmsetup remove --retry "$_n" >/dev/null 2>&1
+	done
+	touch $_STATE/nocheck
+	for _d in $(cat $_STATE/loops); do
+		grep -qx "$_d" $_STATE/nocheck && continue
+		dd if="$_d" bs=8 count=1 2>/dev/null | grep -q dmremap || continue
+		if ! dm-remap-tool check "$_d"; then
+			echo "FAIL: dm-remap-tool check $_d found problems" >&2
+			_rc=1
+		fi
 	done
 	for _d in $(sed '1!G;h;$!d' $_STATE/loops); do
 		losetup -d "$_d" 2>/dev/null
 	done
 	rm -f /tmp/loop.*
 	rm -rf $_STATE
+	exit $_rc
 }
 trap _cleanup EXIT
 

@@ -224,8 +224,22 @@ impl Xtask {
         Ok(dir.join("dm_remap.ko"))
     }
 
+    /// Builds the host tool (release) and returns its path.
+    fn tool(&self) -> Result<PathBuf> {
+        let t = Instant::now();
+        cmd!(
+            self.sh,
+            "cargo build --release --quiet -p dm-remap --bin dm-remap-tool"
+        )
+        .run()?;
+        step("dm-remap-tool", t);
+        Ok(self.root.join("target/release/dm-remap-tool"))
+    }
+
     /// Builds the guest image around `job` and returns its path.
     fn initramfs(&self, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
+        let tool = self.tool()?;
+        let _env = self.sh.push_env("DMR_TOOL", &tool);
         let t = Instant::now();
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;

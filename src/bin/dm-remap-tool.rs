@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `dm-remap-tool`: checks and dumps the metadata on a dm-remap spare (a block
+//! device or an image file), with the same format code as the kernel module
+//! and CRCs by `crc32fast`.
+//!
+//! ```text
+//! dm-remap-tool check <spare>          report every problem; exit 1 if any
+//! dm-remap-tool dump [--json] <spare>  header, copies and remaps
+//! ```
+
+use dm_remap::logic::format::{
+    self, check_copy, decode_header, entry_slot, CopyState, Defect, Header, Layout, SECTOR,
+    SLOTS_PER_SECTOR,
+};
+use dm_remap::logic::layout::METADATA_AREA_SECTORS;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: dm-remap-tool check <spare>\n       dm-remap-tool dump [--json] <spare>";
+
+fn crc(b: &[u8]) -> u32 {
+    crc32fast::hash(b)
+}
+
+/// What the tool learns about a spare.
+struct Spare {
+    size_sectors: u64,
+    layout: Option<Layout>,
+    copies: Vec<(u64, CopyState)>,
+    /// Slot values (main block + 1) of the newest valid copy.
+    slots: Vec<u64>,
+    best: Option<Header>,
+    problems: Vec<String>,
+    blank: bool,
+}
+
+fn read_spare(path: &str) -> Result<Spare, String> {
+    let mut f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let size = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("{path}: {e}"))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("{path}: {e}"))?;
+    let area_bytes = (METADATA_AREA_SECTORS as usize * SECTOR).min(size as usize);
+    let mut area = vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR];
+    f.read_exact(&mut area[..area_bytes])
+        .map_err(|e| format!("{path}: {e}"))?;
+    let mut s = Spare {
+        size_sectors: size / SECTOR as u64,
+        layout: None,
+        copies: Vec::new(),
+        slots: Vec::new(),
+        best: None,
+        problems: Vec::new(),
+        blank: area.iter().all(|&b| b == 0),
+    };
+    if s.blank {
+        return Ok(s);
+    }
+    // The layout: from copy 0, or from the first valid header at any of the
+    // places a copy count would put one.
+    let mut layout = decode_header(&area, 0, METADATA_AREA_SECTORS, crc)
+        .ok()
+        .map(|h| h.layout);
+    if layout.is_none() {
+        'search: for copies in 1..=format::MAX_COPIES {
+            let step = METADATA_AREA_SECTORS / u64::from(copies);
+            for i in 1..copies {
+                let at = u64::from(i) * step;
+                let off = at as usize * SECTOR;
+                if let Ok(h) =
+                    decode_header(&area[off..off + SECTOR], at, METADATA_AREA_SECTORS, crc)
+                {
+                    layout = Some(h.layout);
+                    break 'search;
+                }
+            }
+        }
+    }
+    let Some(layout) = layout else {
+        s.problems
+            .push("no valid header in any copy, and the metadata area is not blank".into());
+        return Ok(s);
+    };
+    s.layout = Some(layout);
+    let mut best: Option<(u32, Header)> = None;
+    for i in 0..layout.copies {
+        let at = layout.copy_start(i);
+        let off = at as usize * SECTOR;
+        let len = (1 + layout.entry_sectors() as usize) * SECTOR;
+        let buf = &area[off..off + len];
+        let main_blocks = decode_header(buf, at, METADATA_AREA_SECTORS, crc)
+            .map(|h| h.identity.main_sectors / (u64::from(h.identity.block_size) / 512).max(1))
+            .unwrap_or(u64::MAX);
+        let mut state = match check_copy(buf, at, METADATA_AREA_SECTORS, main_blocks, crc) {
+            Ok(h) if h.layout == layout => CopyState::Valid(h),
+            Ok(_) => CopyState::Bad(Defect::BadLayout),
+            Err(d) => CopyState::Bad(d),
+        };
+        if let CopyState::Valid(h) = state {
+            if let Some(block) = duplicate(buf, &h) {
+                state = CopyState::Bad(Defect::Duplicate { block });
+            }
+        }
+        if let CopyState::Valid(h) = state {
+            if best.is_none_or_older(h.generation) {
+                best = Some((i, h));
+            }
+        }
+        s.copies.push((at, state));
+    }
+    let Some((bi, bh)) = best else {
+        s.problems.push("no valid metadata copy".into());
+        for (i, (at, st)) in s.copies.iter().enumerate() {
+            if let CopyState::Bad(d) = st {
+                s.problems.push(format!("copy {i} (sector {at}): {d}"));
+            }
+        }
+        return Ok(s);
+    };
+    let off = layout.copy_start(bi) as usize * SECTOR;
+    s.slots = (0..layout.slots)
+        .map(|slot| {
+            let k = (slot / SLOTS_PER_SECTOR as u64) as usize;
+            entry_slot(
+                &area[off + (1 + k) * SECTOR..off + (2 + k) * SECTOR],
+                slot as usize % SLOTS_PER_SECTOR,
+            )
+        })
+        .collect();
+    s.best = Some(bh);
+    // Every copy must be valid, as new as the best and hold the same slots.
+    for (i, (at, st)) in s.copies.iter().enumerate() {
+        match st {
+            CopyState::Bad(d) => s.problems.push(format!("copy {i} (sector {at}): {d}")),
+            CopyState::Valid(h) if h.generation != bh.generation => s.problems.push(format!(
+                "copy {i} (sector {at}): stale (generation {}, newest {})",
+                h.generation, bh.generation
+            )),
+            CopyState::Valid(h) if h.identity != bh.identity => s
+                .problems
+                .push(format!("copy {i} (sector {at}): another device pair")),
+            CopyState::Valid(_) => {
+                let len = (1 + layout.entry_sectors() as usize) * SECTOR;
+                let o = *at as usize * SECTOR;
+                let differs = (0..layout.entry_sectors() as usize).any(|k| {
+                    let a = &area[o + (1 + k) * SECTOR + 16..o + (1 + k) * SECTOR + 504];
+                    let b = &area[off + (1 + k) * SECTOR + 16..off + (1 + k) * SECTOR + 504];
+                    a != b
+                });
+                let _ = len;
+                if differs {
+                    s.problems.push(format!(
+                        "copy {i} (sector {at}): same generation, different remaps"
+                    ));
+                }
+            }
+        }
+    }
+    if bh.identity.spare_sectors != s.size_sectors {
+        s.problems.push(format!(
+            "header says the spare has {} sectors, the device has {}",
+            bh.identity.spare_sectors, s.size_sectors
+        ));
+    }
+    Ok(s)
+}
+
+/// A main block two slots of the copy in `buf` name, if any.
+fn duplicate(buf: &[u8], h: &Header) -> Option<u64> {
+    let mut seen = HashMap::new();
+    for slot in 0..h.layout.slots {
+        let k = (slot / SLOTS_PER_SECTOR as u64) as usize;
+        let v = entry_slot(
+            &buf[(1 + k) * SECTOR..(2 + k) * SECTOR],
+            slot as usize % SLOTS_PER_SECTOR,
+        );
+        if v != 0 && seen.insert(v - 1, slot).is_some() {
+            return Some(v - 1);
+        }
+    }
+    None
+}
+
+trait OlderThan {
+    fn is_none_or_older(&self, generation: u64) -> bool;
+}
+
+impl OlderThan for Option<(u32, Header)> {
+    fn is_none_or_older(&self, generation: u64) -> bool {
+        match self {
+            None => true,
+            Some((_, h)) => h.generation < generation,
+        }
+    }
+}
+
+/// The remaps as `(main_sector, spare_sector, nr_sectors)` runs, sorted.
+fn extents(s: &Spare) -> Vec<(u64, u64, u64)> {
+    let (Some(h), Some(l)) = (s.best, s.layout) else {
+        return Vec::new();
+    };
+    let bs = u64::from(h.identity.block_size) / 512;
+    let mut pairs: Vec<(u64, u64)> = s
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v != 0)
+        .map(|(slot, &v)| (v - 1, slot as u64))
+        .collect();
+    pairs.sort_unstable();
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
+    for (m, p) in pairs {
+        let (ms, ss) = (m * bs, l.pool_start + p * bs);
+        match out.last_mut() {
+            Some((m0, s0, n)) if *m0 + *n == ms && *s0 + *n == ss => *n += bs,
+            _ => out.push((ms, ss, bs)),
+        }
+    }
+    out
+}
+
+fn uuid(u: &[u8; 16]) -> String {
+    let mut s = String::new();
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn state_text(st: &CopyState) -> (String, Option<u64>) {
+    match st {
+        CopyState::Valid(h) => ("valid".into(), Some(h.generation)),
+        CopyState::Bad(d) => (d.to_string(), None),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn dump_json(s: &Spare) -> String {
+    let mut o = String::from("{");
+    let _ = write!(o, "\"format_version\":{},", format::FORMAT_VERSION);
+    let _ = write!(o, "\"blank\":{},", s.blank);
+    let _ = write!(o, "\"spare_sectors\":{},", s.size_sectors);
+    if let (Some(h), Some(l)) = (s.best, s.layout) {
+        let _ = write!(
+            o,
+            "\"uuid\":{},\"generation\":{},\"block_size\":{},\"main_sectors\":{},\
+             \"pool_start\":{},\"slots\":{},\"remaps\":{},",
+            json_str(&uuid(&h.identity.uuid)),
+            h.generation,
+            h.identity.block_size,
+            h.identity.main_sectors,
+            l.pool_start,
+            l.slots,
+            h.remaps
+        );
+    }
+    o.push_str("\"copies\":[");
+    for (i, (at, st)) in s.copies.iter().enumerate() {
+        let (text, generation) = state_text(st);
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"index\":{i},\"sector\":{at},\"state\":{},\"generation\":{}}}",
+            json_str(&text),
+            generation.map_or("null".into(), |g| g.to_string())
+        );
+    }
+    o.push_str("],\"extents\":[");
+    for (i, (m, sp, n)) in extents(s).iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"main_sector\":{m},\"spare_sector\":{sp},\"nr_sectors\":{n}}}"
+        );
+    }
+    o.push_str("],\"problems\":[");
+    for (i, p) in s.problems.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(&json_str(p));
+    }
+    o.push_str("]}");
+    o
+}
+
+fn dump_text(s: &Spare) -> String {
+    let mut o = String::new();
+    if s.blank {
+        o.push_str("blank metadata area (never formatted)\n");
+        return o;
+    }
+    if let (Some(h), Some(l)) = (s.best, s.layout) {
+        let _ = writeln!(o, "format version {}", format::FORMAT_VERSION);
+        let _ = writeln!(o, "uuid           {}", uuid(&h.identity.uuid));
+        let _ = writeln!(o, "generation     {}", h.generation);
+        let _ = writeln!(o, "block size     {}", h.identity.block_size);
+        let _ = writeln!(o, "main sectors   {}", h.identity.main_sectors);
+        let _ = writeln!(o, "spare sectors  {}", h.identity.spare_sectors);
+        let _ = writeln!(o, "pool start     {}", l.pool_start);
+        let _ = writeln!(o, "slots          {}", l.slots);
+        let _ = writeln!(o, "remaps         {}", h.remaps);
+    }
+    for (i, (at, st)) in s.copies.iter().enumerate() {
+        let (text, generation) = state_text(st);
+        match generation {
+            Some(g) => {
+                let _ = writeln!(o, "copy {i} at sector {at}: {text}, generation {g}");
+            }
+            None => {
+                let _ = writeln!(o, "copy {i} at sector {at}: {text}");
+            }
+        }
+    }
+    for (m, sp, n) in extents(s) {
+        let _ = writeln!(o, "{m} {sp} {n}");
+    }
+    for p in &s.problems {
+        let _ = writeln!(o, "problem: {p}");
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, json, path) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["check", p] => ("check", false, p.to_string()),
+        ["dump", p] => ("dump", false, p.to_string()),
+        ["dump", "--json", p] => ("dump", true, p.to_string()),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let s = match read_spare(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dm-remap-tool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        "check" => {
+            if s.problems.is_empty() {
+                match s.best {
+                    Some(h) => println!(
+                        "{path}: clean: {} copies, generation {}, {} remaps",
+                        s.copies.len(),
+                        h.generation,
+                        h.remaps
+                    ),
+                    None => println!("{path}: blank metadata area (never formatted)"),
+                }
+                ExitCode::SUCCESS
+            } else {
+                for p in &s.problems {
+                    println!("{path}: {p}");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        _ => {
+            if json {
+                println!("{}", dump_json(&s));
+            } else {
+                print!("{}", dump_text(&s));
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dm_remap::logic::format::Identity;
+    use dm_remap::logic::geometry::{validate, DeviceFacts};
+    use dm_remap::logic::message::parse;
+    use dm_remap::logic::remaps::{MetaIo, Remaps};
+    use dm_remap::logic::table_line::Features;
+    use dm_remap::HostEnv;
+    use std::io::Write as _;
+
+    /// A spare image file written by the module's own commit code.
+    struct Image(std::fs::File);
+
+    impl MetaIo for Image {
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            self.0.seek(SeekFrom::Start(sector * 512)).map_err(|_| ())?;
+            self.0.read_exact(buf).map_err(|_| ())
+        }
+        fn write(&mut self, sector: u64, buf: &[u8], _durable: bool) -> Result<(), ()> {
+            self.0.seek(SeekFrom::Start(sector * 512)).map_err(|_| ())?;
+            self.0.write_all(buf).map_err(|_| ())
+        }
+    }
+
+    fn make_image(path: &std::path::Path) {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        f.set_len(16 << 20).unwrap();
+        let mut img = Image(f);
+        let d = |dev, sectors| DeviceFacts {
+            dev,
+            whole: dev,
+            sectors,
+            logical_block_size: 512,
+        };
+        let g = validate(32768, &d(1, 32768), &d(2, 32768), &Features::default()).unwrap();
+        let pair = Identity {
+            uuid: [0; 16],
+            main_sectors: 32768,
+            spare_sectors: 32768,
+            block_size: 512,
+        };
+        let layout = Remaps::<HostEnv>::layout(&mut img, &g, 5, crc).unwrap();
+        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, pair, crc).unwrap();
+        r.load(&t, &mut img, false, [3; 16], &mut |_| {}).unwrap();
+        for m in ["add_remap 100 auto 10", "add_remap 7 5000"] {
+            let words: Vec<&str> = m.split_whitespace().collect();
+            let mut out = String::new();
+            r.handle(&t, &mut img, parse(&words).unwrap(), &mut out, &mut |_| {})
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn checks_dumps_and_finds_damage() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spare.img");
+        make_image(&path);
+        let p = path.to_str().unwrap();
+        let s = read_spare(p).unwrap();
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(extents(&s), vec![(7, 5000, 1), (100, 4096, 10)]);
+        let text = dump_text(&s);
+        assert!(text.contains("generation     3"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&dump_json(&s)).unwrap();
+        assert_eq!(json["remaps"], 11);
+        assert_eq!(json["copies"].as_array().unwrap().len(), 5);
+        assert_eq!(json["extents"][1]["spare_sector"], 4096);
+
+        // Flip a bit in copy 2's first entry sector.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let at = (2 * 819 + 1) * 512 + 30;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        b[0] ^= 0x40;
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&b).unwrap();
+        drop(f);
+        let s = read_spare(p).unwrap();
+        assert_eq!(s.problems, vec![format!("copy 2 (sector 1638): bad CRC")]);
+        assert_eq!(extents(&s).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn blank_and_garbage() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("blank.img");
+        std::fs::write(&path, vec![0u8; 4 << 20]).unwrap();
+        let s = read_spare(path.to_str().unwrap()).unwrap();
+        assert!(s.blank && s.problems.is_empty());
+        std::fs::write(&path, vec![0x5au8; 4 << 20]).unwrap();
+        let s = read_spare(path.to_str().unwrap()).unwrap();
+        assert!(!s.problems.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
