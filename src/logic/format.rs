@@ -539,6 +539,69 @@ mod tests {
         assert_eq!(crc(&s[..CRC_AT]), crc_bitwise(&s[..CRC_AT]));
     }
 
+    /// A copy built byte by byte from the tables of `docs/on-disk-format.md`
+    /// (not with the encoder) decodes to what the doc says it holds.
+    #[test]
+    fn golden_image_from_the_doc() {
+        fn le(b: &mut [u8], at: usize, v: u64, n: usize) {
+            b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        }
+        // 5 copies, copy 1 at sector 819, 512-byte blocks, 100 usable slots.
+        let mut hdr = [0u8; 512];
+        hdr[0..8].copy_from_slice(b"dmremap\0");
+        le(&mut hdr, 8, 1, 4); // format version
+        le(&mut hdr, 12, 1, 4); // copy index
+        le(&mut hdr, 16, 5, 4); // copies
+        le(&mut hdr, 20, 512, 4); // block size
+        hdr[24..40].copy_from_slice(&[0xab; 16]); // uuid
+        le(&mut hdr, 40, 77, 8); // generation
+        le(&mut hdr, 48, 819, 8); // self-location
+        le(&mut hdr, 56, 65536, 8); // main sectors
+        le(&mut hdr, 64, 32768, 8); // spare sectors
+        le(&mut hdr, 72, 4096, 8); // pool start
+        le(&mut hdr, 80, 100, 8); // usable slots
+        le(&mut hdr, 88, 818, 4); // entry sectors per copy
+        le(&mut hdr, 92, 61, 4); // slots per entry sector
+        le(&mut hdr, 96, 2, 8); // remaps
+        let c = crc32fast::hash(&hdr[..508]);
+        le(&mut hdr, 508, u64::from(c), 4);
+
+        let mut e0 = [0u8; 512];
+        le(&mut e0, 0, 77, 8); // generation
+        le(&mut e0, 8, 820, 8); // self-location
+        le(&mut e0, 16 + 8 * 3, 11, 8); // slot 3: main block 10
+        let c = crc32fast::hash(&e0[..508]);
+        le(&mut e0, 508, u64::from(c), 4);
+        let mut e1 = [0u8; 512];
+        le(&mut e1, 0, 76, 8);
+        le(&mut e1, 8, 821, 8);
+        le(&mut e1, 16 + 8 * (99 - 61), 501, 8); // slot 99: main block 500
+        let c = crc32fast::hash(&e1[..508]);
+        le(&mut e1, 508, u64::from(c), 4);
+
+        let mut image = std::vec::Vec::new();
+        image.extend_from_slice(&hdr);
+        image.extend_from_slice(&e0);
+        image.extend_from_slice(&e1);
+        let h = check_copy(&image, 819, 4096, 65536, crc).unwrap();
+        assert_eq!(h.copy_index, 1);
+        assert_eq!(h.generation, 77);
+        assert_eq!(h.remaps, 2);
+        assert_eq!(h.identity.uuid, [0xab; 16]);
+        assert_eq!(h.identity.main_sectors, 65536);
+        assert_eq!(h.identity.spare_sectors, 32768);
+        assert_eq!(h.identity.block_size, 512);
+        assert_eq!(h.layout.pool_start, 4096);
+        assert_eq!(h.layout.slots, 100);
+        assert_eq!(h.layout.copy_sectors, 819);
+        assert_eq!(entry_slot(&e0, 3), 11);
+        assert_eq!(entry_slot(&e1, 38), 501);
+        // And the encoder produces the same header bytes.
+        let mut again = [0u8; 512];
+        encode_header(&h, crc, &mut again);
+        assert_eq!(again, hdr);
+    }
+
     #[test]
     fn layout_numbers() {
         let l = Layout::new(5, 4096, 4096, 126976).unwrap();
