@@ -10,3 +10,4 @@
 #include <linux/device-mapper.h>
 
 #include "dm_remap_helpers.h"
+#include "dm_remap_stats.h"

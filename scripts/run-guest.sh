@@ -43,11 +43,13 @@ if [ $shell -eq 1 ]; then
 fi
 
 [ -n "$log" ] || log=$(mktemp "${TMPDIR:-/tmp}/dmr-console.XXXXXX")
+# Line by line all the way (sed -u: mawk would block-buffer its input), so
+# each test result shows as the test ends.
 set +e
 timeout --kill-after=10 "$limit" "${qemu[@]}" -display none -monitor none \
 	-serial stdio -append "$append" </dev/null 2>"$log.qemu" |
 	stdbuf -oL tr -d '\r' | tee "$log" |
-	awk '/^DMR-BEGIN$/ { on = 1; next } /^DMR-EXIT / { on = 0 } on { print; fflush() }'
+	sed -un '/^DMR-BEGIN$/,/^DMR-EXIT /{/^DMR-BEGIN$/d;/^DMR-EXIT /d;p}'
 qrc=${PIPESTATUS[0]}
 set -e
 

@@ -27,11 +27,14 @@ module! {
 }
 
 struct DmRemap {
+    // Dropped in this order: the target type goes before the stat tree.
     _target: dm::target::Registration,
+    _stats: dm::stats::StatsTree,
 }
 
 impl kernel::Module for DmRemap {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let stats = dm::stats::StatsTree::new()?;
         let reg = dm::target::Registration::new::<target::Remap>(
             module,
             target::NAME,
@@ -39,7 +42,10 @@ impl kernel::Module for DmRemap {
         )?;
         let [a, b, c] = target::VERSION;
         dm::log::dmr_info!("target remap {}.{}.{} registered\n", a, b, c);
-        Ok(DmRemap { _target: reg })
+        Ok(DmRemap {
+            _target: reg,
+            _stats: stats,
+        })
     }
 }
 

@@ -20,6 +20,7 @@ use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
+use crate::dm::stats::Stats;
 use crate::dm::target::{
     CtrContext, CtrError, DeviceVisitor, MapResult, QueueLimits, StatusKind, Target, TargetOps,
 };
@@ -28,6 +29,7 @@ use crate::logic::format::{Identity, DEFAULT_COPIES};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::message;
 use crate::logic::remaps::{self, check_spare, Event, LoadError, MsgError, Remaps};
+use crate::logic::stats::{Counter, Gauge};
 use crate::logic::status::{self, Info, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
@@ -55,9 +57,20 @@ pub(crate) struct Remap {
     writer: Pin<KBox<Mutex<Remaps<KernelEnv>>>>,
     /// Metadata I/O on the spare.
     io_client: IoClient,
+    /// The mapped device's counters (`/sys/module/dm_remap/stat/dm-N/`).
+    stats: Stats,
 }
 
 impl Remap {
+    /// Publishes the writer's state to the sysfs gauges.
+    fn update_gauges(&self, w: &Remaps<KernelEnv>) {
+        self.stats.set(Gauge::Remaps, self.table.len());
+        self.stats.set(Gauge::SpareUsed, w.spare_used());
+        self.stats.set(Gauge::SpareTotal, w.slots());
+        self.stats.set(Gauge::Buckets, self.table.buckets());
+        self.stats.set(Gauge::Resizes, self.table.resizes());
+    }
+
     fn spare_io(&self) -> SpareIo<'_> {
         SpareIo {
             client: &self.io_client,
@@ -168,6 +181,9 @@ impl TargetOps for Remap {
             .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
         let writer = KBox::pin_init(new_mutex!(remaps), GFP_KERNEL)
             .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
+        let stats = ctx
+            .stats()
+            .ok_or_else(|| CtrError::new(c"Cannot allocate statistics", ENOMEM))?;
         // One empty flush for each device; discards are split and routed like
         // writes, so one clone.
         ctx.set_num_flush_bios(2);
@@ -188,6 +204,7 @@ impl TargetOps for Remap {
             table,
             writer,
             io_client,
+            stats,
         })
     }
 
@@ -209,19 +226,34 @@ impl TargetOps for Remap {
             return MapResult::Remapped;
         }
         let offset = ti.offset(bio.sector());
-        if self.table.is_empty() {
+        let (to_spare, bytes) = if self.table.is_empty() {
             bio.set_dev(&self.main);
             bio.set_sector(offset);
-            return MapResult::Remapped;
+            (false, u64::from(size))
+        } else {
+            let sectors = u64::from(size >> 9);
+            let r = remaps::route(&self.geometry, |b| self.table.lookup(b), offset, sectors);
+            if r.len < sectors {
+                // `r.len < sectors <= u32::MAX >> 9`, so the cast is lossless.
+                bio.accept_partial(r.len as u32);
+            }
+            bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
+            bio.set_sector(r.sector);
+            (r.to_spare, r.len << 9)
+        };
+        if bio.is_read() {
+            self.stats.add(Counter::Reads, 1);
+            self.stats.add(Counter::ReadBytes, bytes);
+            if to_spare {
+                self.stats.add(Counter::RemappedReads, 1);
+            }
+        } else if bio.is_write() {
+            self.stats.add(Counter::Writes, 1);
+            self.stats.add(Counter::WriteBytes, bytes);
+            if to_spare {
+                self.stats.add(Counter::RemappedWrites, 1);
+            }
         }
-        let sectors = u64::from(size >> 9);
-        let r = remaps::route(&self.geometry, |b| self.table.lookup(b), offset, sectors);
-        if r.len < sectors {
-            // `r.len < sectors <= u32::MAX >> 9`, so the cast is lossless.
-            bio.accept_partial(r.len as u32);
-        }
-        bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
-        bio.set_sector(r.sector);
         MapResult::Remapped
     }
 
@@ -278,10 +310,13 @@ impl TargetOps for Remap {
             }
         };
         let mut sio = self.spare_io();
-        let r = self
-            .writer
-            .lock()
-            .handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
+        let mut w = self.writer.lock();
+        let generation = w.generation();
+        let r = w.handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
+        self.stats
+            .add(Counter::Commits, w.generation().saturating_sub(generation));
+        self.update_gauges(&w);
+        drop(w);
         r.map_err(|e| {
             dmr_err!("{}: {}: {}\n", dev, verb, e);
             match e {
@@ -312,14 +347,22 @@ impl TargetOps for Remap {
             return Ok(());
         }
         let mut sio = self.spare_io();
-        w.load(
+        let mut repairs = 0;
+        let r = w.load(
             &self.table,
             &mut sio,
             self.features.format,
             io::random_uuid(),
-            &mut |ev| log_event(dev, ev),
-        )
-        .map_err(|e| {
+            &mut |ev| {
+                if matches!(ev, Event::Repaired { .. }) {
+                    repairs += 1;
+                }
+                log_event(dev, ev)
+            },
+        );
+        self.stats.add(Counter::Repairs, repairs);
+        self.update_gauges(&w);
+        r.map_err(|e| {
             let (why, err) = match e {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),
                 LoadError::Io => ("metadata I/O failed", EIO),

@@ -60,6 +60,18 @@ impl Bio {
         unsafe { (*self.raw()).bi_opf }
     }
 
+    /// Whether the bio reads (`REQ_OP_READ`).
+    #[inline]
+    pub(crate) fn is_read(&self) -> bool {
+        self.opf() & b::REQ_OP_MASK == b::REQ_OP_READ
+    }
+
+    /// Whether the bio writes data (`REQ_OP_WRITE`).
+    #[inline]
+    pub(crate) fn is_write(&self) -> bool {
+        self.opf() & b::REQ_OP_MASK == b::REQ_OP_WRITE
+    }
+
     /// Whether the bio carries `REQ_PREFLUSH`.
     #[inline]
     pub(crate) fn is_preflush(&self) -> bool {

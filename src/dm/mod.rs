@@ -11,4 +11,5 @@ pub(crate) mod device;
 pub(crate) mod io;
 pub(crate) mod log;
 pub(crate) mod rcu;
+pub(crate) mod stats;
 pub(crate) mod target;

@@ -173,6 +173,13 @@ impl CtrContext<'_> {
         Ok(unsafe { DmDev::from_raw(self.ti, dev) })
     }
 
+    /// A reference to the statistics of the target's mapped device.
+    pub(crate) fn stats(&mut self) -> Option<super::stats::Stats> {
+        // SAFETY: `ti` is the valid target under construction (type
+        // invariant).
+        unsafe { super::stats::Stats::get(self.ti.as_ptr()) }
+    }
+
     /// How many empty flush bios device-mapper sends `map` per flush.
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: Valid and exclusively ours during construction.

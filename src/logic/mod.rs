@@ -22,6 +22,7 @@ pub mod message;
 pub mod number;
 pub mod pool;
 pub mod remaps;
+pub mod stats;
 pub mod status;
 #[allow(unsafe_code)]
 pub mod table;

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-device statistics: safe handles over `src/stats.c`, and the callback
+//! through which its sysfs files are formatted by `logic::stats`.
+
+use super::bindings as b;
+use crate::logic::emit::Emitter;
+use crate::logic::stats::{self, Counter, Gauge, Snapshot, COUNTERS, GAUGES};
+use core::ptr::NonNull;
+use kernel::error::to_result;
+use kernel::ffi::{c_char, c_uint, c_void};
+use kernel::prelude::*;
+
+/// The `/sys/module/dm_remap/stat` tree; removed on drop.
+pub(crate) struct StatsTree(());
+
+impl StatsTree {
+    /// Creates `stat/` and `stat/all_devs/`.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: Called once, from module init (process context).
+        to_result(unsafe { b::dmr_stats_init() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for StatsTree {
+    fn drop(&mut self) {
+        // SAFETY: Created in `new`; every device's statistics are gone by now
+        // (the target type is unregistered first, so no table remains).
+        unsafe { b::dmr_stats_exit() }
+    }
+}
+
+/// A reference to one mapped device's statistics; dropped with the table.
+pub(crate) struct Stats(NonNull<c_void>);
+
+// SAFETY: The statistics object is shared by the tables of a device; adding
+// is per CPU and setting is atomic, so any thread may use it.
+unsafe impl Send for Stats {}
+// SAFETY: See `Send`.
+unsafe impl Sync for Stats {}
+
+impl Stats {
+    /// Takes a reference to the statistics of `ti`'s mapped device, creating
+    /// its sysfs directory if this is its first table.
+    ///
+    /// # Safety
+    ///
+    /// `ti` must be a valid target under construction.
+    pub(crate) unsafe fn get(ti: *mut b::dm_target) -> Option<Self> {
+        // SAFETY: Guaranteed by the caller; process context.
+        NonNull::new(unsafe { b::dmr_stats_get(ti) }).map(Self)
+    }
+
+    /// Adds `v` to a counter. Cheap: no lock, no shared cache line.
+    #[inline]
+    pub(crate) fn add(&self, c: Counter, v: u64) {
+        // SAFETY: A live reference from `dmr_stats_get`; the counter id is
+        // one of the enum's.
+        unsafe { b::dmr_stats_add(self.0.as_ptr(), c as c_uint, v) }
+    }
+
+    /// Sets a gauge.
+    pub(crate) fn set(&self, g: Gauge, v: u64) {
+        // SAFETY: As for `add`.
+        unsafe { b::dmr_stats_set(self.0.as_ptr(), g as c_uint, v) }
+    }
+}
+
+impl Drop for Stats {
+    fn drop(&mut self) {
+        // SAFETY: The reference taken in `get`, given back once.
+        unsafe { b::dmr_stats_put(self.0.as_ptr()) }
+    }
+}
+
+/// Formats sysfs file `attr` from a snapshot into `buf` (`len` bytes);
+/// returns the length written. Called by `src/stats.c`.
+///
+/// # Safety
+///
+/// `counters` and `gauges` point to `COUNTERS` and `GAUGES` values and `buf`
+/// to `len` writable bytes.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dmr_stats_format(
+    attr: c_uint,
+    counters: *const u64,
+    gauges: *const u64,
+    buf: *mut c_char,
+    len: usize,
+) -> isize {
+    let mut s = Snapshot::default();
+    // SAFETY: Valid for COUNTERS and GAUGES values (caller).
+    unsafe {
+        s.c.copy_from_slice(core::slice::from_raw_parts(counters, COUNTERS));
+        s.g.copy_from_slice(core::slice::from_raw_parts(gauges, GAUGES));
+    }
+    // SAFETY: `buf` is valid for `len` bytes (caller).
+    let mut out = Emitter::new(unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) });
+    match stats::render(attr, &s, &mut out) {
+        Ok(()) => out.len() as isize,
+        Err(_) => EINVAL.to_errno() as isize,
+    }
+}

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the files under `/sys/module/dm_remap/stat/<dev>/` say.
+//!
+//! The counters are kept per CPU by the FFI layer (`src/stats.c`); this module
+//! turns a snapshot of them into file contents. `docs/sysfs.md` documents
+//! every file.
+
+use core::fmt::{self, Write};
+
+/// Event counters (same order as `enum dmr_counter` in
+/// `include/dm_remap_stats.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Counter {
+    /// Read bios (pieces of bios split at remap boundaries count apiece).
+    Reads = 0,
+    /// Write bios.
+    Writes = 1,
+    /// Bytes read.
+    ReadBytes = 2,
+    /// Bytes written.
+    WriteBytes = 3,
+    /// Read bios sent to the spare.
+    RemappedReads = 4,
+    /// Write bios sent to the spare.
+    RemappedWrites = 5,
+    /// I/O errors from main.
+    MainErrors = 6,
+    /// I/O errors from the spare.
+    SpareErrors = 7,
+    /// Remaps made automatically on errors.
+    AutoRemaps = 8,
+    /// Metadata commits.
+    Commits = 9,
+    /// Metadata copies repaired.
+    Repairs = 10,
+}
+
+/// Number of counters.
+pub const COUNTERS: usize = 11;
+
+/// Values set by the live table (same order as `enum dmr_gauge`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Gauge {
+    /// Remapped blocks.
+    Remaps = 0,
+    /// Spare pool blocks in use.
+    SpareUsed = 1,
+    /// Usable spare pool blocks.
+    SpareTotal = 2,
+    /// Hash table buckets.
+    Buckets = 3,
+    /// Hash table resizes.
+    Resizes = 4,
+}
+
+/// Number of gauges.
+pub const GAUGES: usize = 5;
+
+/// The files, by the id `src/stats.c` passes (its `DMR_A_*`).
+const FILES: [&str; 19] = [
+    "read_cnt",
+    "write_cnt",
+    "total_cnt",
+    "read_avr_bs",
+    "write_avr_bs",
+    "total_avr_bs",
+    "summary",
+    "remaps",
+    "remapped_reads",
+    "remapped_writes",
+    "spare_used",
+    "spare_total",
+    "hash_buckets",
+    "hash_resizes",
+    "main_errors",
+    "spare_errors",
+    "auto_remaps",
+    "metadata_commits",
+    "metadata_repairs",
+];
+
+/// A snapshot of one device's (or all devices') statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Counters, indexed by [`Counter`].
+    pub c: [u64; COUNTERS],
+    /// Gauges, indexed by [`Gauge`].
+    pub g: [u64; GAUGES],
+}
+
+/// `bytes / reqs`, or 0 without requests.
+pub fn average(bytes: u64, reqs: u64) -> u64 {
+    bytes.checked_div(reqs).unwrap_or(0)
+}
+
+impl Snapshot {
+    fn c(&self, c: Counter) -> u64 {
+        self.c[c as usize]
+    }
+
+    fn g(&self, g: Gauge) -> u64 {
+        self.g[g as usize]
+    }
+
+    /// Total requests.
+    pub fn total(&self) -> u64 {
+        self.c(Counter::Reads)
+            .saturating_add(self.c(Counter::Writes))
+    }
+
+    /// Total bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.c(Counter::ReadBytes)
+            .saturating_add(self.c(Counter::WriteBytes))
+    }
+
+    /// The value of a one-number file, by its id.
+    pub fn value(&self, id: u32) -> Option<u64> {
+        Some(match id {
+            0 => self.c(Counter::Reads),
+            1 => self.c(Counter::Writes),
+            2 => self.total(),
+            3 => average(self.c(Counter::ReadBytes), self.c(Counter::Reads)),
+            4 => average(self.c(Counter::WriteBytes), self.c(Counter::Writes)),
+            5 => average(self.total_bytes(), self.total()),
+            7 => self.g(Gauge::Remaps),
+            8 => self.c(Counter::RemappedReads),
+            9 => self.c(Counter::RemappedWrites),
+            10 => self.g(Gauge::SpareUsed),
+            11 => self.g(Gauge::SpareTotal),
+            12 => self.g(Gauge::Buckets),
+            13 => self.g(Gauge::Resizes),
+            14 => self.c(Counter::MainErrors),
+            15 => self.c(Counter::SpareErrors),
+            16 => self.c(Counter::AutoRemaps),
+            17 => self.c(Counter::Commits),
+            18 => self.c(Counter::Repairs),
+            _ => return None,
+        })
+    }
+}
+
+/// The name of file `id`.
+pub fn file_name(id: u32) -> Option<&'static str> {
+    FILES.get(id as usize).copied()
+}
+
+/// Writes file `id` of `s`.
+pub fn render<W: Write>(id: u32, s: &Snapshot, w: &mut W) -> fmt::Result {
+    if id == 6 {
+        return write_summary(s, w);
+    }
+    match s.value(id) {
+        Some(v) => writeln!(w, "{v}"),
+        None => Err(fmt::Error),
+    }
+}
+
+/// The `summary` file: dmp's layout, then the remap block.
+pub fn write_summary<W: Write>(s: &Snapshot, w: &mut W) -> fmt::Result {
+    for (name, reqs, bytes) in [
+        ("read", s.c(Counter::Reads), s.c(Counter::ReadBytes)),
+        ("write", s.c(Counter::Writes), s.c(Counter::WriteBytes)),
+        ("total", s.total(), s.total_bytes()),
+    ] {
+        writeln!(
+            w,
+            "{name}:\n\treqs: {reqs}\n\tavg size: {}",
+            average(bytes, reqs)
+        )?;
+    }
+    writeln!(w, "remap:")?;
+    writeln!(w, "\tremaps: {}", s.g(Gauge::Remaps))?;
+    writeln!(w, "\tremapped reads: {}", s.c(Counter::RemappedReads))?;
+    writeln!(w, "\tremapped writes: {}", s.c(Counter::RemappedWrites))?;
+    writeln!(
+        w,
+        "\tspare used: {}/{}",
+        s.g(Gauge::SpareUsed),
+        s.g(Gauge::SpareTotal)
+    )?;
+    writeln!(w, "\thash buckets: {}", s.g(Gauge::Buckets))?;
+    writeln!(w, "\thash resizes: {}", s.g(Gauge::Resizes))?;
+    writeln!(w, "\tmain errors: {}", s.c(Counter::MainErrors))?;
+    writeln!(w, "\tspare errors: {}", s.c(Counter::SpareErrors))?;
+    writeln!(w, "\tauto remaps: {}", s.c(Counter::AutoRemaps))?;
+    writeln!(w, "\tmetadata commits: {}", s.c(Counter::Commits))?;
+    writeln!(w, "\tmetadata repairs: {}", s.c(Counter::Repairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::string::String;
+
+    fn snap() -> Snapshot {
+        let mut s = Snapshot::default();
+        s.c[Counter::Reads as usize] = 50;
+        s.c[Counter::ReadBytes as usize] = 50 * 8192;
+        s.c[Counter::Writes as usize] = 100;
+        s.c[Counter::WriteBytes as usize] = 100 * 4096;
+        s.c[Counter::RemappedWrites as usize] = 3;
+        s.c[Counter::Commits as usize] = 2;
+        s.g[Gauge::Remaps as usize] = 8;
+        s.g[Gauge::SpareUsed as usize] = 8;
+        s.g[Gauge::SpareTotal as usize] = 28672;
+        s.g[Gauge::Buckets as usize] = 64;
+        s
+    }
+
+    fn file(id: u32, s: &Snapshot) -> String {
+        let mut out = String::new();
+        render(id, s, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn dmp_files() {
+        let s = snap();
+        assert_eq!(file(0, &s), "50\n");
+        assert_eq!(file(1, &s), "100\n");
+        assert_eq!(file(2, &s), "150\n");
+        assert_eq!(file(3, &s), "8192\n");
+        assert_eq!(file(4, &s), "4096\n");
+        assert_eq!(file(5, &s), "5461\n");
+        assert_eq!(file_name(5), Some("total_avr_bs"));
+        assert_eq!(file_name(19), None);
+    }
+
+    #[test]
+    fn no_division_by_zero() {
+        let s = Snapshot::default();
+        for id in 0..19 {
+            let _ = file(id, &s);
+        }
+        assert_eq!(file(5, &s), "0\n");
+        let mut w = Snapshot::default();
+        w.c[Counter::Writes as usize] = 2;
+        w.c[Counter::WriteBytes as usize] = 1024;
+        // Reads' average divides by reads, not by all requests.
+        assert_eq!(file(3, &w), "0\n");
+        assert_eq!(file(4, &w), "512\n");
+    }
+
+    #[test]
+    fn summary_layout() {
+        assert_eq!(
+            file(6, &snap()),
+            "read:\n\treqs: 50\n\tavg size: 8192\n\
+             write:\n\treqs: 100\n\tavg size: 4096\n\
+             total:\n\treqs: 150\n\tavg size: 5461\n\
+             remap:\n\tremaps: 8\n\tremapped reads: 0\n\tremapped writes: 3\n\
+             \tspare used: 8/28672\n\thash buckets: 64\n\thash resizes: 0\n\
+             \tmain errors: 0\n\tspare errors: 0\n\tauto remaps: 0\n\
+             \tmetadata commits: 2\n\tmetadata repairs: 0\n"
+        );
+    }
+}
