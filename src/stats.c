@@ -75,7 +75,7 @@ enum {
 	DMR_A_REMAPPED_WRITES, DMR_A_SPARE_USED, DMR_A_SPARE_TOTAL,
 	DMR_A_HASH_BUCKETS, DMR_A_HASH_RESIZES, DMR_A_MAIN_ERRORS,
 	DMR_A_SPARE_ERRORS, DMR_A_AUTO_REMAPS, DMR_A_METADATA_COMMITS,
-	DMR_A_METADATA_REPAIRS,
+	DMR_A_METADATA_REPAIRS, DMR_A_READ_BYTES, DMR_A_WRITE_BYTES,
 };
 
 struct dmr_attr {
@@ -139,6 +139,8 @@ static struct dmr_attr prefix##_attrs[] = {					\
 	{ __ATTR(auto_remaps, 0444, showfn, NULL), DMR_A_AUTO_REMAPS },		\
 	{ __ATTR(metadata_commits, 0444, showfn, NULL), DMR_A_METADATA_COMMITS }, \
 	{ __ATTR(metadata_repairs, 0444, showfn, NULL), DMR_A_METADATA_REPAIRS }, \
+	{ __ATTR(read_bytes, 0444, showfn, NULL), DMR_A_READ_BYTES },		\
+	{ __ATTR(write_bytes, 0444, showfn, NULL), DMR_A_WRITE_BYTES },		\
 }
 
 DMR_ATTRS(dev, dev_show);

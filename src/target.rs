@@ -62,6 +62,25 @@ pub(crate) struct Remap {
 }
 
 impl Remap {
+    /// Counts a routed read or write (flushes and discards are not counted).
+    #[cfg(not(dmr_no_stats))]
+    #[inline]
+    fn count(&self, bio: &Bio, to_spare: bool, bytes: u64) {
+        if bio.is_read() {
+            self.stats.add(Counter::Reads, 1);
+            self.stats.add(Counter::ReadBytes, bytes);
+            if to_spare {
+                self.stats.add(Counter::RemappedReads, 1);
+            }
+        } else if bio.is_write() {
+            self.stats.add(Counter::Writes, 1);
+            self.stats.add(Counter::WriteBytes, bytes);
+            if to_spare {
+                self.stats.add(Counter::RemappedWrites, 1);
+            }
+        }
+    }
+
     /// Publishes the writer's state to the sysfs gauges.
     fn update_gauges(&self, w: &Remaps<KernelEnv>) {
         self.stats.set(Gauge::Remaps, self.table.len());
@@ -241,19 +260,10 @@ impl TargetOps for Remap {
             bio.set_sector(r.sector);
             (r.to_spare, r.len << 9)
         };
-        if bio.is_read() {
-            self.stats.add(Counter::Reads, 1);
-            self.stats.add(Counter::ReadBytes, bytes);
-            if to_spare {
-                self.stats.add(Counter::RemappedReads, 1);
-            }
-        } else if bio.is_write() {
-            self.stats.add(Counter::Writes, 1);
-            self.stats.add(Counter::WriteBytes, bytes);
-            if to_spare {
-                self.stats.add(Counter::RemappedWrites, 1);
-            }
-        }
+        #[cfg(not(dmr_no_stats))]
+        self.count(bio, to_spare, bytes);
+        #[cfg(dmr_no_stats)]
+        let _ = (to_spare, bytes);
         MapResult::Remapped
     }
 

@@ -7,6 +7,9 @@
 //! ```text
 //! dm-remap-tool check <spare>          report every problem; exit 1 if any
 //! dm-remap-tool dump [--json] <spare>  header, copies and remaps
+//! dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
+//!                                      the statistics tree (default
+//!                                      /sys/module/dm_remap/stat)
 //! ```
 
 use dm_remap::logic::format::{
@@ -14,14 +17,98 @@ use dm_remap::logic::format::{
     SLOTS_PER_SECTOR,
 };
 use dm_remap::logic::layout::METADATA_AREA_SECTORS;
+use dm_remap::logic::stats;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: dm-remap-tool check <spare>\n       dm-remap-tool dump [--json] <spare>";
+const USAGE: &str = "usage: dm-remap-tool check <spare>
+       dm-remap-tool dump [--json] <spare>
+       dm-remap-tool stats [--json|--prometheus] [<stat_dir>]";
+
+/// Where the module keeps its statistics.
+const STAT_DIR: &str = "/sys/module/dm_remap/stat";
+
+/// Reads a statistics directory: (kernel name, name, dev, snapshot) per
+/// device, and all_devs.
+#[allow(clippy::type_complexity)]
+fn read_stats(
+    dir: &str,
+) -> Result<
+    (
+        Vec<(String, String, String, stats::Snapshot)>,
+        stats::Snapshot,
+    ),
+    String,
+> {
+    let read = |d: &std::path::Path, f: &str| -> Option<String> {
+        std::fs::read_to_string(d.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let snapshot = |d: &std::path::Path| {
+        stats::Snapshot::from_files(|f| read(d, f)?.parse().ok())
+            .ok_or_else(|| format!("{}: missing or bad statistics files", d.display()))
+    };
+    let mut devices = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "all_devs"))
+        .collect();
+    entries.sort();
+    for d in entries {
+        let kname = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = read(&d, "name").unwrap_or_default();
+        let dev = read(&d, "dev").unwrap_or_default();
+        devices.push((kname, name, dev, snapshot(&d)?));
+    }
+    let all = snapshot(&std::path::Path::new(dir).join("all_devs"))?;
+    Ok((devices, all))
+}
+
+fn print_stats(dir: &str, format: &str) -> ExitCode {
+    let (devs, all) = match read_stats(dir) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("dm-remap-tool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let list: Vec<stats::Device<'_>> = devs
+        .iter()
+        .map(|(k, n, d, s)| stats::Device {
+            kname: k,
+            name: n,
+            dev: d,
+            stats: *s,
+        })
+        .collect();
+    let mut out = String::new();
+    let r = match format {
+        "--prometheus" => stats::write_prometheus(&mut out, &list),
+        "--json" => stats::write_json(&mut out, &list, &all).map(|()| out.push('\n')),
+        _ => {
+            for d in &list {
+                let _ = writeln!(out, "{} ({}, {}):", d.kname, d.name, d.dev);
+                let _ = stats::write_summary(&d.stats, &mut out);
+            }
+            let _ = writeln!(out, "all_devs:");
+            stats::write_summary(&all, &mut out)
+        }
+    };
+    if r.is_err() {
+        return ExitCode::FAILURE;
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
+}
 
 fn crc(b: &[u8]) -> u32 {
     crc32fast::hash(b)
@@ -351,7 +438,15 @@ fn dump_text(s: &Spare) -> String {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, json, path) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words[..] {
+        ["stats"] => return print_stats(STAT_DIR, ""),
+        ["stats", f @ ("--json" | "--prometheus")] => return print_stats(STAT_DIR, f),
+        ["stats", f @ ("--json" | "--prometheus"), dir] => return print_stats(dir, f),
+        ["stats", dir] => return print_stats(dir, ""),
+        _ => {}
+    }
+    let (cmd, json, path) = match words[..] {
         ["check", p] => ("check", false, p.to_string()),
         ["dump", p] => ("dump", false, p.to_string()),
         ["dump", "--json", p] => ("dump", true, p.to_string()),

@@ -61,12 +61,14 @@ impl Bio {
     }
 
     /// Whether the bio reads (`REQ_OP_READ`).
+    #[cfg_attr(dmr_no_stats, allow(dead_code))]
     #[inline]
     pub(crate) fn is_read(&self) -> bool {
         self.opf() & b::REQ_OP_MASK == b::REQ_OP_READ
     }
 
     /// Whether the bio writes data (`REQ_OP_WRITE`).
+    #[cfg_attr(dmr_no_stats, allow(dead_code))]
     #[inline]
     pub(crate) fn is_write(&self) -> bool {
         self.opf() & b::REQ_OP_MASK == b::REQ_OP_WRITE

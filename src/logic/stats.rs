@@ -59,8 +59,9 @@ pub enum Gauge {
 /// Number of gauges.
 pub const GAUGES: usize = 5;
 
-/// The files, by the id `src/stats.c` passes (its `DMR_A_*`).
-const FILES: [&str; 19] = [
+/// The one-value files and `summary`, by the id `src/stats.c` passes (its
+/// `DMR_A_*`).
+pub const FILES: [&str; 21] = [
     "read_cnt",
     "write_cnt",
     "total_cnt",
@@ -80,6 +81,8 @@ const FILES: [&str; 19] = [
     "auto_remaps",
     "metadata_commits",
     "metadata_repairs",
+    "read_bytes",
+    "write_bytes",
 ];
 
 /// A snapshot of one device's (or all devices') statistics.
@@ -138,6 +141,8 @@ impl Snapshot {
             16 => self.c(Counter::AutoRemaps),
             17 => self.c(Counter::Commits),
             18 => self.c(Counter::Repairs),
+            19 => self.c(Counter::ReadBytes),
+            20 => self.c(Counter::WriteBytes),
             _ => return None,
         })
     }
@@ -191,11 +196,310 @@ pub fn write_summary<W: Write>(s: &Snapshot, w: &mut W) -> fmt::Result {
     writeln!(w, "\tmetadata repairs: {}", s.c(Counter::Repairs))
 }
 
+/// Sysfs files that hold each counter and gauge (for reading the tree back).
+const COUNTER_FILES: [&str; COUNTERS] = [
+    "read_cnt",
+    "write_cnt",
+    "read_bytes",
+    "write_bytes",
+    "remapped_reads",
+    "remapped_writes",
+    "main_errors",
+    "spare_errors",
+    "auto_remaps",
+    "metadata_commits",
+    "metadata_repairs",
+];
+const GAUGE_FILES: [&str; GAUGES] = [
+    "remaps",
+    "spare_used",
+    "spare_total",
+    "hash_buckets",
+    "hash_resizes",
+];
+
+impl Snapshot {
+    /// Rebuilds a snapshot from the files of a stat directory; `file` returns
+    /// a file's number. `None` if one is missing.
+    pub fn from_files(file: impl Fn(&str) -> Option<u64>) -> Option<Snapshot> {
+        let mut s = Snapshot::default();
+        for (i, f) in COUNTER_FILES.iter().enumerate() {
+            s.c[i] = file(f)?;
+        }
+        for (i, f) in GAUGE_FILES.iter().enumerate() {
+            s.g[i] = file(f)?;
+        }
+        Some(s)
+    }
+}
+
+/// One device, as the exporters see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Device<'a> {
+    /// Kernel name (`dm-0`).
+    pub kname: &'a str,
+    /// dmsetup name.
+    pub name: &'a str,
+    /// `major:minor`.
+    pub dev: &'a str,
+    /// Its statistics.
+    pub stats: Snapshot,
+}
+
+fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
+            c => w.write_char(c)?,
+        }
+    }
+    w.write_char('"')
+}
+
+fn json_values<W: Write>(w: &mut W, s: &Snapshot) -> fmt::Result {
+    let mut first = true;
+    for (id, f) in FILES.iter().enumerate() {
+        if let Some(v) = s.value(id as u32) {
+            if !first {
+                w.write_char(',')?;
+            }
+            first = false;
+            write!(w, "\"{f}\":{v}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The stat tree as JSON: `{"devices":{"dm-0":{"name":..,"dev":..,<files>}},
+/// "all_devs":{<files>}}`, every one-value file as a number.
+pub fn write_json<W: Write>(w: &mut W, devices: &[Device<'_>], all: &Snapshot) -> fmt::Result {
+    w.write_str("{\"devices\":{")?;
+    for (i, d) in devices.iter().enumerate() {
+        if i > 0 {
+            w.write_char(',')?;
+        }
+        json_str(w, d.kname)?;
+        w.write_str(":{\"name\":")?;
+        json_str(w, d.name)?;
+        w.write_str(",\"dev\":")?;
+        json_str(w, d.dev)?;
+        w.write_char(',')?;
+        json_values(w, &d.stats)?;
+        w.write_char('}')?;
+    }
+    w.write_str("},\"all_devs\":{")?;
+    json_values(w, all)?;
+    w.write_str("}}")
+}
+
+fn label<W: Write>(w: &mut W, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        match c {
+            '\\' => w.write_str("\\\\")?,
+            '"' => w.write_str("\\\"")?,
+            '\n' => w.write_str("\\n")?,
+            c => w.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// Picks one value out of a snapshot.
+type Pick = fn(&Snapshot) -> u64;
+/// A metric family: name, type, help, and its series (extra labels, value).
+type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, Pick)]);
+
+/// The stat tree in Prometheus' text exposition format (version 0.0.4), one
+/// family per kind of value, labelled by device; `all_devs` is left out
+/// (`sum()` over the devices gives it).
+pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Result {
+    let families: [Family<'_>; 11] = [
+        (
+            "requests_total",
+            "counter",
+            "Read and write requests.",
+            &[
+                ("direction=\"read\"", |s| s.c[Counter::Reads as usize]),
+                ("direction=\"write\"", |s| s.c[Counter::Writes as usize]),
+            ],
+        ),
+        (
+            "bytes_total",
+            "counter",
+            "Bytes read and written.",
+            &[
+                ("direction=\"read\"", |s| s.c[Counter::ReadBytes as usize]),
+                ("direction=\"write\"", |s| s.c[Counter::WriteBytes as usize]),
+            ],
+        ),
+        (
+            "remapped_requests_total",
+            "counter",
+            "Requests sent to the spare.",
+            &[
+                ("direction=\"read\"", |s| {
+                    s.c[Counter::RemappedReads as usize]
+                }),
+                ("direction=\"write\"", |s| {
+                    s.c[Counter::RemappedWrites as usize]
+                }),
+            ],
+        ),
+        (
+            "remaps",
+            "gauge",
+            "Remapped blocks.",
+            &[("", |s| s.g[Gauge::Remaps as usize])],
+        ),
+        (
+            "spare_blocks",
+            "gauge",
+            "Spare pool blocks in use and usable.",
+            &[
+                ("state=\"used\"", |s| s.g[Gauge::SpareUsed as usize]),
+                ("state=\"total\"", |s| s.g[Gauge::SpareTotal as usize]),
+            ],
+        ),
+        (
+            "hash_buckets",
+            "gauge",
+            "Buckets of the remap hash table.",
+            &[("", |s| s.g[Gauge::Buckets as usize])],
+        ),
+        (
+            "hash_resizes_total",
+            "counter",
+            "Resizes of the remap hash table.",
+            &[("", |s| s.g[Gauge::Resizes as usize])],
+        ),
+        (
+            "io_errors_total",
+            "counter",
+            "I/O errors seen, by device.",
+            &[
+                ("source=\"main\"", |s| s.c[Counter::MainErrors as usize]),
+                ("source=\"spare\"", |s| s.c[Counter::SpareErrors as usize]),
+            ],
+        ),
+        (
+            "auto_remaps_total",
+            "counter",
+            "Remaps made on I/O errors.",
+            &[("", |s| s.c[Counter::AutoRemaps as usize])],
+        ),
+        (
+            "metadata_commits_total",
+            "counter",
+            "Metadata commits.",
+            &[("", |s| s.c[Counter::Commits as usize])],
+        ),
+        (
+            "metadata_repairs_total",
+            "counter",
+            "Metadata copies repaired.",
+            &[("", |s| s.c[Counter::Repairs as usize])],
+        ),
+    ];
+    for (name, kind, help, series) in families {
+        writeln!(w, "# HELP dm_remap_{name} {help}")?;
+        writeln!(w, "# TYPE dm_remap_{name} {kind}")?;
+        for d in devices {
+            for (extra, pick) in series {
+                write!(w, "dm_remap_{name}{{device=\"")?;
+                label(w, d.kname)?;
+                w.write_str("\",name=\"")?;
+                label(w, d.name)?;
+                w.write_char('"')?;
+                if !extra.is_empty() {
+                    write!(w, ",{extra}")?;
+                }
+                writeln!(w, "}} {}", pick(&d.stats))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     extern crate std;
     use std::string::String;
+
+    #[test]
+    fn files_round_trip() {
+        let s = snap();
+        let back = Snapshot::from_files(|f| {
+            let id = FILES.iter().position(|x| *x == f)? as u32;
+            let mut out = String::new();
+            render(id, &s, &mut out).ok()?;
+            out.trim().parse().ok()
+        })
+        .unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn json_export() {
+        let s = snap();
+        let devs = [Device {
+            kname: "dm-0",
+            name: "we\"ird",
+            dev: "253:0",
+            stats: s,
+        }];
+        let mut out = String::new();
+        write_json(&mut out, &devs, &s).unwrap();
+        assert!(out.starts_with(
+            "{\"devices\":{\"dm-0\":{\"name\":\"we\\\"ird\",\"dev\":\"253:0\",\"read_cnt\":50,"
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["devices"]["dm-0"]["total_avr_bs"], 5461);
+        assert_eq!(v["devices"]["dm-0"]["name"], "we\"ird");
+        assert_eq!(v["all_devs"]["write_bytes"], 409600);
+        assert!(v["all_devs"].get("summary").is_none());
+    }
+
+    #[test]
+    fn prometheus_export_parses() {
+        let s = snap();
+        let devs = [
+            Device {
+                kname: "dm-0",
+                name: "a",
+                dev: "253:0",
+                stats: s,
+            },
+            Device {
+                kname: "dm-1",
+                name: "b",
+                dev: "253:1",
+                stats: Snapshot::default(),
+            },
+        ];
+        let mut out = String::new();
+        write_prometheus(&mut out, &devs).unwrap();
+        assert!(out.contains(
+            "dm_remap_requests_total{device=\"dm-0\",name=\"a\",direction=\"write\"} 100\n"
+        ));
+        let lines = out.lines().map(|l| Ok(String::from(l)));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let writes = scrape
+            .samples
+            .iter()
+            .find(|x| {
+                x.metric == "dm_remap_bytes_total"
+                    && x.labels.get("device") == Some("dm-0")
+                    && x.labels.get("direction") == Some("write")
+            })
+            .unwrap();
+        assert!(matches!(writes.value, prometheus_parse::Value::Counter(v) if v == 409600.0));
+        assert_eq!(scrape.samples.len(), 2 * 16);
+        assert_eq!(scrape.docs.len(), 11);
+    }
 
     fn snap() -> Snapshot {
         let mut s = Snapshot::default();
@@ -228,13 +532,14 @@ mod tests {
         assert_eq!(file(4, &s), "4096\n");
         assert_eq!(file(5, &s), "5461\n");
         assert_eq!(file_name(5), Some("total_avr_bs"));
-        assert_eq!(file_name(19), None);
+        assert_eq!(file(19, &s), "409600\n");
+        assert_eq!(file_name(21), None);
     }
 
     #[test]
     fn no_division_by_zero() {
         let s = Snapshot::default();
-        for id in 0..19 {
+        for id in 0..21 {
             let _ = file(id, &s);
         }
         assert_eq!(file(5, &s), "0\n");

@@ -3,9 +3,9 @@
 //! ```text
 //! cargo xtask test   [--filter REGEX] [--host-only] [--guest-only]
 //! cargo xtask demo   [--kernel debug|perf]
-//! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--script FILE] [-- CMD...]
+//! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--file F]... [--script FILE] [-- CMD...]
 //! cargo xtask kernel [--kernel debug|perf]
-//! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy]
+//! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy] [--no-stats]
 //! ```
 //!
 //! Every command installs what the machine lacks (`scripts/setup.sh`) and
@@ -33,12 +33,14 @@ commands:
   guest   boots the guest with the module and tools ready and runs FILE or CMD,
           returning its output and exit status; with neither, a shell
             --script FILE    run FILE (copied into the guest)
+            --file F         also copy F to /run/files/ (repeatable)
             -- CMD...        run CMD
             --icount         instruction-counted guest time (for benchmarks)
             --timeout S      kill the guest after S seconds (default 1800)
   kernel  builds the test kernel (or finds it in the cache) and prints its path
   build   builds dm_remap.ko against the test kernel (or --kdir DIR)
             --clippy         build with the kernel's CLIPPY=1
+            --no-stats       compile the I/O counting out (to measure its cost)
 
 common options:
   --kernel debug|perf  kernel flavour (default: debug)
@@ -67,6 +69,8 @@ struct Opts {
     timeout: Option<u64>,
     kdir: Option<PathBuf>,
     clippy: bool,
+    no_stats: bool,
+    files: Vec<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -91,6 +95,8 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--guest-only" => o.guest_only = true,
             "--icount" => o.icount = true,
             "--clippy" => o.clippy = true,
+            "--no-stats" => o.no_stats = true,
+            "--file" => o.files.push(PathBuf::from(value("--file")?)),
             "--" => {
                 o.cmd = it.by_ref().cloned().collect();
             }
@@ -126,7 +132,10 @@ fn run() -> Result<ExitCode> {
                 Some(k) => k.clone(),
                 None => x.kernel(&opts.flavour)?,
             };
-            println!("{}", x.module(&kdir, opts.clippy)?.display());
+            println!(
+                "{}",
+                x.module_with(&kdir, opts.clippy, opts.no_stats)?.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         "help" | "--help" | "-h" => {
@@ -181,6 +190,10 @@ impl Xtask {
     /// Builds the module against `kdir` in a private copy of the sources and
     /// returns the path of `dm_remap.ko`. Any compiler warning fails the build.
     fn module(&self, kdir: &Path, clippy: bool) -> Result<PathBuf> {
+        self.module_with(kdir, clippy, false)
+    }
+
+    fn module_with(&self, kdir: &Path, clippy: bool, no_stats: bool) -> Result<PathBuf> {
         let t = Instant::now();
         let name = kdir
             .file_name()
@@ -202,6 +215,7 @@ impl Xtask {
             .arg(kdir)
             .arg(format!("M={}", dir.display()))
             .args(["LLVM=-19", clippy_arg])
+            .args(no_stats.then_some("DMR_NO_STATS=1"))
             .env("PATH", path_with_cargo_bin())
             .output()?;
         let log = format!(
@@ -393,7 +407,11 @@ impl Xtask {
                     .into_owned();
                 let file = std::fs::canonicalize(file)?;
                 std::fs::write(&job, format!("exec sh /run/files/{name}\n"))?;
-                let img = self.initramfs(&ko, &job, &[file])?;
+                let mut files = vec![file];
+                for f in &o.files {
+                    files.push(std::fs::canonicalize(f)?);
+                }
+                let img = self.initramfs(&ko, &job, &files)?;
                 let _ = std::fs::remove_file(&job);
                 let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
                     println!("{l}")
@@ -403,7 +421,12 @@ impl Xtask {
             (None, false) => {
                 let line: Vec<String> = o.cmd.iter().map(|a| shell_quote(a)).collect();
                 std::fs::write(&job, format!("{}\n", line.join(" ")))?;
-                let img = self.initramfs(&ko, &job, &[])?;
+                let files = o
+                    .files
+                    .iter()
+                    .map(std::fs::canonicalize)
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let img = self.initramfs(&ko, &job, &files)?;
                 let _ = std::fs::remove_file(&job);
                 let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
                     println!("{l}")
