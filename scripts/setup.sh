@@ -14,6 +14,9 @@ PACKAGES=(
 	fio e2fsprogs util-linux
 )
 
+# --plot: also what `cargo xtask monitor` plots with.
+[ "${1:-}" = --plot ] && PACKAGES+=(python3-matplotlib)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -26,3 +26,10 @@ grep -qx "dm_remap_remaps{device=\"$kn\",name=\"exp\"} 8" /tmp/p || fail "promet
 grep -qx "# TYPE dm_remap_metadata_commits_total counter" /tmp/p || fail "prometheus type line"
 
 dm-remap-tool stats | grep -q "^$kn (exp, " || fail "plain summary"
+
+# The monitor samples the tree as CSV: a header, then a line per device and
+# all_devs per sample.
+dm-remap-tool monitor --interval-ms 100 --count 3 >/tmp/series || fail "monitor failed"
+head -1 /tmp/series | grep -q '^t_ms,device,name,read_cnt,write_cnt,read_bytes,write_bytes,' || fail "monitor header"
+[ "$(grep -c ",$kn,exp,0,10,0,40960," /tmp/series)" = 3 ] || fail "monitor rows: $(cat /tmp/series)"
+[ "$(grep -c ',all_devs,,' /tmp/series)" = 3 ] || fail "monitor all_devs rows"

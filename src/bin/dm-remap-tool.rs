@@ -10,6 +10,8 @@
 //! dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
 //!                                      the statistics tree (default
 //!                                      /sys/module/dm_remap/stat)
+//! dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
+//!                                      samples the tree as CSV
 //! ```
 
 use dm_remap::logic::format::{
@@ -26,7 +28,59 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: dm-remap-tool check <spare>
        dm-remap-tool dump [--json] <spare>
-       dm-remap-tool stats [--json|--prometheus] [<stat_dir>]";
+       dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
+       dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]";
+
+/// Columns of the monitor's CSV after `t_ms,device,name`.
+const SERIES: [&str; 10] = [
+    "read_cnt",
+    "write_cnt",
+    "read_bytes",
+    "write_bytes",
+    "remapped_reads",
+    "remapped_writes",
+    "remaps",
+    "spare_used",
+    "spare_total",
+    "metadata_commits",
+];
+
+/// Samples the stat tree every `interval_ms` (`count` times, or until
+/// killed), one CSV line per device and sample, to stdout.
+fn monitor(dir: &str, interval_ms: u64, count: Option<u64>) -> ExitCode {
+    let start = std::time::Instant::now();
+    println!("t_ms,device,name,{}", SERIES.join(","));
+    let mut n = 0u64;
+    loop {
+        let t = start.elapsed().as_millis();
+        let (devs, all) = match read_stats(dir) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("dm-remap-tool: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut out = String::new();
+        let rows = devs
+            .iter()
+            .map(|(k, n, _, s)| (k.as_str(), n.as_str(), s))
+            .chain(std::iter::once(("all_devs", "", &all)));
+        for (k, name, s) in rows {
+            let _ = write!(out, "{t},{k},{name}");
+            for f in SERIES {
+                let id = stats::FILES.iter().position(|x| *x == f).unwrap_or(0) as u32;
+                let _ = write!(out, ",{}", s.value(id).unwrap_or(0));
+            }
+            out.push('\n');
+        }
+        print!("{out}");
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+    }
+}
 
 /// Where the module keeps its statistics.
 const STAT_DIR: &str = "/sys/module/dm_remap/stat";
@@ -444,6 +498,33 @@ fn main() -> ExitCode {
         ["stats", f @ ("--json" | "--prometheus")] => return print_stats(STAT_DIR, f),
         ["stats", f @ ("--json" | "--prometheus"), dir] => return print_stats(dir, f),
         ["stats", dir] => return print_stats(dir, ""),
+        ["monitor", ref rest @ ..] => {
+            let mut interval = 1000u64;
+            let mut count = None;
+            let mut dir = STAT_DIR;
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                let num = |v: Option<&&str>| v.and_then(|v| v.parse::<u64>().ok());
+                match *a {
+                    "--interval-ms" => match num(it.next()) {
+                        Some(v) if v > 0 => interval = v,
+                        _ => {
+                            eprintln!("{USAGE}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    "--count" => match num(it.next()) {
+                        Some(v) => count = Some(v),
+                        None => {
+                            eprintln!("{USAGE}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    d => dir = d,
+                }
+            }
+            return monitor(dir, interval, count);
+        }
         _ => {}
     }
     let (cmd, json, path) = match words[..] {

@@ -4,6 +4,7 @@
 //! cargo xtask test   [--filter REGEX] [--host-only] [--guest-only]
 //! cargo xtask demo   [--kernel debug|perf]
 //! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--file F]... [--script FILE] [-- CMD...]
+//! cargo xtask monitor [--kernel debug|perf] [--out DIR]
 //! cargo xtask kernel [--kernel debug|perf]
 //! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy] [--no-stats]
 //! ```
@@ -37,6 +38,10 @@ commands:
             -- CMD...        run CMD
             --icount         instruction-counted guest time (for benchmarks)
             --timeout S      kill the guest after S seconds (default 1800)
+  monitor runs a workload in the guest (perf kernel by default) while sampling
+          the statistics, and plots the series to a PNG
+            --out DIR        where series.csv and monitor.png go
+                             (default: target/monitor)
   kernel  builds the test kernel (or finds it in the cache) and prints its path
   build   builds dm_remap.ko against the test kernel (or --kdir DIR)
             --clippy         build with the kernel's CLIPPY=1
@@ -71,6 +76,8 @@ struct Opts {
     clippy: bool,
     no_stats: bool,
     files: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    flavour_given: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -86,7 +93,11 @@ fn parse(args: &[String]) -> Result<Opts> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match a.as_str() {
-            "--kernel" => o.flavour = value("--kernel")?,
+            "--kernel" => {
+                o.flavour = value("--kernel")?;
+                o.flavour_given = true;
+            }
+            "--out" => o.out = Some(PathBuf::from(value("--out")?)),
             "--filter" => o.filter = Some(value("--filter")?),
             "--script" => o.script = Some(PathBuf::from(value("--script")?)),
             "--timeout" => o.timeout = Some(value("--timeout")?.parse()?),
@@ -120,6 +131,7 @@ fn run() -> Result<ExitCode> {
     match command.as_str() {
         "test" => x.test(&opts),
         "demo" => x.demo(&opts),
+        "monitor" => x.monitor(&opts),
         "guest" => x.guest(&opts),
         "kernel" => {
             x.setup()?;
@@ -388,6 +400,44 @@ impl Xtask {
             println!("{l}")
         })?;
         Ok(exit_code(rc))
+    }
+
+    fn monitor(&self, o: &Opts) -> Result<ExitCode> {
+        let flavour = if o.flavour_given { &o.flavour } else { "perf" };
+        cmd!(self.sh, "bash scripts/setup.sh --plot").run()?;
+        let kdir = self.kernel(flavour)?;
+        let ko = self.module(&kdir, false)?;
+        let job = self.root.join("scripts/monitor-workload.sh");
+        let img = self.initramfs(&ko, &job, &[])?;
+        let mut series = String::new();
+        let mut inside = false;
+        let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| match l {
+            "DMR-SERIES-BEGIN" => inside = true,
+            "DMR-SERIES-END" => inside = false,
+            _ if inside => {
+                series.push_str(l);
+                series.push('\n');
+            }
+            _ => println!("{l}"),
+        })?;
+        if rc != 0 || series.is_empty() {
+            return Err(format!("the monitor workload failed (exit status {rc})").into());
+        }
+        let out = o
+            .out
+            .clone()
+            .unwrap_or_else(|| self.root.join("target/monitor"));
+        std::fs::create_dir_all(&out)?;
+        let csv = out.join("series.csv");
+        let png = out.join("monitor.png");
+        std::fs::write(&csv, series)?;
+        cmd!(
+            self.sh,
+            "/usr/bin/python3 scripts/plot-monitor.py {csv} {png}"
+        )
+        .run()?;
+        println!("series: {}\nplot:   {}", csv.display(), png.display());
+        Ok(ExitCode::SUCCESS)
     }
 
     fn guest(&self, o: &Opts) -> Result<ExitCode> {
