@@ -350,6 +350,17 @@ impl TargetOps for Remap {
         limits.raise_block_size(self.geometry.block_size);
     }
 
+    fn end_io(&self, _ti: &Target, bio: &Bio, status: u8) {
+        if status != 0 {
+            let c = if bio.is_on(&self.spare) {
+                Counter::SpareErrors
+            } else {
+                Counter::MainErrors
+            };
+            self.stats.add(c, 1);
+        }
+    }
+
     fn preresume(&self, ti: &Target) -> Result {
         let dev = ti.device_name();
         let mut w = self.writer.lock();

@@ -102,6 +102,13 @@ impl Bio {
         unsafe { b::dm_accept_partial_bio(self.raw(), sectors) }
     }
 
+    /// Whether the bio is addressed to `dev`.
+    #[inline]
+    pub(crate) fn is_on(&self, dev: &DmDev) -> bool {
+        // SAFETY: By the type invariant the bio is valid.
+        unsafe { (*self.raw()).bi_bdev == dev.bdev() }
+    }
+
     /// Addresses the bio to `dev`.
     #[inline]
     pub(crate) fn set_dev(&mut self, dev: &DmDev) {

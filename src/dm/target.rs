@@ -78,6 +78,9 @@ pub(crate) trait TargetOps: Sized + Send + Sync {
     /// Runs before the table goes live (and before every later resume). An
     /// error keeps the device suspended. May sleep and do I/O.
     fn preresume(&self, ti: &Target) -> Result;
+    /// Sees every mapped bio complete with `status` (0: success). Runs in
+    /// the completion context (possibly interrupt): must not sleep.
+    fn end_io(&self, ti: &Target, bio: &Bio, status: u8);
 }
 
 /// A target's `struct dm_target`, outside the constructor.
@@ -265,6 +268,7 @@ impl Registration {
                 iterate_devices: Some(iterate_devices::<T>),
                 io_hints: Some(io_hints::<T>),
                 preresume: Some(preresume::<T>),
+                end_io: Some(end_io::<T>),
                 ..Default::default()
             }),
             GFP_KERNEL,
@@ -507,4 +511,29 @@ unsafe extern "C" fn preresume<T: TargetOps>(ti: *mut b::dm_target) -> c_int {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
+}
+
+/// `end_io` hook.
+///
+/// # Safety
+///
+/// Called by device-mapper only, on a constructed target, with a bio of ours
+/// that completed and a valid status pointer.
+unsafe extern "C" fn end_io<T: TargetOps>(
+    ti: *mut b::dm_target,
+    bio: *mut b::bio,
+    error: *mut b::blk_status_t,
+) -> c_int {
+    // SAFETY: A constructed target, a bio ours until we return, and a valid
+    // (or null) status pointer.
+    let (t, target, bio, status) = unsafe {
+        (
+            private::<T>(ti),
+            Target::from_raw(ti),
+            Bio::from_raw(bio),
+            if error.is_null() { 0 } else { *error },
+        )
+    };
+    t.end_io(target, bio, status);
+    b::DM_ENDIO_DONE as c_int
 }
