@@ -385,18 +385,8 @@ fn state_text(st: &CopyState) -> (String, Option<u64>) {
 }
 
 fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
+    let mut o = String::new();
+    let _ = stats::json_str(&mut o, s);
     o
 }
 

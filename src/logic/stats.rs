@@ -246,7 +246,8 @@ pub struct Device<'a> {
     pub stats: Snapshot,
 }
 
-fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
+/// Writes `s` as a JSON string literal.
+pub fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     w.write_char('"')?;
     for c in s.chars() {
         match c {

@@ -448,55 +448,48 @@ impl Xtask {
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;
         let job = dir.join(format!("job-{}.sh", std::process::id()));
-        match (&o.script, o.cmd.is_empty()) {
+        let mut files = o
+            .files
+            .iter()
+            .map(std::fs::canonicalize)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let batch = match (&o.script, o.cmd.is_empty()) {
             (Some(file), _) => {
                 let name = file
                     .file_name()
                     .ok_or("--script needs a file")?
                     .to_string_lossy()
                     .into_owned();
-                let file = std::fs::canonicalize(file)?;
-                std::fs::write(&job, format!("exec sh /run/files/{name}\n"))?;
-                let mut files = vec![file];
-                for f in &o.files {
-                    files.push(std::fs::canonicalize(f)?);
-                }
-                let img = self.initramfs(&ko, &job, &files)?;
-                let _ = std::fs::remove_file(&job);
-                let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
-                    println!("{l}")
-                })?;
-                Ok(exit_code(rc))
+                files.insert(0, std::fs::canonicalize(file)?);
+                Some(format!("exec sh /run/files/{name}\n"))
             }
             (None, false) => {
                 let line: Vec<String> = o.cmd.iter().map(|a| shell_quote(a)).collect();
-                std::fs::write(&job, format!("{}\n", line.join(" ")))?;
-                let files = o
-                    .files
-                    .iter()
-                    .map(std::fs::canonicalize)
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                let img = self.initramfs(&ko, &job, &files)?;
-                let _ = std::fs::remove_file(&job);
-                let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
-                    println!("{l}")
-                })?;
-                Ok(exit_code(rc))
+                Some(format!("{}\n", line.join(" ")))
             }
-            (None, true) => {
-                std::fs::write(&job, "exit 0\n")?;
-                let img = self.initramfs(&ko, &job, &[])?;
-                let _ = std::fs::remove_file(&job);
-                let status = Command::new("bash")
-                    .arg(self.root.join("scripts/run-guest.sh"))
-                    .arg("--shell")
-                    .arg(&kdir)
-                    .arg(&img)
-                    .status()?;
-                let _ = std::fs::remove_file(&img);
-                Ok(exit_code(status.code().unwrap_or(1)))
-            }
+            (None, true) => None,
+        };
+        if let Some(script) = batch {
+            std::fs::write(&job, script)?;
+            let img = self.initramfs(&ko, &job, &files)?;
+            let _ = std::fs::remove_file(&job);
+            let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
+                println!("{l}")
+            })?;
+            return Ok(exit_code(rc));
         }
+        // No script and no command: an interactive shell.
+        std::fs::write(&job, "exit 0\n")?;
+        let img = self.initramfs(&ko, &job, &files)?;
+        let _ = std::fs::remove_file(&job);
+        let status = Command::new("bash")
+            .arg(self.root.join("scripts/run-guest.sh"))
+            .arg("--shell")
+            .arg(&kdir)
+            .arg(&img)
+            .status()?;
+        let _ = std::fs::remove_file(&img);
+        Ok(exit_code(status.code().unwrap_or(1)))
     }
 }
 
