@@ -4,8 +4,7 @@
 # over null_blk for dm-linear, dm-remap, and dm-remap built without counting,
 # all in one guest run on the perf kernel with instruction-counted time:
 #
-#   cargo xtask build --kernel perf --no-stats   # then copy the .ko it prints
-#   cp <printed path> /tmp/dm_remap_nostats.ko
+#   cp "$(cargo xtask build --kernel perf --no-stats)" /tmp/dm_remap_nostats.ko
 #   cargo xtask guest --kernel perf --icount --file /tmp/dm_remap_nostats.ko \
 #       --script scripts/bench-stats.sh
 #

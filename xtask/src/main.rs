@@ -144,10 +144,15 @@ fn run() -> Result<ExitCode> {
                 Some(k) => k.clone(),
                 None => x.kernel(&opts.flavour)?,
             };
-            println!(
-                "{}",
-                x.module_with(&kdir, opts.clippy, opts.no_stats)?.display()
-            );
+            let ko = x.module_with(&kdir, opts.clippy, opts.no_stats)?;
+            // The build directory is private to this run; keep the module.
+            let name = kdir.file_name().ok_or("bad kernel directory")?;
+            let keep = x
+                .cache
+                .join("module")
+                .join(format!("{}.ko", name.to_string_lossy()));
+            std::fs::copy(&ko, &keep)?;
+            println!("{}", keep.display());
             Ok(ExitCode::SUCCESS)
         }
         "help" | "--help" | "-h" => {
@@ -162,6 +167,20 @@ struct Xtask {
     sh: Shell,
     root: PathBuf,
     cache: PathBuf,
+}
+
+impl Drop for Xtask {
+    fn drop(&mut self) {
+        // Remove this run's private module build directories.
+        let suffix = format!("-{}", std::process::id());
+        if let Ok(entries) = std::fs::read_dir(self.cache.join("module")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(&suffix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
 }
 
 impl Xtask {
@@ -212,7 +231,11 @@ impl Xtask {
             .ok_or("bad kernel directory")?
             .to_string_lossy()
             .into_owned();
-        let dir = self.cache.join("module").join(&name);
+        // Private to this run: two xtask commands may build at once.
+        let dir = self
+            .cache
+            .join("module")
+            .join(format!("{name}-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
