@@ -34,11 +34,36 @@ run dmsetup table demo
 run dmsetup status demo
 run dmsetup message demo 0 help
 
+say "Remap 4 KiB at sector 2048 (a failing spot of main) to the spare"
+run dmsetup message demo 0 add_remap 2048 auto 8
+run dmsetup message demo 0 query 2048
+dd if=/dev/urandom of=/tmp/blk bs=4k count=1 2>/dev/null
+run dd if=/tmp/blk of=/dev/mapper/demo bs=4k seek=256 oflag=direct
+SPARE_SECTOR=$(dmsetup message demo 0 query 2048 | cut -d' ' -f2)
+dd if="$SPARE" bs=512 skip="$SPARE_SECTOR" count=8 2>/dev/null | cmp - /tmp/blk &&
+	echo "the write landed on the spare at sector $SPARE_SECTOR"
+dd if="$MAIN" bs=4k skip=256 count=1 2>/dev/null | cmp -s - /tmp/blk ||
+	echo "main at sector 2048 was not touched"
+
+say "The remap is on the spare: remove the device and create it again"
+run dmsetup remove demo
+run dmsetup create demo --table "0 $SECTORS remap $MAIN $SPARE"
+run dmsetup message demo 0 list
+dd if=/dev/mapper/demo bs=4k skip=256 count=1 iflag=direct 2>/dev/null | cmp - /tmp/blk &&
+	echo "read back through the new device: identical"
+run dmsetup status demo
+
+say "Statistics"
+KN=dm-$(dmsetup info -c --noheadings -o minor demo | tr -d ' ')
+run cat /sys/module/dm_remap/stat/$KN/summary
+run dm-remap-tool stats --prometheus
+
 say "Kernel log lines of the module"
 dmesg | grep 'dm-remap' || true
 
 say "Clean up"
 run dmsetup remove demo
+run dm-remap-tool check "$SPARE"
 losetup -d "$MAIN" "$SPARE"
 run rmmod dm_remap
 echo "demo finished"
