@@ -737,16 +737,7 @@ impl<E: Env> Remaps<E> {
                 let _ = write!(out, "...");
                 break;
             }
-            if extents > 0 {
-                let _ = out.write_char('\n');
-            }
-            let _ = write!(
-                out,
-                "{} {} {}",
-                b * bs,
-                self.geo.spare_data_start + s0 * bs,
-                len * bs
-            );
+            self.write_extent(out, extents > 0, b, s0, len);
             extents += 1;
             b += len;
         }
@@ -812,6 +803,23 @@ impl<E: Env> Remaps<E> {
         Ok(n)
     }
 
+    /// Writes one run of remaps as `<main_sector> <spare_sector> <nr_sectors>`
+    /// (after a newline unless it is the first line): `len` blocks from main
+    /// block `main` to pool block `pool`.
+    fn write_extent<W: Write>(&self, out: &mut W, newline: bool, main: u64, pool: u64, len: u64) {
+        let bs = self.geo.block_sectors;
+        if newline {
+            let _ = out.write_char('\n');
+        }
+        let _ = write!(
+            out,
+            "{} {} {}",
+            main * bs,
+            self.geo.spare_data_start + pool * bs,
+            len * bs
+        );
+    }
+
     /// Grows or shrinks the table for `entries` entries, if needed.
     fn resize_for(&mut self, t: &RemapTable<E>, entries: u64, ev: &mut dyn FnMut(Event)) {
         let old = t.buckets();
@@ -837,7 +845,6 @@ impl<E: Env> Remaps<E> {
         max: u64,
         out: &mut W,
     ) -> Result<(), MsgError> {
-        let bs = self.geo.block_sectors;
         let mut n = 0usize;
         t.for_each(&self.writer, |m, _| n += usize::from(m >= start));
         if n == 0 {
@@ -867,16 +874,7 @@ impl<E: Env> Remaps<E> {
                 let _ = write!(out, "\nnext {m0}");
                 break;
             }
-            if lines > 0 {
-                let _ = out.write_char('\n');
-            }
-            let _ = write!(
-                out,
-                "{} {} {}",
-                m0 * bs,
-                self.geo.spare_data_start + s0 * bs,
-                len * bs
-            );
+            self.write_extent(out, lines > 0, m0, s0, len);
             lines += 1;
             k += len as usize;
         }
