@@ -189,9 +189,9 @@ impl TargetOps for Remap {
             Remaps::<KernelEnv>::layout(&mut sio, &geometry, copies, io::crc32).map_err(load_error)?;
         check_spare::<KernelEnv>(
             &mut sio,
+            &layout,
             &geometry,
             &pair,
-            copies,
             line.features.format,
             io::crc32,
         )
@@ -251,7 +251,10 @@ impl TargetOps for Remap {
             (false, u64::from(size))
         } else {
             let sectors = u64::from(size >> 9);
-            let r = remaps::route(&self.geometry, |b| self.table.lookup(b), offset, sectors);
+            // One read-side section for the whole bio.
+            let r = self
+                .table
+                .read(|t| remaps::route(&self.geometry, |b| t.lookup(b), offset, sectors));
             if r.len < sectors {
                 // `r.len < sectors <= u32::MAX >> 9`, so the cast is lossless.
                 bio.accept_partial(r.len as u32);

@@ -661,6 +661,13 @@ mod tests {
     }
 
     #[test]
+    fn monitor_columns_are_files() {
+        for f in SERIES {
+            assert!(stats::FILES.contains(&f), "{f} is not a stat file");
+        }
+    }
+
+    #[test]
     fn blank_and_garbage() {
         let dir = std::env::temp_dir().join(format!("dmr-tool-b-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

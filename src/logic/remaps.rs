@@ -258,18 +258,18 @@ fn find_layout(
     .ok_or(LoadError::Refused(c"Invalid number of metadata copies"))
 }
 
-/// Checks, without writing, whether a spare's metadata area can be used by a
-/// target of `geo` whose devices form `pair`: what the constructor runs.
+/// Checks, without writing, whether a spare's metadata area (with the copies
+/// of `layout`, see [`Remaps::layout`]) can be used by a target of `geo` whose
+/// devices form `pair`: what the constructor runs.
 pub fn check_spare<E: Env>(
     io: &mut dyn MetaIo,
+    layout: &Layout,
     geo: &Geometry,
     pair: &Identity,
-    copies: u32,
     format_requested: bool,
     crc: Crc,
 ) -> Result<Decision, LoadError> {
-    let layout = find_layout(io, geo, copies, crc)?;
-    let (states, _) = survey::<E>(io, &layout, pair, geo.main_blocks, crc)?;
+    let (states, _) = survey::<E>(io, layout, pair, geo.main_blocks, crc)?;
     match decide(&states[..layout.copies as usize], pair, format_requested) {
         Decision::Refuse(m) => Err(LoadError::Refused(m)),
         d => Ok(d),

@@ -9,7 +9,7 @@
 //!
 //! | function | context |
 //! |---|---|
-//! | `lookup`, `len`, `is_empty`, `buckets`, `resizes` | any, including `map` |
+//! | `lookup`, `read`, `len`, `is_empty`, `buckets`, `resizes` | any, including `map` |
 //! | `insert` | writer, may allocate (`Env::alloc_zeroed`) |
 //! | `remove` | writer; frees after a grace period (batched in [`Retired`]) |
 //! | `resize`, `clear`, dropping a [`Retired`] | writer, sleeps (`Env::synchronize`) |
@@ -142,6 +142,34 @@ unsafe fn free_node<E: Env>(n: NonNull<Node>) {
     unsafe { E::free(n.cast(), Layout::new::<Node>()) }
 }
 
+/// Lookups in one version of the table, inside a read-side section.
+///
+/// # Invariants
+///
+/// Exists only inside [`RemapTable::read`], so `version` and the nodes
+/// reachable from it stay valid for the reader's lifetime.
+pub struct Reader<'a, E: Env> {
+    version: Option<&'a Version<E>>,
+}
+
+impl<E: Env> Reader<'_, E> {
+    /// The spare pool block `block` is remapped to, if any.
+    #[inline]
+    pub fn lookup(&self, block: u64) -> Option<u64> {
+        let mut p = self.version?.bucket(block).load(Ordering::Acquire);
+        while let Some(n) = NonNull::new(p) {
+            // SAFETY: Nodes reachable from a version are freed only after a
+            // grace period that cannot end while this reader exists.
+            let n = unsafe { n.as_ref() };
+            if n.main == block {
+                return Some(n.spare);
+            }
+            p = n.next.load(Ordering::Acquire);
+        }
+        None
+    }
+}
+
 /// Why a table update failed. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableError {
@@ -197,29 +225,24 @@ impl<E: Env> RemapTable<E> {
     /// The spare pool block `block` is remapped to, if any.
     #[inline]
     pub fn lookup(&self, block: u64) -> Option<u64> {
-        E::read_lock();
-        let r = self.lookup_locked(block);
-        E::read_unlock();
-        r
+        self.read(|r| r.lookup(block))
     }
 
+    /// Runs `f` inside one read-side section with one version of the table:
+    /// for several lookups (a bio spanning blocks) at the cost of one.
     #[inline]
-    fn lookup_locked(&self, block: u64) -> Option<u64> {
-        let v = self.current.load(Ordering::Acquire);
-        // SAFETY: A published version stays valid until a grace period after
-        // it is replaced, and we are in a read-side section.
-        let v = unsafe { v.as_ref() }?;
-        let mut p = v.bucket(block).load(Ordering::Acquire);
-        while let Some(n) = NonNull::new(p) {
-            // SAFETY: Nodes reachable from a published version are freed only
-            // after a grace period.
-            let n = unsafe { n.as_ref() };
-            if n.main == block {
-                return Some(n.spare);
-            }
-            p = n.next.load(Ordering::Acquire);
-        }
-        None
+    pub fn read<R>(&self, f: impl FnOnce(&Reader<'_, E>) -> R) -> R {
+        E::read_lock();
+        // INVARIANT: Inside the read-side section until `f` returns.
+        let r = Reader {
+            // SAFETY: A published version stays valid until a grace period
+            // after it is replaced, and we are in a read-side section that
+            // lasts as long as the `Reader` (it cannot escape `f`).
+            version: unsafe { self.current.load(Ordering::Acquire).as_ref() },
+        };
+        let out = f(&r);
+        E::read_unlock();
+        out
     }
 
     /// Number of entries.
