@@ -15,8 +15,8 @@
 //! ```
 
 use dm_remap::logic::format::{
-    self, check_copy, decode_header, entry_slot, CopyState, Defect, Header, Layout, SECTOR,
-    SLOTS_PER_SECTOR,
+    self, check_copy, decode_header, decode_pending, entry_slot, pending_block, CopyState, Defect,
+    Header, Layout, RETIRED, SECTOR, SLOTS_PER_SECTOR,
 };
 use dm_remap::logic::layout::METADATA_AREA_SECTORS;
 use dm_remap::logic::stats;
@@ -173,8 +173,10 @@ struct Spare {
     size_sectors: u64,
     layout: Option<Layout>,
     copies: Vec<(u64, CopyState)>,
-    /// Slot values (main block + 1) of the newest valid copy.
+    /// Slot values (main block + 1, or `RETIRED`) of the newest valid copy.
     slots: Vec<u64>,
+    /// Main blocks on the pending list of the newest valid copy.
+    pending: Vec<u64>,
     best: Option<Header>,
     problems: Vec<String>,
     blank: bool,
@@ -196,6 +198,7 @@ fn read_spare(path: &str) -> Result<Spare, String> {
         layout: None,
         copies: Vec::new(),
         slots: Vec::new(),
+        pending: Vec::new(),
         best: None,
         problems: Vec::new(),
         blank: area.iter().all(|&b| b == 0),
@@ -230,11 +233,12 @@ fn read_spare(path: &str) -> Result<Spare, String> {
     };
     s.layout = Some(layout);
     let mut best: Option<(u32, Header)> = None;
+    // Header, entry sectors and pending sector.
+    let copy_len = (1 + layout.pending_offset() as usize) * SECTOR;
     for i in 0..layout.copies {
         let at = layout.copy_start(i);
         let off = at as usize * SECTOR;
-        let len = (1 + layout.entry_sectors() as usize) * SECTOR;
-        let buf = &area[off..off + len];
+        let buf = &area[off..off + copy_len];
         let main_blocks = decode_header(buf, at, METADATA_AREA_SECTORS, crc)
             .map(|h| h.identity.main_sectors / (u64::from(h.identity.block_size) / 512).max(1))
             .unwrap_or(u64::MAX);
@@ -274,6 +278,17 @@ fn read_spare(path: &str) -> Result<Spare, String> {
             )
         })
         .collect();
+    let pend = &area[off + layout.pending_offset() as usize * SECTOR..off + copy_len];
+    let main_blocks = bh.identity.main_sectors / (u64::from(bh.identity.block_size) / 512).max(1);
+    // The copy was validated, the pending sector with it.
+    if let Ok((_, n)) = decode_pending(
+        pend,
+        layout.copy_start(bi) + layout.pending_offset(),
+        main_blocks,
+        crc,
+    ) {
+        s.pending = (0..n).map(|i| pending_block(pend, i)).collect();
+    }
     s.best = Some(bh);
     // Every copy must be valid, as new as the best and hold the same slots.
     for (i, (at, st)) in s.copies.iter().enumerate() {
@@ -287,17 +302,28 @@ fn read_spare(path: &str) -> Result<Spare, String> {
                 .problems
                 .push(format!("copy {i} (sector {at}): another device pair")),
             CopyState::Valid(_) => {
-                let len = (1 + layout.entry_sectors() as usize) * SECTOR;
                 let o = *at as usize * SECTOR;
+                // The payload of sector `k` of this copy and of the best:
+                // everything between generation and location, and the CRC.
+                let payload = |k: usize| {
+                    (
+                        &area[o + k * SECTOR + 16..o + k * SECTOR + 504],
+                        &area[off + k * SECTOR + 16..off + k * SECTOR + 504],
+                    )
+                };
                 let differs = (0..layout.entry_sectors() as usize).any(|k| {
-                    let a = &area[o + (1 + k) * SECTOR + 16..o + (1 + k) * SECTOR + 504];
-                    let b = &area[off + (1 + k) * SECTOR + 16..off + (1 + k) * SECTOR + 504];
+                    let (a, b) = payload(1 + k);
                     a != b
                 });
-                let _ = len;
                 if differs {
                     s.problems.push(format!(
                         "copy {i} (sector {at}): same generation, different remaps"
+                    ));
+                }
+                let (a, b) = payload(layout.pending_offset() as usize);
+                if a != b {
+                    s.problems.push(format!(
+                        "copy {i} (sector {at}): same generation, different pending blocks"
                     ));
                 }
             }
@@ -321,7 +347,7 @@ fn duplicate(buf: &[u8], h: &Header) -> Option<u64> {
             &buf[(1 + k) * SECTOR..(2 + k) * SECTOR],
             slot as usize % SLOTS_PER_SECTOR,
         );
-        if v != 0 && seen.insert(v - 1, slot).is_some() {
+        if v != 0 && v != RETIRED && seen.insert(v - 1, slot).is_some() {
             return Some(v - 1);
         }
     }
@@ -351,7 +377,7 @@ fn extents(s: &Spare) -> Vec<(u64, u64, u64)> {
         .slots
         .iter()
         .enumerate()
-        .filter(|(_, &v)| v != 0)
+        .filter(|(_, &v)| v != 0 && v != RETIRED)
         .map(|(slot, &v)| (v - 1, slot as u64))
         .collect();
     pairs.sort_unstable();
@@ -364,6 +390,29 @@ fn extents(s: &Spare) -> Vec<(u64, u64, u64)> {
         }
     }
     out
+}
+
+/// The retired pool blocks, as spare sectors, ascending.
+fn retired_sectors(s: &Spare) -> Vec<u64> {
+    let (Some(h), Some(l)) = (s.best, s.layout) else {
+        return Vec::new();
+    };
+    let bs = u64::from(h.identity.block_size) / 512;
+    s.slots
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v == RETIRED)
+        .map(|(slot, _)| l.pool_start + slot as u64 * bs)
+        .collect()
+}
+
+/// The pending main blocks, as main sectors, ascending.
+fn pending_sectors(s: &Spare) -> Vec<u64> {
+    let Some(h) = s.best else {
+        return Vec::new();
+    };
+    let bs = u64::from(h.identity.block_size) / 512;
+    s.pending.iter().map(|b| b * bs).collect()
 }
 
 fn uuid(u: &[u8; 16]) -> String {
@@ -399,14 +448,17 @@ fn dump_json(s: &Spare) -> String {
         let _ = write!(
             o,
             "\"uuid\":{},\"generation\":{},\"block_size\":{},\"main_sectors\":{},\
-             \"pool_start\":{},\"slots\":{},\"remaps\":{},",
+             \"pool_start\":{},\"slots\":{},\"remaps\":{},\"retired_count\":{},\
+             \"pending_count\":{},",
             json_str(&uuid(&h.identity.uuid)),
             h.generation,
             h.identity.block_size,
             h.identity.main_sectors,
             l.pool_start,
             l.slots,
-            h.remaps
+            h.remaps,
+            h.retired,
+            s.pending.len()
         );
     }
     o.push_str("\"copies\":[");
@@ -432,6 +484,17 @@ fn dump_json(s: &Spare) -> String {
             "{{\"main_sector\":{m},\"spare_sector\":{sp},\"nr_sectors\":{n}}}"
         );
     }
+    let list = |o: &mut String, name: &str, v: &[u64]| {
+        let _ = write!(o, "],\"{name}\":[");
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "{x}");
+        }
+    };
+    list(&mut o, "pending", &pending_sectors(s));
+    list(&mut o, "retired", &retired_sectors(s));
     o.push_str("],\"problems\":[");
     for (i, p) in s.problems.iter().enumerate() {
         if i > 0 {
@@ -459,6 +522,8 @@ fn dump_text(s: &Spare) -> String {
         let _ = writeln!(o, "pool start     {}", l.pool_start);
         let _ = writeln!(o, "slots          {}", l.slots);
         let _ = writeln!(o, "remaps         {}", h.remaps);
+        let _ = writeln!(o, "retired        {}", h.retired);
+        let _ = writeln!(o, "pending        {}", s.pending.len());
     }
     for (i, (at, st)) in s.copies.iter().enumerate() {
         let (text, generation) = state_text(st);
@@ -473,6 +538,12 @@ fn dump_text(s: &Spare) -> String {
     }
     for (m, sp, n) in extents(s) {
         let _ = writeln!(o, "{m} {sp} {n}");
+    }
+    for m in pending_sectors(s) {
+        let _ = writeln!(o, "pending main sector {m}");
+    }
+    for sp in retired_sectors(s) {
+        let _ = writeln!(o, "retired spare sector {sp}");
     }
     for p in &s.problems {
         let _ = writeln!(o, "problem: {p}");
@@ -538,10 +609,13 @@ fn main() -> ExitCode {
             if s.problems.is_empty() {
                 match s.best {
                     Some(h) => println!(
-                        "{path}: clean: {} copies, generation {}, {} remaps",
+                        "{path}: clean: {} copies, generation {}, {} remaps, \
+                         {} retired pool blocks, {} pending blocks",
                         s.copies.len(),
                         h.generation,
-                        h.remaps
+                        h.remaps,
+                        h.retired,
+                        s.pending.len()
                     ),
                     None => println!("{path}: blank metadata area (never formatted)"),
                 }
@@ -589,7 +663,9 @@ mod tests {
         }
     }
 
-    fn make_image(path: &std::path::Path) {
+    /// With `bad`: pool blocks retired, main blocks pending, in one more
+    /// commit.
+    fn make_image(path: &std::path::Path, bad: bool) {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -621,6 +697,15 @@ mod tests {
             r.handle(&t, &mut img, parse(&words).unwrap(), &mut out, &mut |_| {})
                 .unwrap();
         }
+        if bad {
+            // Pool block 2 held main block 102; block 20 was free.
+            assert_eq!(r.retire_slot(2), Some(102));
+            assert_eq!(r.retire_slot(20), None);
+            for b in [3000, 5, 102] {
+                r.add_pending(b);
+            }
+            r.commit(&mut img, 2, 20).unwrap();
+        }
     }
 
     #[test]
@@ -628,17 +713,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dmr-tool-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("spare.img");
-        make_image(&path);
+        make_image(&path, false);
         let p = path.to_str().unwrap();
         let s = read_spare(p).unwrap();
         assert!(s.problems.is_empty(), "{:?}", s.problems);
         assert_eq!(extents(&s), vec![(7, 5000, 1), (100, 4096, 10)]);
         let text = dump_text(&s);
         assert!(text.contains("generation     3"), "{text}");
+        assert!(
+            text.contains("retired        0\npending        0\n"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&dump_json(&s)).unwrap();
         assert_eq!(json["remaps"], 11);
         assert_eq!(json["copies"].as_array().unwrap().len(), 5);
         assert_eq!(json["extents"][1]["spare_sector"], 4096);
+        assert_eq!(json["pending"], serde_json::json!([]));
+        assert_eq!(json["retired"], serde_json::json!([]));
 
         // Flip a bit in copy 2's first entry sector.
         let mut f = std::fs::OpenOptions::new()
@@ -657,6 +748,86 @@ mod tests {
         let s = read_spare(p).unwrap();
         assert_eq!(s.problems, vec![format!("copy 2 (sector 1638): bad CRC")]);
         assert_eq!(extents(&s).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dumps_pending_and_retired_blocks() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-p-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spare.img");
+        make_image(&path, true);
+        let p = path.to_str().unwrap();
+        let s = read_spare(p).unwrap();
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.pending, [5, 102, 3000]);
+        assert_eq!(pending_sectors(&s), [5, 102, 3000]);
+        assert_eq!(retired_sectors(&s), [4098, 4116]);
+        // Main block 102 lost its remap when its pool block was retired.
+        assert_eq!(
+            extents(&s),
+            vec![(7, 5000, 1), (100, 4096, 2), (103, 4099, 7)]
+        );
+        let text = dump_text(&s);
+        for line in [
+            "remaps         10\n",
+            "retired        2\n",
+            "pending        3\n",
+            "pending main sector 5\npending main sector 102\npending main sector 3000\n",
+            "retired spare sector 4098\nretired spare sector 4116\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in {text}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&dump_json(&s)).unwrap();
+        assert_eq!(json["remaps"], 10);
+        assert_eq!(json["retired_count"], 2);
+        assert_eq!(json["pending_count"], 3);
+        assert_eq!(json["pending"], serde_json::json!([5, 102, 3000]));
+        assert_eq!(json["retired"], serde_json::json!([4098, 4116]));
+
+        // Damage copy 3's pending sector (after 471 entry sectors for 28,672
+        // pool blocks): check names it; the others still agree.
+        let l = s.layout.unwrap();
+        assert_eq!(l.pending_offset(), 472);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let at = (3 * 819 + 472) * 512 + 40;
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[0xff]).unwrap();
+        drop(f);
+        let s = read_spare(p).unwrap();
+        assert_eq!(s.problems, vec![format!("copy 3 (sector 2457): bad CRC")]);
+        assert_eq!(s.pending, [5, 102, 3000]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn copies_with_different_pending_lists_are_reported() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-d-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spare.img");
+        make_image(&path, true);
+        let p = path.to_str().unwrap();
+        // Rewrite copy 4's pending sector, validly, with another list.
+        let s = read_spare(p).unwrap();
+        let (h, l) = (s.best.unwrap(), s.layout.unwrap());
+        let at = l.copy_start(4) + l.pending_offset();
+        let mut sector = [0u8; SECTOR];
+        format::encode_pending(h.generation, at, &[5], crc, &mut sector);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(at * 512)).unwrap();
+        f.write_all(&sector).unwrap();
+        drop(f);
+        let s = read_spare(p).unwrap();
+        assert_eq!(
+            s.problems,
+            vec![format!(
+                "copy 4 (sector 3276): same generation, different pending blocks"
+            )]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

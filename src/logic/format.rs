@@ -5,11 +5,13 @@
 //! choice of the copy to load.
 //!
 //! The area holds `copies` equal copies at fixed places. A copy is a header
-//! sector followed by entry sectors. Entry slot `i` describes spare pool block
-//! `i`: the main block whose data it holds, plus one, or 0 when it is free.
-//! Every sector carries a CRC-32 (IEEE, as zlib and `crc32fast` compute it),
-//! its own location and a generation; a copy is only valid if none of its
-//! entry sectors is newer than its header, which is written last.
+//! sector, the entry sectors, and a pending sector. Entry slot `i` describes
+//! spare pool block `i`: the main block whose data it holds, plus one, 0 when
+//! it is free, or [`RETIRED`] when the pool block is bad. The pending sector
+//! lists main blocks awaiting a remap. Every sector carries a CRC-32 (IEEE, as
+//! zlib and `crc32fast` compute it), its own location and a generation; a copy
+//! is only valid if none of its entry sectors is newer than its header, which
+//! is written last, and its pending sector is exactly as new as the header.
 
 use core::fmt;
 
@@ -18,13 +20,17 @@ pub const SECTOR: usize = 512;
 /// Magic at the start of every header.
 pub const MAGIC: [u8; 8] = *b"dmremap\0";
 /// Version of this format.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Entry slots in one entry sector.
 pub const SLOTS_PER_SECTOR: usize = 61;
 /// Copies written by default.
 pub const DEFAULT_COPIES: u32 = 5;
 /// Most copies accepted.
 pub const MAX_COPIES: u32 = 16;
+/// Slot value of a spare pool block that is bad and never used again.
+pub const RETIRED: u64 = u64::MAX;
+/// Most main blocks a pending sector lists.
+pub const PENDING_MAX: usize = 60;
 
 /// A CRC-32 (IEEE) function: the kernel's `crc32_le` or `crc32fast`.
 pub type Crc = fn(&[u8]) -> u32;
@@ -45,18 +51,32 @@ const H_SLOTS: usize = 80;
 const H_ENTRY_SECTORS: usize = 88;
 const H_SLOTS_PER_SECTOR: usize = 92;
 const H_REMAPS: usize = 96;
-const H_END: usize = 104;
+const H_RETIRED: usize = 104;
+const H_END: usize = 112;
 // Entry sector offsets.
 const E_GENERATION: usize = 0;
 const E_LOCATION: usize = 8;
 const E_SLOTS: usize = 16;
 const E_END: usize = E_SLOTS + 8 * SLOTS_PER_SECTOR;
-/// Both sector kinds end with the CRC of the bytes before it.
+// Pending sector offsets.
+const P_GENERATION: usize = 0;
+const P_LOCATION: usize = 8;
+const P_COUNT: usize = 16;
+const P_ZERO: usize = 20;
+const P_BLOCKS: usize = 24;
+const P_END: usize = P_BLOCKS + 8 * PENDING_MAX;
+/// Every sector kind ends with the CRC of the bytes before it.
 const CRC_AT: usize = SECTOR - 4;
 
 const _: () = assert!(H_END <= CRC_AT);
 const _: () = assert!(E_END <= CRC_AT);
 const _: () = assert!(H_UUID + 16 == H_GENERATION);
+const _: () = assert!(H_REMAPS + 8 == H_RETIRED);
+const _: () = assert!(H_RETIRED + 8 == H_END);
+const _: () = assert!(P_COUNT + 4 == P_ZERO);
+const _: () = assert!(P_ZERO + 4 == P_BLOCKS);
+const _: () = assert!(P_END == 504);
+const _: () = assert!(P_END + 4 == CRC_AT);
 
 /// Who a spare belongs to: fixed when the spare is formatted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +105,7 @@ impl Identity {
 pub struct Layout {
     /// Number of copies.
     pub copies: u32,
-    /// Sectors per copy (header included).
+    /// Sectors per copy (header and pending sector included).
     pub copy_sectors: u64,
     /// First sector of the data pool.
     pub pool_start: u64,
@@ -101,10 +121,11 @@ impl Layout {
             return None;
         }
         let copy_sectors = area_sectors / u64::from(copies);
-        if copy_sectors < 2 {
+        // A header, at least one entry sector and the pending sector.
+        if copy_sectors < 3 {
             return None;
         }
-        let capacity = (copy_sectors - 1) * SLOTS_PER_SECTOR as u64;
+        let capacity = (copy_sectors - 2) * SLOTS_PER_SECTOR as u64;
         Some(Self {
             copies,
             copy_sectors,
@@ -121,6 +142,12 @@ impl Layout {
     /// Entry sectors in use per copy.
     pub fn entry_sectors(&self) -> u64 {
         self.slots.div_ceil(SLOTS_PER_SECTOR as u64)
+    }
+
+    /// Place of the pending sector, relative to the start of a copy: right
+    /// after the entry sectors in use.
+    pub fn pending_offset(&self) -> u64 {
+        1 + self.entry_sectors()
     }
 
     /// Entry sector (0-based, within a copy) holding `slot`.
@@ -140,8 +167,10 @@ pub struct Header {
     pub copy_index: u32,
     /// The layout all copies share.
     pub layout: Layout,
-    /// Remaps in the copy.
+    /// Remaps in the copy (slots holding a main block).
     pub remaps: u64,
+    /// Retired pool blocks in the copy (slots holding [`RETIRED`]).
+    pub retired: u64,
 }
 
 /// What is wrong with a sector or a copy.
@@ -164,9 +193,21 @@ pub enum Defect {
     },
     /// Layout fields that contradict each other or this area.
     BadLayout,
-    /// An entry sector newer than its header: an interrupted commit.
+    /// An entry or pending sector newer than its header: an interrupted
+    /// commit.
     Torn {
-        /// The entry sector's location.
+        /// The sector's location.
+        at: u64,
+    },
+    /// A pending sector older than its header (every commit writes it).
+    StalePending {
+        /// The pending sector's location.
+        at: u64,
+    },
+    /// A pending sector whose list is invalid: too long, not ascending,
+    /// naming a block beyond main, or with non-zero reserved bytes.
+    BadPending {
+        /// The pending sector's location.
         at: u64,
     },
     /// A slot names a main block beyond the device.
@@ -186,6 +227,13 @@ pub enum Defect {
         /// Used slots found.
         found: u64,
     },
+    /// The header's count of retired pool blocks disagrees with the slots.
+    BadRetired {
+        /// Count in the header.
+        header: u64,
+        /// Retired slots found.
+        found: u64,
+    },
     /// The copy could not be read.
     Unreadable,
 }
@@ -201,15 +249,22 @@ impl fmt::Display for Defect {
                 write!(f, "sector at {at} claims location {found}")
             }
             Defect::BadLayout => f.write_str("inconsistent layout"),
-            Defect::Torn { at } => write!(
-                f,
-                "interrupted commit (entry sector {at} newer than header)"
-            ),
+            Defect::Torn { at } => {
+                write!(f, "interrupted commit (sector {at} newer than header)")
+            }
+            Defect::StalePending { at } => {
+                write!(f, "pending sector {at} older than header")
+            }
+            Defect::BadPending { at } => write!(f, "pending sector {at} lists invalid blocks"),
             Defect::BadSlot { slot } => write!(f, "slot {slot} names a block beyond main"),
             Defect::Duplicate { block } => write!(f, "main block {block} remapped twice"),
             Defect::BadCount { header, found } => {
                 write!(f, "header counts {header} remaps, slots hold {found}")
             }
+            Defect::BadRetired { header, found } => write!(
+                f,
+                "header counts {header} retired pool blocks, slots hold {found}"
+            ),
             Defect::Unreadable => f.write_str("read error"),
         }
     }
@@ -266,9 +321,14 @@ pub fn encode_header(h: &Header, crc: Crc, out: &mut [u8]) {
     put_u64(out, H_SPARE_SECTORS, h.identity.spare_sectors);
     put_u64(out, H_POOL_START, h.layout.pool_start);
     put_u64(out, H_SLOTS, h.layout.slots);
-    put_u32(out, H_ENTRY_SECTORS, (h.layout.copy_sectors - 1) as u32);
+    put_u32(
+        out,
+        H_ENTRY_SECTORS,
+        h.layout.copy_sectors.saturating_sub(2) as u32,
+    );
     put_u32(out, H_SLOTS_PER_SECTOR, SLOTS_PER_SECTOR as u32);
     put_u64(out, H_REMAPS, h.remaps);
+    put_u64(out, H_RETIRED, h.retired);
     seal(out, crc);
 }
 
@@ -290,7 +350,7 @@ pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<H
     let layout = Layout::new(copies, area_sectors, pool_start, slots).ok_or(Defect::BadLayout)?;
     if copy_index >= copies
         || layout.slots != slots
-        || u64::from(get_u32(b, H_ENTRY_SECTORS)) != layout.copy_sectors - 1
+        || u64::from(get_u32(b, H_ENTRY_SECTORS)) != layout.copy_sectors - 2
         || get_u32(b, H_SLOTS_PER_SECTOR) as usize != SLOTS_PER_SECTOR
     {
         return Err(Defect::BadLayout);
@@ -312,6 +372,7 @@ pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<H
         copy_index,
         layout,
         remaps: get_u64(b, H_REMAPS),
+        retired: get_u64(b, H_RETIRED),
     })
 }
 
@@ -344,10 +405,72 @@ pub fn entry_slot(b: &[u8], i: usize) -> u64 {
     get_u64(b, E_SLOTS + 8 * i)
 }
 
-/// Validates a copy read whole into `buf` from sector `at` of an area of
-/// `area_sectors`, for a main device of `main_blocks` blocks. Checks every
-/// sector, the generations and the slot values; duplicates are found by the
-/// loader (it needs a table for that).
+/// Writes a pending sector at `location` with generation `generation`
+/// listing `blocks` (main blocks, ascending and distinct; at most
+/// [`PENDING_MAX`] are written).
+pub fn encode_pending(generation: u64, location: u64, blocks: &[u64], crc: Crc, out: &mut [u8]) {
+    let out = &mut out[..SECTOR];
+    out.fill(0);
+    let blocks = &blocks[..blocks.len().min(PENDING_MAX)];
+    put_u64(out, P_GENERATION, generation);
+    put_u64(out, P_LOCATION, location);
+    put_u32(out, P_COUNT, blocks.len() as u32);
+    for (i, b) in blocks.iter().enumerate() {
+        put_u64(out, P_BLOCKS + 8 * i, *b);
+    }
+    seal(out, crc);
+}
+
+/// Decodes a pending sector read at `at` for a main device of `main_blocks`
+/// blocks; returns its generation and how many blocks it lists.
+pub fn decode_pending(
+    b: &[u8],
+    at: u64,
+    main_blocks: u64,
+    crc: Crc,
+) -> Result<(u64, usize), Defect> {
+    let b = &b[..SECTOR];
+    check_crc(b, crc)?;
+    let found = get_u64(b, P_LOCATION);
+    if found != at {
+        return Err(Defect::BadLocation { found, at });
+    }
+    let bad = Err(Defect::BadPending { at });
+    let count = get_u32(b, P_COUNT) as usize;
+    if count > PENDING_MAX || get_u32(b, P_ZERO) != 0 || get_u32(b, P_END) != 0 {
+        return bad;
+    }
+    let mut prev: Option<u64> = None;
+    for i in 0..PENDING_MAX {
+        let block = pending_block(b, i);
+        if i >= count {
+            if block != 0 {
+                return bad;
+            }
+            continue;
+        }
+        let ascending = match prev {
+            Some(p) => p < block,
+            None => true,
+        };
+        if !ascending || block >= main_blocks {
+            return bad;
+        }
+        prev = Some(block);
+    }
+    Ok((get_u64(b, P_GENERATION), count))
+}
+
+/// Block `i` (0..[`PENDING_MAX`]) of a pending sector that decoded fine.
+pub fn pending_block(b: &[u8], i: usize) -> u64 {
+    get_u64(b, P_BLOCKS + 8 * i)
+}
+
+/// Validates a copy read whole into `buf` (its header, entry sectors and
+/// pending sector: `2 + entry_sectors` sectors) from sector `at` of an area
+/// of `area_sectors`, for a main device of `main_blocks` blocks. Checks every
+/// sector, the generations, the slot values, the counts and the pending list;
+/// duplicates are found by the loader (it needs a table for that).
 pub fn check_copy(
     buf: &[u8],
     at: u64,
@@ -357,10 +480,11 @@ pub fn check_copy(
 ) -> Result<Header, Defect> {
     let h = decode_header(buf, at, area_sectors, crc)?;
     let sectors = h.layout.entry_sectors() as usize;
-    if buf.len() < (1 + sectors) * SECTOR {
+    if buf.len() < (2 + sectors) * SECTOR {
         return Err(Defect::BadLayout);
     }
     let mut used = 0u64;
+    let mut retired = 0u64;
     for k in 0..sectors {
         let loc = at + 1 + k as u64;
         let s = &buf[(1 + k) * SECTOR..(2 + k) * SECTOR];
@@ -374,16 +498,36 @@ pub fn check_copy(
             if v == 0 {
                 continue;
             }
+            if v == RETIRED && slot < h.layout.slots {
+                retired += 1;
+                continue;
+            }
             if slot >= h.layout.slots || v > main_blocks {
                 return Err(Defect::BadSlot { slot });
             }
             used += 1;
         }
     }
+    let p = 1 + sectors;
+    let loc = at + p as u64;
+    let (generation, _) =
+        decode_pending(&buf[p * SECTOR..(p + 1) * SECTOR], loc, main_blocks, crc)?;
+    if generation > h.generation {
+        return Err(Defect::Torn { at: loc });
+    }
+    if generation < h.generation {
+        return Err(Defect::StalePending { at: loc });
+    }
     if used != h.remaps {
         return Err(Defect::BadCount {
             header: h.remaps,
             found: used,
+        });
+    }
+    if retired != h.retired {
+        return Err(Defect::BadRetired {
+            header: h.retired,
+            found: retired,
         });
     }
     Ok(h)
@@ -527,6 +671,7 @@ mod tests {
             copy_index,
             layout: Layout::new(5, 4096, 4096, 126976).unwrap(),
             remaps: 0,
+            retired: 0,
         }
     }
 
@@ -546,10 +691,11 @@ mod tests {
         fn le(b: &mut [u8], at: usize, v: u64, n: usize) {
             b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
         }
-        // 5 copies, copy 1 at sector 819, 512-byte blocks, 100 usable slots.
+        // 5 copies, copy 1 at sector 819, 512-byte blocks, 100 usable slots:
+        // header at 819, entry sectors at 820 and 821, pending sector at 822.
         let mut hdr = [0u8; 512];
         hdr[0..8].copy_from_slice(b"dmremap\0");
-        le(&mut hdr, 8, 1, 4); // format version
+        le(&mut hdr, 8, 2, 4); // format version
         le(&mut hdr, 12, 1, 4); // copy index
         le(&mut hdr, 16, 5, 4); // copies
         le(&mut hdr, 20, 512, 4); // block size
@@ -560,9 +706,10 @@ mod tests {
         le(&mut hdr, 64, 32768, 8); // spare sectors
         le(&mut hdr, 72, 4096, 8); // pool start
         le(&mut hdr, 80, 100, 8); // usable slots
-        le(&mut hdr, 88, 818, 4); // entry sectors per copy
+        le(&mut hdr, 88, 817, 4); // entry sectors per copy
         le(&mut hdr, 92, 61, 4); // slots per entry sector
         le(&mut hdr, 96, 2, 8); // remaps
+        le(&mut hdr, 104, 2, 8); // retired
         let c = crc32fast::hash(&hdr[..508]);
         le(&mut hdr, 508, u64::from(c), 4);
 
@@ -570,23 +717,37 @@ mod tests {
         le(&mut e0, 0, 77, 8); // generation
         le(&mut e0, 8, 820, 8); // self-location
         le(&mut e0, 16 + 8 * 3, 11, 8); // slot 3: main block 10
+        le(&mut e0, 16 + 8 * 5, u64::MAX, 8); // slot 5: retired
         let c = crc32fast::hash(&e0[..508]);
         le(&mut e0, 508, u64::from(c), 4);
         let mut e1 = [0u8; 512];
         le(&mut e1, 0, 76, 8);
         le(&mut e1, 8, 821, 8);
         le(&mut e1, 16 + 8 * (99 - 61), 501, 8); // slot 99: main block 500
+        le(&mut e1, 16, u64::MAX, 8); // slot 61: retired
         let c = crc32fast::hash(&e1[..508]);
         le(&mut e1, 508, u64::from(c), 4);
+        let mut pend = [0u8; 512];
+        le(&mut pend, 0, 77, 8); // generation
+        le(&mut pend, 8, 822, 8); // self-location
+        le(&mut pend, 16, 3, 4); // count
+        le(&mut pend, 24, 4, 8); // main block 4
+        le(&mut pend, 32, 10, 8); // main block 10
+        le(&mut pend, 40, 65535, 8); // main block 65535, the last
+        let c = crc32fast::hash(&pend[..508]);
+        le(&mut pend, 508, u64::from(c), 4);
 
         let mut image = std::vec::Vec::new();
         image.extend_from_slice(&hdr);
         image.extend_from_slice(&e0);
         image.extend_from_slice(&e1);
+        image.extend_from_slice(&pend);
         let h = check_copy(&image, 819, 4096, 65536, crc).unwrap();
         assert_eq!(h.copy_index, 1);
         assert_eq!(h.generation, 77);
         assert_eq!(h.remaps, 2);
+        assert_eq!(h.retired, 2);
+        assert_eq!(h.layout.pending_offset(), 3);
         assert_eq!(h.identity.uuid, [0xab; 16]);
         assert_eq!(h.identity.main_sectors, 65536);
         assert_eq!(h.identity.spare_sectors, 32768);
@@ -596,22 +757,44 @@ mod tests {
         assert_eq!(h.layout.copy_sectors, 819);
         assert_eq!(entry_slot(&e0, 3), 11);
         assert_eq!(entry_slot(&e1, 38), 501);
-        // And the encoder produces the same header bytes.
+        assert_eq!(entry_slot(&e1, 0), RETIRED);
+        assert_eq!(decode_pending(&pend, 822, 65536, crc), Ok((77, 3)));
+        assert_eq!(
+            [0, 1, 2, 3].map(|i| pending_block(&pend, i)),
+            [4, 10, 65535, 0]
+        );
+        // And the encoders produce the same bytes.
         let mut again = [0u8; 512];
         encode_header(&h, crc, &mut again);
         assert_eq!(again, hdr);
+        encode_pending(77, 822, &[4, 10, 65535], crc, &mut again);
+        assert_eq!(again, pend);
+        // One block beyond main makes the copy invalid.
+        assert_eq!(
+            check_copy(&image, 819, 4096, 65535, crc),
+            Err(Defect::BadPending { at: 822 })
+        );
     }
 
     #[test]
     fn layout_numbers() {
         let l = Layout::new(5, 4096, 4096, 126976).unwrap();
         assert_eq!(l.copy_sectors, 819);
-        assert_eq!(l.slots, 818 * 61);
+        assert_eq!(l.slots, 817 * 61);
+        assert_eq!(l.slots, 49_837);
         assert_eq!(l.copy_start(4), 3276);
-        assert_eq!(l.entry_sectors(), 818);
+        assert_eq!(l.entry_sectors(), 817);
+        assert_eq!(l.pending_offset(), 818);
+        let two = Layout::new(2, 4096, 4096, 1 << 20).unwrap();
+        assert_eq!(two.slots, 124_806);
+        assert_eq!(two.pending_offset(), 2047);
         let small = Layout::new(5, 4096, 4096, 100).unwrap();
         assert_eq!(small.slots, 100);
         assert_eq!(small.entry_sectors(), 2);
+        assert_eq!(small.pending_offset(), 3);
+        // A copy needs a header, an entry sector and a pending sector.
+        assert!(Layout::new(1, 2, 4096, 1).is_none());
+        assert_eq!(Layout::new(1, 3, 4096, 1000).unwrap().slots, 61);
         assert!(Layout::new(0, 4096, 4096, 1).is_none());
         assert!(Layout::new(17, 4096, 4096, 1).is_none());
         assert!(Layout::new(3000, 4096, 4096, 1).is_none());
@@ -619,7 +802,9 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_defects() {
-        let h = header(3, 42);
+        let mut h = header(3, 42);
+        h.remaps = 12;
+        h.retired = 5;
         let at = h.layout.copy_start(3);
         let mut s = [0u8; SECTOR];
         encode_header(&h, crc, &mut s);
@@ -642,12 +827,79 @@ mod tests {
         other[0] = b'X';
         seal(&mut other, crc);
         assert_eq!(decode_header(&other, at, 4096, crc), Err(Defect::BadMagic));
-        let mut v2 = s;
-        put_u32(&mut v2, H_VERSION, 2);
-        seal(&mut v2, crc);
+        assert_eq!(get_u64(&s, 104), 5);
+        // Version 1 is not read (it never shipped), nor anything newer.
+        for v in [1, 3] {
+            let mut old = s;
+            put_u32(&mut old, H_VERSION, v);
+            seal(&mut old, crc);
+            assert_eq!(
+                decode_header(&old, at, 4096, crc),
+                Err(Defect::BadVersion(v))
+            );
+        }
+        // Entry sectors per copy are `copy_sectors - 2`.
+        assert_eq!(get_u32(&s, H_ENTRY_SECTORS), 817);
+        let mut es = s;
+        put_u32(&mut es, H_ENTRY_SECTORS, 818);
+        seal(&mut es, crc);
+        assert_eq!(decode_header(&es, at, 4096, crc), Err(Defect::BadLayout));
+    }
+
+    #[test]
+    fn pending_round_trip_and_defects() {
+        let mut s = [0u8; SECTOR];
+        encode_pending(9, 822, &[], crc, &mut s);
+        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, 0)));
+        encode_pending(9, 822, &[0, 5, 99], crc, &mut s);
+        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, 3)));
+        assert_eq!(pending_block(&s, 2), 99);
         assert_eq!(
-            decode_header(&v2, at, 4096, crc),
-            Err(Defect::BadVersion(2))
+            decode_pending(&s, 823, 100, crc),
+            Err(Defect::BadLocation {
+                found: 822,
+                at: 823
+            })
+        );
+        assert_eq!(
+            decode_pending(&s, 822, 99, crc),
+            Err(Defect::BadPending { at: 822 })
+        );
+        let full: std::vec::Vec<u64> = (0..PENDING_MAX as u64 + 5).collect();
+        encode_pending(9, 822, &full, crc, &mut s);
+        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, PENDING_MAX)));
+        assert_eq!(pending_block(&s, PENDING_MAX - 1), PENDING_MAX as u64 - 1);
+        // Each broken rule, with a valid CRC: (offset, width, value) put
+        // into a sector listing 3 and 7.
+        let bad = |at: usize, width: usize, v: u64| {
+            let mut b = [0u8; SECTOR];
+            encode_pending(9, 822, &[3, 7], crc, &mut b);
+            b[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+            seal(&mut b, crc);
+            decode_pending(&b, 822, 100, crc)
+        };
+        assert_eq!(bad(P_BLOCKS + 8, 8, 7), Ok((9, 2)));
+        let cases = [
+            (P_BLOCKS + 8, 8, 3),  // duplicate
+            (P_BLOCKS + 8, 8, 2),  // descending
+            (P_BLOCKS + 16, 8, 8), // beyond the count
+            (P_COUNT, 4, PENDING_MAX as u64 + 1),
+            (P_ZERO, 4, 1),
+            (P_END, 4, 1),
+        ];
+        for (at, width, v) in cases {
+            assert_eq!(
+                bad(at, width, v),
+                Err(Defect::BadPending { at: 822 }),
+                "{at}"
+            );
+        }
+        let mut flipped = s;
+        flipped[30] ^= 1;
+        assert_eq!(decode_pending(&flipped, 822, 100, crc), Err(Defect::BadCrc));
+        assert_eq!(
+            decode_pending(&[0u8; SECTOR], 822, 100, crc),
+            Err(Defect::Blank)
         );
     }
 
@@ -664,10 +916,28 @@ mod tests {
 
     /// Builds a whole copy image for `slots`.
     fn copy_image(h: &Header, slots: &[u64], entry_generation: u64) -> std::vec::Vec<u8> {
+        copy_image_pending(h, slots, entry_generation, &[], h.generation)
+    }
+
+    /// Builds a whole copy image for `slots` and the pending list `pending`.
+    fn copy_image_pending(
+        h: &Header,
+        slots: &[u64],
+        entry_generation: u64,
+        pending: &[u64],
+        pending_generation: u64,
+    ) -> std::vec::Vec<u8> {
         extern crate std;
         let at = h.layout.copy_start(h.copy_index);
         let n = h.layout.entry_sectors() as usize;
-        let mut v = std::vec![0u8; (1 + n) * SECTOR];
+        let mut v = std::vec![0u8; (2 + n) * SECTOR];
+        encode_pending(
+            pending_generation,
+            at + h.layout.pending_offset(),
+            pending,
+            crc,
+            &mut v[(1 + n) * SECTOR..],
+        );
         encode_header(h, crc, &mut v[..SECTOR]);
         for k in 0..n {
             let lo = (k * SLOTS_PER_SECTOR).min(slots.len());
@@ -721,6 +991,109 @@ mod tests {
         let mut flip = img.clone();
         flip[SECTOR * 3 + 40] ^= 1;
         assert_eq!(check_copy(&flip, at, 4096, 1000, crc), Err(Defect::BadCrc));
+        // Too short a buffer: the pending sector is part of the copy.
+        assert_eq!(
+            check_copy(&img[..img.len() - SECTOR], at, 4096, 1000, crc),
+            Err(Defect::BadLayout)
+        );
+    }
+
+    #[test]
+    fn copies_with_retired_slots_and_pending_blocks() {
+        extern crate std;
+        let mut h = header(2, 8);
+        h.layout = Layout::new(5, 4096, 4096, 130).unwrap();
+        let at = h.layout.copy_start(2);
+        let pend_at = at + 1 + 3;
+        let mut slots = std::vec![0u64; 130];
+        slots[0] = 5;
+        slots[1] = RETIRED;
+        slots[64] = 900;
+        slots[129] = RETIRED;
+        h.remaps = 2;
+        h.retired = 2;
+        let img = copy_image_pending(&h, &slots, 7, &[2, 40, 999], 8);
+        assert_eq!(img.len(), 5 * SECTOR);
+        assert_eq!(check_copy(&img, at, 4096, 1000, crc), Ok(h));
+        // The retired count must agree with the slots.
+        let mut h1 = h;
+        h1.retired = 1;
+        assert_eq!(
+            check_copy(
+                &copy_image_pending(&h1, &slots, 7, &[], 8),
+                at,
+                4096,
+                1000,
+                crc
+            ),
+            Err(Defect::BadRetired {
+                header: 1,
+                found: 2
+            })
+        );
+        // Retired slots are not remaps.
+        let mut h2 = h;
+        h2.remaps = 4;
+        h2.retired = 0;
+        assert_eq!(
+            check_copy(
+                &copy_image_pending(&h2, &slots, 7, &[], 8),
+                at,
+                4096,
+                1000,
+                crc
+            ),
+            Err(Defect::BadCount {
+                header: 4,
+                found: 2
+            })
+        );
+        // RETIRED past the usable slots is a bad slot.
+        let mut beyond = slots.clone();
+        beyond.push(RETIRED);
+        let mut h3 = h;
+        h3.retired = 3;
+        assert_eq!(
+            check_copy(
+                &copy_image_pending(&h3, &beyond, 7, &[], 8),
+                at,
+                4096,
+                1000,
+                crc
+            ),
+            Err(Defect::BadSlot { slot: 130 })
+        );
+        // A pending sector newer than the header: an interrupted commit.
+        assert_eq!(
+            check_copy(
+                &copy_image_pending(&h, &slots, 7, &[2], 9),
+                at,
+                4096,
+                1000,
+                crc
+            ),
+            Err(Defect::Torn { at: pend_at })
+        );
+        // Older: every commit writes it, so this copy lost a write.
+        assert_eq!(
+            check_copy(
+                &copy_image_pending(&h, &slots, 7, &[2], 7),
+                at,
+                4096,
+                1000,
+                crc
+            ),
+            Err(Defect::StalePending { at: pend_at })
+        );
+        // A pending block beyond main.
+        assert_eq!(
+            check_copy(&img, at, 4096, 999, crc),
+            Err(Defect::BadPending { at: pend_at })
+        );
+        // A pending sector that was never written.
+        let mut blank = img.clone();
+        blank[4 * SECTOR..].fill(0);
+        assert_eq!(check_copy(&blank, at, 4096, 1000, crc), Err(Defect::Blank));
     }
 
     #[test]

@@ -2,19 +2,21 @@
 
 //! The spare's data pool: which pool block holds which main block.
 //!
-//! One 8-byte slot per usable pool block, holding the main block plus one, or
-//! 0 while the block is free. This array is exactly what the metadata copies
-//! store (`format.rs`): entry sector `k` is slots `61k..61k+61`. Used only by
-//! the table's writer. Allocation is next-fit from a cursor, so consecutive
-//! allocations are usually contiguous on the spare.
+//! One 8-byte slot per usable pool block, holding the main block plus one, 0
+//! while the block is free, or [`RETIRED`] once the block is known to be bad.
+//! This array is exactly what the metadata copies store (`format.rs`): entry
+//! sector `k` is slots `61k..61k+61`. Used only by the table's writer.
+//! Allocation is next-fit from a cursor, so consecutive allocations are
+//! usually contiguous on the spare; retired blocks are never handed out.
 
-use super::format::SLOTS_PER_SECTOR;
+use super::format::{RETIRED, SLOTS_PER_SECTOR};
 use super::mem::{Env, RawArray};
 
 /// Allocation state of the spare's data pool.
 pub struct SparePool<E: Env> {
     slots: RawArray<u64, E>,
     used: u64,
+    retired: u64,
     cursor: u64,
 }
 
@@ -24,6 +26,7 @@ impl<E: Env> SparePool<E> {
         Some(Self {
             slots: RawArray::new(usize::try_from(total).ok()?)?,
             used: 0,
+            retired: 0,
             cursor: 0,
         })
     }
@@ -33,36 +36,43 @@ impl<E: Env> SparePool<E> {
         self.slots.len() as u64
     }
 
-    /// Blocks in use.
+    /// Blocks holding a main block (retired blocks not included).
     pub fn used(&self) -> u64 {
         self.used
     }
 
-    /// Blocks free.
-    pub fn free(&self) -> u64 {
-        self.total() - self.used
+    /// Blocks retired: bad, never used again.
+    pub fn retired(&self) -> u64 {
+        self.retired
     }
 
-    /// Whether `block` is in use; blocks outside the pool count as in use.
+    /// Blocks free: neither used nor retired.
+    pub fn free(&self) -> u64 {
+        self.total() - self.used - self.retired
+    }
+
+    /// Whether `block` is in use (or retired); blocks outside the pool count
+    /// as in use.
     pub fn in_use(&self, block: u64) -> bool {
-        match self.slots.get(block as usize) {
-            Some(&v) => v != 0 || block >= self.total(),
+        match usize::try_from(block).ok().and_then(|b| self.slots.get(b)) {
+            Some(&v) => v != 0,
             None => true,
         }
     }
 
     /// The main block pool block `block` holds, if any.
     pub fn holder(&self, block: u64) -> Option<u64> {
-        match self.slots.get(block as usize) {
-            Some(&v) if v != 0 => Some(v - 1),
+        match usize::try_from(block).ok().and_then(|b| self.slots.get(b)) {
+            Some(&v) if v != 0 && v != RETIRED => Some(v - 1),
             _ => None,
         }
     }
 
-    /// Marks `block` as holding `main`. Returns false if it was outside or
-    /// already used.
+    /// Marks `block` as holding `main`. Returns false if it was outside, in
+    /// use or retired, or if `main` cannot be stored.
     pub fn take(&mut self, block: u64, main: u64) -> bool {
-        if self.in_use(block) || main == u64::MAX {
+        // `main + 1` must be neither 0 nor `RETIRED`.
+        if self.in_use(block) || main >= RETIRED - 1 {
             return false;
         }
         self.slots[block as usize] = main + 1;
@@ -70,10 +80,14 @@ impl<E: Env> SparePool<E> {
         true
     }
 
-    /// Marks `block` free again. Returns false if it was not in use.
+    /// Marks `block` free again. Returns false if it was not in use; a
+    /// retired block stays retired (false).
     pub fn release(&mut self, block: u64) -> bool {
-        match self.slots.get_mut(block as usize) {
-            Some(v) if *v != 0 => {
+        match usize::try_from(block)
+            .ok()
+            .and_then(|b| self.slots.get_mut(b))
+        {
+            Some(v) if *v != 0 && *v != RETIRED => {
                 *v = 0;
                 self.used -= 1;
                 true
@@ -82,11 +96,45 @@ impl<E: Env> SparePool<E> {
         }
     }
 
+    /// Retires `block`: it is bad and never handed out again. Returns the
+    /// main block it held, if any (that remap is gone from the pool). A block
+    /// outside the pool or already retired is left alone (None).
+    pub fn retire(&mut self, block: u64) -> Option<u64> {
+        let v = usize::try_from(block)
+            .ok()
+            .and_then(|b| self.slots.get_mut(b))?;
+        let old = *v;
+        if old == RETIRED {
+            return None;
+        }
+        *v = RETIRED;
+        self.retired += 1;
+        if old == 0 {
+            return None;
+        }
+        self.used -= 1;
+        Some(old - 1)
+    }
+
+    /// Frees every block that holds a main block; retired blocks stay
+    /// retired. Returns how many were freed.
+    pub fn release_all(&mut self) -> u64 {
+        for v in self.slots.iter_mut() {
+            if *v != RETIRED {
+                *v = 0;
+            }
+        }
+        let n = self.used;
+        self.used = 0;
+        self.cursor = 0;
+        n
+    }
+
     /// Takes any free block for `main`: the first at or after the cursor,
     /// wrapping. At most one pass over the pool.
     pub fn alloc(&mut self, main: u64) -> Option<u64> {
         let total = self.total();
-        if self.used == total {
+        if self.free() == 0 {
             return None;
         }
         for i in 0..total {
@@ -99,14 +147,16 @@ impl<E: Env> SparePool<E> {
         None
     }
 
-    /// Frees every block.
+    /// Frees every block, retired ones included.
     pub fn reset(&mut self) {
         self.slots.fill(0);
         self.used = 0;
+        self.retired = 0;
         self.cursor = 0;
     }
 
-    /// The slots of entry sector `k` (fewer than 61 in the last sector).
+    /// The slots of entry sector `k` (fewer than 61 in the last sector), as
+    /// stored on disk.
     pub fn sector_slots(&self, k: u64) -> &[u64] {
         let lo = (k as usize * SLOTS_PER_SECTOR).min(self.slots.len());
         let hi = (lo + SLOTS_PER_SECTOR).min(self.slots.len());
@@ -162,5 +212,51 @@ mod tests {
         p.reset();
         assert_eq!(p.used(), 0);
         assert!(!p.in_use(7));
+    }
+
+    #[test]
+    fn retired_blocks_are_never_used() {
+        let mut p = SparePool::<HostEnv>::new(10).unwrap();
+        assert!(p.take(3, 30));
+        assert!(p.take(4, 40));
+        // Retiring a used block hands back its main block.
+        assert_eq!(p.retire(3), Some(30));
+        assert_eq!((p.used(), p.retired(), p.free()), (1, 1, 8));
+        // A free block, then the same block again, then one outside.
+        assert_eq!(p.retire(0), None);
+        assert_eq!(p.retire(0), None);
+        assert_eq!(p.retire(10), None);
+        assert_eq!(p.retire(u64::MAX), None);
+        assert_eq!((p.used(), p.retired(), p.free()), (1, 2, 7));
+        for b in [0, 3] {
+            assert!(p.in_use(b));
+            assert_eq!(p.holder(b), None);
+            assert!(!p.take(b, 1));
+            assert!(!p.release(b));
+            assert!(p.in_use(b));
+        }
+        assert_eq!(p.sector_slots(0)[..5], [RETIRED, 0, 0, RETIRED, 41]);
+        // Allocation skips them, and the pool is full when only they remain.
+        let mut got = std::vec::Vec::new();
+        while let Some(b) = p.alloc(100 + got.len() as u64) {
+            got.push(b);
+        }
+        assert_eq!(got, [1, 2, 5, 6, 7, 8, 9]);
+        assert_eq!((p.used(), p.retired(), p.free()), (8, 2, 0));
+        // A main block whose slot value would read as RETIRED is refused.
+        assert!(p.release(9));
+        assert!(!p.take(9, u64::MAX - 1));
+        assert!(!p.take(9, u64::MAX));
+        assert!(p.take(9, u64::MAX - 2));
+        // Releasing all remaps keeps the retired blocks.
+        assert_eq!(p.release_all(), 8);
+        assert_eq!((p.used(), p.retired(), p.free()), (0, 2, 8));
+        assert!(p.in_use(0) && p.in_use(3) && !p.in_use(4));
+        assert_eq!(p.alloc(5), Some(1));
+        // Reset clears everything.
+        p.reset();
+        assert_eq!((p.used(), p.retired(), p.free()), (0, 0, 10));
+        assert!(!p.in_use(3));
+        assert_eq!(p.alloc(1), Some(0));
     }
 }

@@ -12,8 +12,8 @@
 //! every copy ([`Remaps::commit`]).
 
 use super::format::{
-    self, check_copy, decide, encode_entries, encode_header, CopyState, Crc, Decision, Defect,
-    Header, Identity, Layout, SECTOR,
+    self, check_copy, decide, encode_entries, encode_header, encode_pending, CopyState, Crc,
+    Decision, Defect, Header, Identity, Layout, PENDING_MAX, RETIRED, SECTOR,
 };
 use super::geometry::Geometry;
 use super::layout::METADATA_AREA_SECTORS;
@@ -191,6 +191,19 @@ pub enum LoadError {
     NoMemory,
 }
 
+/// What [`Remaps::add_pending`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingAdd {
+    /// The block is now on the pending list.
+    Added,
+    /// The block was on the list already; nothing changed.
+    Present,
+    /// The list holds [`PENDING_MAX`] blocks; nothing changed.
+    Full,
+    /// The block lies beyond main; nothing changed.
+    OutOfRange,
+}
+
 /// Persistence state.
 struct Meta {
     layout: Layout,
@@ -200,6 +213,9 @@ struct Meta {
     /// A commit failed part-way: the next one rewrites every copy whole.
     full_rewrite: bool,
     loaded: bool,
+    /// Main blocks awaiting a remap, ascending: `pending[..pending_len]`.
+    pending: [u64; PENDING_MAX],
+    pending_len: usize,
 }
 
 /// Reads every copy of `layout` and validates it.
@@ -210,7 +226,8 @@ fn survey<E: Env>(
     main_blocks: u64,
     crc: Crc,
 ) -> Result<([CopyState; format::MAX_COPIES as usize], RawArray<u8, E>), LoadError> {
-    let bytes = (1 + layout.entry_sectors() as usize) * SECTOR;
+    // Header, entry sectors and pending sector.
+    let bytes = (1 + layout.pending_offset() as usize) * SECTOR;
     let mut buf = RawArray::<u8, E>::new(bytes).ok_or(LoadError::NoMemory)?;
     let mut states = [CopyState::Bad(Defect::Blank); format::MAX_COPIES as usize];
     for i in 0..layout.copies {
@@ -305,6 +322,8 @@ impl<E: Env> Remaps<E> {
             crc,
             full_rewrite: false,
             loaded: false,
+            pending: [0; PENDING_MAX],
+            pending_len: 0,
         };
         Some((
             table,
@@ -348,6 +367,74 @@ impl<E: Env> Remaps<E> {
         self.meta.layout.slots
     }
 
+    /// Spare pool blocks retired (bad, never used again).
+    pub fn retired(&self) -> u64 {
+        self.pool.retired()
+    }
+
+    /// Retires pool block `slot`: it is never used again. Returns the main
+    /// block it held, if any; the caller takes care of that block's remap
+    /// (the table still names `slot` for it, the pool and the next commit no
+    /// longer do). Changes memory only: commit with [`Remaps::commit`]
+    /// (`lo = hi = slot`).
+    pub fn retire_slot(&mut self, slot: u64) -> Option<u64> {
+        self.pool.retire(slot)
+    }
+
+    /// The main blocks awaiting a remap, ascending.
+    pub fn pending(&self) -> &[u64] {
+        let n = self.meta.pending_len.min(PENDING_MAX);
+        &self.meta.pending[..n]
+    }
+
+    /// Puts main block `block` on the pending list. Changes memory only:
+    /// commit with [`Remaps::commit`] (`lo > hi` writes just the header and
+    /// the pending sector).
+    pub fn add_pending(&mut self, block: u64) -> PendingAdd {
+        if block >= self.geo.main_blocks {
+            return PendingAdd::OutOfRange;
+        }
+        let n = self.meta.pending_len.min(PENDING_MAX);
+        let list = &mut self.meta.pending;
+        let mut at = 0;
+        while at < n && list[at] < block {
+            at += 1;
+        }
+        if at < n && list[at] == block {
+            return PendingAdd::Present;
+        }
+        if n == PENDING_MAX {
+            return PendingAdd::Full;
+        }
+        list.copy_within(at..n, at + 1);
+        list[at] = block;
+        self.meta.pending_len = n + 1;
+        PendingAdd::Added
+    }
+
+    /// Takes main block `block` off the pending list; false if it was not
+    /// on it. Changes memory only, like [`Remaps::add_pending`].
+    pub fn remove_pending(&mut self, block: u64) -> bool {
+        let n = self.meta.pending_len.min(PENDING_MAX);
+        let list = &mut self.meta.pending;
+        let Some(at) = list[..n].iter().position(|&b| b == block) else {
+            return false;
+        };
+        list.copy_within(at + 1..n, at);
+        list[n - 1] = 0;
+        self.meta.pending_len = n - 1;
+        true
+    }
+
+    /// Empties the pending list; returns how many blocks it held. Changes
+    /// memory only, like [`Remaps::add_pending`].
+    pub fn clear_pending(&mut self) -> u64 {
+        let n = self.meta.pending_len.min(PENDING_MAX);
+        self.meta.pending = [0; PENDING_MAX];
+        self.meta.pending_len = 0;
+        n as u64
+    }
+
     /// Loads the metadata: the newest valid copy becomes the table, stale and
     /// defective copies are rewritten, a blank area (or, with
     /// `format_requested`, an unusable one) is formatted with `uuid`.
@@ -378,6 +465,7 @@ impl<E: Env> Remaps<E> {
                     self.meta.generation = 1;
                     let _ = t.clear(&mut self.writer);
                     self.pool.reset();
+                    self.clear_pending();
                     for i in 0..layout.copies {
                         self.write_copy(io, i)?;
                     }
@@ -440,12 +528,17 @@ impl<E: Env> Remaps<E> {
     ) -> Result<(), Option<Defect>> {
         let _ = t.clear(&mut self.writer);
         self.pool.reset();
+        self.clear_pending();
         self.resize_for(t, h.remaps, ev);
         for slot in 0..h.layout.slots {
             let k = format::Layout::sector_of(slot) as usize;
             let i = slot as usize % format::SLOTS_PER_SECTOR;
             let v = format::entry_slot(&buf[(1 + k) * SECTOR..(2 + k) * SECTOR], i);
             if v == 0 {
+                continue;
+            }
+            if v == RETIRED {
+                self.pool.retire(slot);
                 continue;
             }
             let main = v - 1;
@@ -460,6 +553,23 @@ impl<E: Env> Remaps<E> {
             }
             self.pool.take(slot, main);
         }
+        // The copy was validated: the list is ascending, distinct, inside
+        // main and at most `PENDING_MAX` long.
+        let p = h.layout.pending_offset() as usize;
+        let s = &buf[p * SECTOR..(p + 1) * SECTOR];
+        let at = h.layout.copy_start(h.copy_index) + p as u64;
+        let n = match format::decode_pending(s, at, self.geo.main_blocks, self.meta.crc) {
+            Ok((_, n)) => n.min(PENDING_MAX),
+            Err(d) => {
+                let _ = t.clear(&mut self.writer);
+                self.pool.reset();
+                return Err(Some(d));
+            }
+        };
+        for i in 0..n {
+            self.meta.pending[i] = format::pending_block(s, i);
+        }
+        self.meta.pending_len = n;
         Ok(())
     }
 
@@ -475,7 +585,10 @@ impl<E: Env> Remaps<E> {
         .map_err(|()| LoadError::Io)
     }
 
-    /// Writes entry sectors `k0..k1` of copy `i`, then its header durably.
+    /// Writes entry sectors `k0..k1` of copy `i` and its pending sector,
+    /// then its header durably (the header's PREFLUSH makes the others
+    /// durable first). The pending sector directly follows the last entry
+    /// sector: when `k1` is that sector they go out in one write.
     fn write_sectors(
         &mut self,
         io: &mut dyn MetaIo,
@@ -487,20 +600,34 @@ impl<E: Env> Remaps<E> {
         let layout = self.meta.layout;
         let at = layout.copy_start(i);
         let crc = self.meta.crc;
-        if k1 > k0 {
-            let n = (k1 - k0) as usize;
-            let mut buf = RawArray::<u8, E>::new(n * SECTOR).ok_or(())?;
-            for k in k0..k1 {
-                let off = (k - k0) as usize * SECTOR;
-                encode_entries(
-                    generation,
-                    at + 1 + k,
-                    self.pool.sector_slots(k),
-                    crc,
-                    &mut buf[off..off + SECTOR],
-                );
-            }
+        let pending_at = at + layout.pending_offset();
+        let (k0, k1) = (k0.min(k1), k1.min(layout.entry_sectors()));
+        let n = k1.saturating_sub(k0) as usize;
+        let mut buf = RawArray::<u8, E>::new((n + 1) * SECTOR).ok_or(())?;
+        for k in k0..k1 {
+            let off = (k - k0) as usize * SECTOR;
+            encode_entries(
+                generation,
+                at + 1 + k,
+                self.pool.sector_slots(k),
+                crc,
+                &mut buf[off..off + SECTOR],
+            );
+        }
+        encode_pending(
+            generation,
+            pending_at,
+            self.pending(),
+            crc,
+            &mut buf[n * SECTOR..(n + 1) * SECTOR],
+        );
+        if n == 0 {
+            io.write(pending_at, &buf, false)?;
+        } else if at + 1 + k1 == pending_at {
             io.write(at + 1 + k0, &buf, false)?;
+        } else {
+            io.write(at + 1 + k0, &buf[..n * SECTOR], false)?;
+            io.write(pending_at, &buf[n * SECTOR..], false)?;
         }
         let mut hdr = [0u8; SECTOR];
         encode_header(
@@ -510,6 +637,7 @@ impl<E: Env> Remaps<E> {
                 copy_index: i,
                 layout,
                 remaps: self.pool.used(),
+                retired: self.pool.retired(),
             },
             crc,
             &mut hdr,
@@ -518,7 +646,8 @@ impl<E: Env> Remaps<E> {
     }
 
     /// Makes the in-memory state durable: the entry sectors holding slots
-    /// `lo..=hi` and the header, copy after copy, with a new generation. The
+    /// `lo..=hi` (none when `lo > hi`), the pending sector and the header,
+    /// copy after copy, with a new generation. The
     /// copies are never all in flight: each is complete (header written with
     /// FUA after a PREFLUSH) before the next begins, so a crash leaves at
     /// least one copy wholly old or wholly new.
@@ -789,8 +918,8 @@ impl<E: Env> Remaps<E> {
     }
 
     fn clear(&mut self, t: &RemapTable<E>, io: &mut dyn MetaIo) -> Result<u64, MsgError> {
-        let used = self.pool.used();
-        self.pool.reset();
+        // Retired pool blocks stay retired.
+        let used = self.pool.release_all();
         if let Err(e) = self.commit(io, 0, self.pool.total().saturating_sub(1)) {
             let pool = &mut self.pool;
             t.for_each(&self.writer, |m, s| {
@@ -950,6 +1079,8 @@ mod tests {
         data: Vec<u8>,
         /// Writes that succeed before every further write fails.
         writes_left: Option<usize>,
+        /// Writes done: (first sector, sectors).
+        log: Vec<(u64, usize)>,
     }
 
     impl Disk {
@@ -957,6 +1088,7 @@ mod tests {
             Self {
                 data: std::vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR],
                 writes_left: None,
+                log: Vec::new(),
             }
         }
     }
@@ -976,8 +1108,22 @@ mod tests {
             }
             let at = sector as usize * SECTOR;
             self.data[at..at + buf.len()].copy_from_slice(buf);
+            self.log.push((sector, buf.len() / SECTOR));
             Ok(())
         }
+    }
+
+    /// Checks that every copy on `disk` is valid; returns their headers.
+    fn all_copies_valid(disk: &mut Disk, layout: &Layout, what: &str) -> Vec<Header> {
+        (0..layout.copies)
+            .map(|i| {
+                let at = layout.copy_start(i);
+                let mut buf = std::vec![0u8; (1 + layout.pending_offset() as usize) * SECTOR];
+                disk.read(at, &mut buf).unwrap();
+                check_copy(&buf, at, METADATA_AREA_SECTORS, 131072, crc32fast::hash)
+                    .unwrap_or_else(|d| panic!("{what}: copy {i}: {d}"))
+            })
+            .collect()
     }
 
     struct Fixture {
@@ -1059,30 +1205,24 @@ mod tests {
         let mut next = Fixture::on(None, f.disk.clone()).unwrap();
         next.msg("add_remap 500 auto 70").unwrap();
         let new = next.state();
-        // 5 copies x (entry write + header write).
-        for k in 0..=10 {
+        // 5 copies x (entry write + pending write + header write).
+        for k in 0..=15 {
             let mut g = Fixture::on(None, f.disk.clone()).unwrap();
             g.disk.writes_left = Some(k);
             let r = g.msg("add_remap 500 auto 70");
-            assert_eq!(r.is_ok(), k == 10, "k={k}");
+            assert_eq!(r.is_ok(), k == 15, "k={k}");
             // The power is cut: memory is gone; what loads is old or new.
             let mut disk = g.disk.clone();
             disk.writes_left = None;
             let mut after = Fixture::on(None, disk).unwrap();
             let st = after.state();
             assert!(st == old || st == new, "k={k}: {st:?}");
-            if k == 10 {
+            if k == 15 {
                 assert_eq!(st, new);
             }
             // Every copy is valid again after the load's repairs.
             let layout = after.r.meta.layout;
-            for i in 0..5 {
-                let at = layout.copy_start(i);
-                let mut buf = std::vec![0u8; (1 + layout.entry_sectors() as usize) * SECTOR];
-                after.disk.read(at, &mut buf).unwrap();
-                check_copy(&buf, at, METADATA_AREA_SECTORS, 131072, crc32fast::hash)
-                    .unwrap_or_else(|d| panic!("k={k}: copy {i}: {d}"));
-            }
+            all_copies_valid(&mut after.disk, &layout, &std::format!("k={k}"));
         }
     }
 
@@ -1160,7 +1300,7 @@ mod tests {
     fn full_metadata_area_is_refused() {
         let mut f = Fixture::new(None);
         let slots = f.r.slots();
-        assert_eq!(slots, 818 * 61);
+        assert_eq!(slots, 817 * 61);
         f.msg(&std::format!("add_remap 0 auto {slots}")).unwrap();
         assert_eq!(
             f.msg(&std::format!("add_remap {slots} auto")).unwrap_err(),
@@ -1352,5 +1492,211 @@ mod tests {
         assert_eq!(f.msg("list 0 2").unwrap(), "0 4096 1\n10 4097 1\nnext 20");
         assert_eq!(f.msg("list 20 2").unwrap(), "20 4098 1\n30 4099 1\nnext 40");
         assert_eq!(f.msg("list 40 2").unwrap(), "40 4100 1");
+    }
+
+    #[test]
+    fn pending_list_stays_sorted_and_bounded() {
+        let mut f = Fixture::new(None);
+        assert_eq!(f.r.pending(), &[] as &[u64]);
+        for b in [50, 10, 30, 10] {
+            f.r.add_pending(b);
+        }
+        assert_eq!(f.r.pending(), &[10, 30, 50]);
+        assert_eq!(f.r.add_pending(30), PendingAdd::Present);
+        assert_eq!(f.r.add_pending(131072), PendingAdd::OutOfRange);
+        assert_eq!(f.r.add_pending(131071), PendingAdd::Added);
+        assert!(f.r.remove_pending(30));
+        assert!(!f.r.remove_pending(30));
+        assert_eq!(f.r.pending(), &[10, 50, 131071]);
+        assert_eq!(f.r.clear_pending(), 3);
+        assert_eq!(f.r.pending(), &[] as &[u64]);
+        // Fill it from the top down: every insertion lands in front.
+        for b in (0..PENDING_MAX as u64).rev() {
+            assert_eq!(f.r.add_pending(b * 2 + 1), PendingAdd::Added);
+        }
+        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
+        assert_eq!(f.r.add_pending(1), PendingAdd::Present);
+        let want: Vec<u64> = (0..PENDING_MAX as u64).map(|b| b * 2 + 1).collect();
+        assert_eq!(f.r.pending(), &want[..]);
+        assert!(f.r.remove_pending(1));
+        assert!(f.r.remove_pending(PENDING_MAX as u64 * 2 - 1));
+        assert_eq!(f.r.pending(), &want[1..PENDING_MAX - 1]);
+        assert_eq!(f.r.add_pending(0), PendingAdd::Added);
+        assert_eq!(f.r.pending()[0], 0);
+    }
+
+    #[test]
+    fn pending_and_retired_round_trip() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 8").unwrap();
+        // Retire a used pool block and a free one.
+        assert_eq!(f.r.retire_slot(3), Some(3));
+        assert_eq!(f.r.retire_slot(20), None);
+        assert_eq!(f.r.retire_slot(20), None);
+        assert_eq!(f.r.retired(), 2);
+        assert_eq!(f.r.spare_used(), 7);
+        for b in [700, 9, 4000] {
+            assert_eq!(f.r.add_pending(b), PendingAdd::Added);
+        }
+        f.r.commit(&mut f.disk, 3, 20).unwrap();
+        let g = f.r.generation();
+        let layout = f.r.meta.layout;
+        for h in all_copies_valid(&mut f.disk, &layout, "after commit") {
+            assert_eq!((h.generation, h.remaps, h.retired), (g, 7, 2));
+        }
+        let mut again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.r.pending(), &[9, 700, 4000]);
+        assert_eq!(again.r.retired(), 2);
+        assert_eq!(again.r.spare_used(), 7);
+        assert!(again.r.pool.in_use(3) && again.r.pool.in_use(20));
+        assert_eq!(again.r.pool.holder(3), None);
+        assert_eq!(again.r.generation(), g);
+        // Retired blocks are skipped by allocation and refused explicitly.
+        assert_eq!(again.msg("add_remap 100 auto 1").unwrap(), "100 4104 1");
+        assert_eq!(
+            again.msg("add_remap 200 4116").unwrap_err(),
+            "spare range is already in use (sector 4116)"
+        );
+        // clear_remaps keeps them retired (and the pending list as it is).
+        assert_eq!(again.msg("clear_remaps").unwrap(), "cleared 8");
+        assert_eq!(again.r.retired(), 2);
+        let third = Fixture::on(None, again.disk.clone()).unwrap();
+        assert_eq!(third.r.retired(), 2);
+        assert_eq!(third.r.spare_used(), 0);
+        assert_eq!(third.r.pending(), &[9, 700, 4000]);
+        assert_eq!(third.r.pool.free(), third.r.slots() - 2);
+    }
+
+    #[test]
+    fn commit_without_slots_rewrites_pending() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        let layout = f.r.meta.layout;
+        f.r.add_pending(77);
+        f.disk.log.clear();
+        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        // Per copy: the pending sector, then the header; no entry sector.
+        let want: Vec<(u64, usize)> = (0..5)
+            .flat_map(|i| {
+                let at = layout.copy_start(i);
+                [(at + layout.pending_offset(), 1), (at, 1)]
+            })
+            .collect();
+        assert_eq!(f.disk.log, want);
+        all_copies_valid(&mut f.disk, &layout, "pending only");
+        let again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.r.pending(), &[77]);
+        assert!(!again
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Repaired { .. })));
+        // Emptying the list is a commit like any other.
+        f.r.clear_pending();
+        f.r.commit(&mut f.disk, u64::MAX, 0).unwrap();
+        assert_eq!(
+            Fixture::on(None, f.disk.clone()).unwrap().r.pending(),
+            &[] as &[u64]
+        );
+        // A change to the last entry sector goes out with the pending sector
+        // in one write.
+        let last = layout.slots - 1;
+        f.disk.log.clear();
+        f.r.commit(&mut f.disk, last, last).unwrap();
+        let at = layout.copy_start(0);
+        assert_eq!(f.disk.log[..2], [(at + layout.entry_sectors(), 2), (at, 1)]);
+    }
+
+    #[test]
+    fn torn_pending_sector_is_repaired_from_another_copy() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        f.r.add_pending(5);
+        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        let g = f.r.generation();
+        let layout = f.r.meta.layout;
+        // A later commit changing only the pending list is cut after copy 0
+        // and copy 1's pending sector: copy 0 is new, copy 1 torn.
+        let mut g1 = Fixture::on(None, f.disk.clone()).unwrap();
+        g1.r.add_pending(6);
+        g1.disk.writes_left = Some(3);
+        assert_eq!(g1.r.commit(&mut g1.disk, 1, 0), Err(MsgError::Io));
+        let mut disk = g1.disk.clone();
+        disk.writes_left = None;
+        let at1 = layout.copy_start(1);
+        let mut buf = std::vec![0u8; (1 + layout.pending_offset() as usize) * SECTOR];
+        disk.read(at1, &mut buf).unwrap();
+        assert_eq!(
+            check_copy(&buf, at1, METADATA_AREA_SECTORS, 131072, crc32fast::hash),
+            Err(Defect::Torn {
+                at: at1 + layout.pending_offset()
+            })
+        );
+        let after = Fixture::on(None, disk).unwrap();
+        assert_eq!(after.r.pending(), &[5, 6]);
+        assert_eq!(after.r.generation(), g + 1);
+        let repaired: Vec<(u32, Defect)> = after
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Repaired { copy, defect } => Some((*copy, *defect)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repaired[0].0, 1);
+        assert!(matches!(repaired[0].1, Defect::Torn { .. }));
+        assert_eq!(repaired.len(), 4);
+        let mut disk = after.disk;
+        all_copies_valid(&mut disk, &layout, "after repair");
+
+        // A torn pending sector in the newest copy alone: the others, one
+        // generation older, are loaded and it is rewritten from them.
+        let mut disk = f.disk.clone();
+        let at0 = layout.copy_start(0);
+        let p = (at0 + layout.pending_offset()) as usize * SECTOR;
+        format::encode_pending(
+            g + 1,
+            at0 + layout.pending_offset(),
+            &[1, 2],
+            crc32fast::hash,
+            &mut disk.data[p..p + SECTOR],
+        );
+        let after = Fixture::on(None, disk).unwrap();
+        assert_eq!(after.r.pending(), &[5]);
+        assert_eq!(after.r.generation(), g);
+        assert!(after.events.contains(&Event::Repaired {
+            copy: 0,
+            defect: Defect::Torn {
+                at: at0 + layout.pending_offset()
+            }
+        }));
+    }
+
+    #[test]
+    fn crash_while_committing_pending_loads_old_or_new() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        f.r.add_pending(10);
+        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        // 5 copies x (entry write + pending write + header write).
+        for k in 0..=15 {
+            let mut g = Fixture::on(None, f.disk.clone()).unwrap();
+            g.r.add_pending(20);
+            g.r.retire_slot(2);
+            g.disk.writes_left = Some(k);
+            assert_eq!(g.r.commit(&mut g.disk, 2, 2).is_ok(), k == 15, "k={k}");
+            let mut disk = g.disk.clone();
+            disk.writes_left = None;
+            let after = Fixture::on(None, disk).unwrap();
+            let got = (after.r.pending().to_vec(), after.r.retired());
+            let new = (std::vec![10, 20], 1);
+            assert!(got == (std::vec![10], 0) || got == new, "k={k}: {got:?}");
+            if k == 15 {
+                assert_eq!(got, new);
+                assert_eq!(after.r.spare_used(), 3);
+            }
+            let layout = after.r.meta.layout;
+            let mut disk = after.disk;
+            all_copies_valid(&mut disk, &layout, &std::format!("k={k}"));
+        }
     }
 }
