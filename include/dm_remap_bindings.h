@@ -11,3 +11,4 @@
 
 #include "dm_remap_helpers.h"
 #include "dm_remap_stats.h"
+#include "dm_remap_worker.h"

@@ -2,7 +2,7 @@
 /*
  * C helpers for what Rust cannot call directly: static inline functions and
  * macros of the kernel headers. Implemented in src/helpers.c; bound by the
- * module's own bindgen run. Every helper is a one-line forward.
+ * module's own bindgen run. Most helpers are one-line forwards.
  */
 #ifndef DM_REMAP_HELPERS_H
 #define DM_REMAP_HELPERS_H
@@ -12,6 +12,7 @@
 #include <linux/device-mapper.h>
 #include <linux/crc32.h>
 #include <linux/dm-io.h>
+#include <linux/ioprio.h>
 #include <linux/random.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
@@ -36,6 +37,8 @@ void *dmr_io_client_create(void);
 void dmr_io_client_destroy(void *client);
 int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
 		void *buf, unsigned int sectors, bool write, bool durable);
+int dmr_data_io(void *client, struct block_device *bdev, sector_t sector,
+		void *buf, unsigned int sectors, bool write, bool fua, bool idle);
 
 #ifdef __BINDGEN__
 /*
@@ -45,6 +48,11 @@ int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
 const blk_opf_t DMR_CONST_REQ_OP_MASK = REQ_OP_MASK;
 const blk_opf_t DMR_CONST_REQ_PREFLUSH = REQ_PREFLUSH;
 const blk_opf_t DMR_CONST_REQ_FUA = REQ_FUA;
+const blk_status_t DMR_CONST_BLK_STS_OK = BLK_STS_OK;
+const blk_status_t DMR_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
+const blk_status_t DMR_CONST_BLK_STS_NOSPC = BLK_STS_NOSPC;
+const blk_status_t DMR_CONST_BLK_STS_RESOURCE = BLK_STS_RESOURCE;
+const blk_status_t DMR_CONST_BLK_STS_MEDIUM = BLK_STS_MEDIUM;
 const blk_opf_t DMR_CONST_REQ_OP_READ = REQ_OP_READ;
 const blk_opf_t DMR_CONST_REQ_OP_WRITE = REQ_OP_WRITE;
 const blk_opf_t DMR_CONST_REQ_OP_FLUSH = REQ_OP_FLUSH;

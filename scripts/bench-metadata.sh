@@ -12,7 +12,7 @@
 # Guest time from /proc/uptime (10 ms resolution); under --icount it counts
 # instructions, so figures repeat from run to run. Each timed add_remap
 # includes starting dmsetup. Two metadata copies: with 512-byte blocks five
-# copies describe only 49,898 spare blocks.
+# copies describe only 49,837 spare blocks.
 set -e
 insmod /lib/dm-remap/dm_remap.ko
 truncate -s 128M /tmp/main /tmp/spare

@@ -15,6 +15,7 @@ use kernel::prelude::*;
 mod dm;
 #[allow(unreachable_pub, dead_code)]
 mod logic;
+mod recover;
 mod target;
 
 module! {

@@ -76,6 +76,9 @@ enum {
 	DMR_A_HASH_BUCKETS, DMR_A_HASH_RESIZES, DMR_A_MAIN_ERRORS,
 	DMR_A_SPARE_ERRORS, DMR_A_AUTO_REMAPS, DMR_A_METADATA_COMMITS,
 	DMR_A_METADATA_REPAIRS, DMR_A_READ_BYTES, DMR_A_WRITE_BYTES,
+	DMR_A_PENDING, DMR_A_RETIRED, DMR_A_FAIL_MODE, DMR_A_SPARE_FREE,
+	DMR_A_SCAN_POSITION, DMR_A_SCAN_PASSES, DMR_A_SCAN_FOUND,
+	DMR_A_PENDING_MARKED, DMR_A_SCAN_BYTES,
 };
 
 struct dmr_attr {
@@ -141,6 +144,15 @@ static struct dmr_attr prefix##_attrs[] = {					\
 	{ __ATTR(metadata_repairs, 0444, showfn, NULL), DMR_A_METADATA_REPAIRS }, \
 	{ __ATTR(read_bytes, 0444, showfn, NULL), DMR_A_READ_BYTES },		\
 	{ __ATTR(write_bytes, 0444, showfn, NULL), DMR_A_WRITE_BYTES },		\
+	{ __ATTR(pending, 0444, showfn, NULL), DMR_A_PENDING },			\
+	{ __ATTR(retired, 0444, showfn, NULL), DMR_A_RETIRED },			\
+	{ __ATTR(fail_mode, 0444, showfn, NULL), DMR_A_FAIL_MODE },		\
+	{ __ATTR(spare_free, 0444, showfn, NULL), DMR_A_SPARE_FREE },		\
+	{ __ATTR(scan_position, 0444, showfn, NULL), DMR_A_SCAN_POSITION },	\
+	{ __ATTR(scan_passes, 0444, showfn, NULL), DMR_A_SCAN_PASSES },		\
+	{ __ATTR(scan_found, 0444, showfn, NULL), DMR_A_SCAN_FOUND },		\
+	{ __ATTR(pending_marked, 0444, showfn, NULL), DMR_A_PENDING_MARKED },	\
+	{ __ATTR(scan_bytes, 0444, showfn, NULL), DMR_A_SCAN_BYTES },		\
 }
 
 DMR_ATTRS(dev, dev_show);

@@ -15,6 +15,7 @@
 //! loads it, repairing stale copies or formatting a blank area. Every message
 //! that changes remaps commits before it returns.
 
+use crate::dm::bindings::{DMR_BIO_DEFERRED, DMR_BIO_HANDLED};
 use crate::dm::bio::Bio;
 use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
@@ -22,18 +23,24 @@ use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::stats::Stats;
 use crate::dm::target::{
-    CtrContext, CtrError, DeviceVisitor, MapResult, QueueLimits, StatusKind, Target, TargetOps,
+    CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, StatusKind, Target,
+    TargetOps,
 };
+use crate::dm::worker::{self, Worker};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
-use crate::logic::message;
+use crate::logic::mem::RawArray;
+use crate::logic::message::{self, Message, ScanCmd};
+use crate::logic::pending::PendingSet;
+use crate::logic::policy::Policy;
 use crate::logic::remaps::{self, check_spare, Event, LoadError, MsgError, Remaps};
 use crate::logic::stats::{Counter, Gauge};
-use crate::logic::status::{self, Info, State};
+use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::ffi::c_int;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -42,23 +49,67 @@ use kernel::sync::Mutex;
 /// The target type's name in table lines.
 pub(crate) const NAME: &core::ffi::CStr = c"remap";
 /// The target type's version, as `dmsetup targets` shows it.
-pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
+
+/// The scanner's state.
+pub(crate) struct Scan {
+    /// Started (and not stopped).
+    pub(crate) running: bool,
+    /// Next main block to read.
+    pub(crate) position: u64,
+    /// Full passes completed.
+    pub(crate) passes: u64,
+    /// Bad blocks found (made pending).
+    pub(crate) found: u64,
+    /// When the last pass completed (ms since boot).
+    pub(crate) last_pass_ms: Option<u64>,
+    /// Read buffer of `scan_chunk` bytes, while running.
+    pub(crate) buf: Option<RawArray<u8, KernelEnv>>,
+}
+
+/// Everything behind the target's lock: the table's writer side, the spare
+/// pool, the metadata state, the policy and the scanner.
+pub(crate) struct Core {
+    pub(crate) remaps: Remaps<KernelEnv>,
+    pub(crate) policy: Policy,
+    /// One block, for the error path's copies.
+    pub(crate) buf: RawArray<u8, KernelEnv>,
+    pub(crate) scan: Scan,
+    /// Between `postsuspend` and `resume`.
+    pub(crate) suspended: bool,
+    /// Automatic remaps since the target was created (`error_threshold`).
+    pub(crate) auto_remaps: u64,
+    /// The spare level last reported in the log.
+    pub(crate) reported: SpareLevel,
+}
 
 /// One remap target.
 pub(crate) struct Remap {
-    main: DmDev,
-    spare: DmDev,
+    /// First field: dropped (flushed and destroyed) before the rest.
+    pub(crate) worker: Worker,
+    pub(crate) main: DmDev,
+    pub(crate) spare: DmDev,
     features: Features,
-    geometry: Geometry,
-    /// Read by `map` under RCU; changed only by the holder of `writer`.
-    table: RemapTable<KernelEnv>,
-    /// The table's writer side, the spare pool and the metadata state;
-    /// messages and `preresume` take the lock.
-    writer: Pin<KBox<Mutex<Remaps<KernelEnv>>>>,
-    /// Metadata I/O on the spare.
-    io_client: IoClient,
+    pub(crate) geometry: Geometry,
+    /// Read by `map` under RCU; changed only by the holder of `core`.
+    pub(crate) table: RemapTable<KernelEnv>,
+    /// Main blocks whose next write goes to the spare; changed only by the
+    /// holder of `core`.
+    pub(crate) pending: PendingSet,
+    /// Fail mode: a metadata commit failed; writes are refused.
+    pub(crate) fail: AtomicBool,
+    /// The policy's `auto_remap`, for `end_io`.
+    pub(crate) auto_remap: AtomicBool,
+    /// The scanner runs; `map` then notes foreground I/O in `busy`.
+    pub(crate) scanning: AtomicBool,
+    /// Foreground I/O happened since the scanner's last step.
+    pub(crate) busy: AtomicBool,
+    /// Messages, `preresume`, the worker and the scanner take the lock.
+    pub(crate) core: Pin<KBox<Mutex<Core>>>,
+    /// Metadata and error-path I/O.
+    pub(crate) io_client: IoClient,
     /// The mapped device's counters (`/sys/module/dm_remap/stat/dm-N/`).
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 impl Remap {
@@ -82,15 +133,26 @@ impl Remap {
     }
 
     /// Publishes the writer's state to the sysfs gauges.
-    fn update_gauges(&self, w: &Remaps<KernelEnv>) {
+    pub(crate) fn update_gauges(&self, c: &Core) {
+        let w = &c.remaps;
         self.stats.set(Gauge::Remaps, self.table.len());
         self.stats.set(Gauge::SpareUsed, w.spare_used());
         self.stats.set(Gauge::SpareTotal, w.slots());
         self.stats.set(Gauge::Buckets, self.table.buckets());
         self.stats.set(Gauge::Resizes, self.table.resizes());
+        self.stats.set(Gauge::Pending, w.pending().len() as u64);
+        self.stats.set(Gauge::Retired, w.retired());
+        self.stats.set(Gauge::FailMode, u64::from(self.fail.load(Ordering::Relaxed)));
+        self.stats.set(Gauge::SpareFree, w.free_slots());
+        self.stats.set(
+            Gauge::ScanPosition,
+            c.scan.position * self.geometry.block_sectors,
+        );
+        self.stats.set(Gauge::ScanPasses, c.scan.passes);
+        self.stats.set(Gauge::ScanFound, c.scan.found);
     }
 
-    fn spare_io(&self) -> SpareIo<'_> {
+    pub(crate) fn spare_io(&self) -> SpareIo<'_> {
         SpareIo {
             client: &self.io_client,
             spare: &self.spare,
@@ -115,7 +177,7 @@ fn facts(dev: &DmDev) -> DeviceFacts {
     }
 }
 
-fn log_event(dev: &str, ev: Event) {
+pub(crate) fn log_event(dev: &str, ev: Event) {
     match ev {
         Event::Resizing { old, new, count } => dmr_info!(
             "{}: Adaptive hash table resize: {} -> {} buckets (count={})\n",
@@ -198,7 +260,29 @@ impl TargetOps for Remap {
         .map_err(load_error)?;
         let (table, remaps) = Remaps::new(geometry, layout, pair, io::crc32)
             .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
-        let writer = KBox::pin_init(new_mutex!(remaps), GFP_KERNEL)
+        line.features
+            .policy
+            .check(geometry.block_size)
+            .map_err(CtrError::from)?;
+        let buf = RawArray::new(geometry.block_size as usize)
+            .ok_or_else(|| CtrError::new(c"Cannot allocate error-path buffer", ENOMEM))?;
+        let core = Core {
+            remaps,
+            policy: line.features.policy,
+            buf,
+            scan: Scan {
+                running: false,
+                position: 0,
+                passes: 0,
+                found: 0,
+                last_pass_ms: None,
+                buf: None,
+            },
+            suspended: true,
+            auto_remaps: 0,
+            reported: SpareLevel::Ok,
+        };
+        let core = KBox::pin_init(new_mutex!(core), GFP_KERNEL)
             .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
         let stats = ctx
             .stats()
@@ -207,6 +291,10 @@ impl TargetOps for Remap {
         // writes, so one clone.
         ctx.set_num_flush_bios(2);
         ctx.set_num_discard_bios(1);
+        ctx.reserve_bio_data();
+        let worker = ctx
+            .worker()
+            .ok_or_else(|| CtrError::new(c"Cannot create workqueue", ENOMEM))?;
         dmr_info!(
             "{}: main {} spare {}: block size {}, {} spare blocks\n",
             ctx.target().device_name(),
@@ -216,12 +304,18 @@ impl TargetOps for Remap {
             geometry.spare_data_blocks
         );
         Ok(Remap {
+            worker,
             main,
             spare,
+            auto_remap: AtomicBool::new(line.features.policy.auto_remap),
             features: line.features,
             geometry,
             table,
-            writer,
+            pending: PendingSet::new(),
+            fail: AtomicBool::new(false),
+            scanning: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            core,
             io_client,
             stats,
         })
@@ -244,29 +338,62 @@ impl TargetOps for Remap {
             bio.set_sector(ti.offset(bio.sector()));
             return MapResult::Remapped;
         }
+        if !bio.is_read() && self.fail.load(Ordering::Relaxed) {
+            // Fail mode: nothing that changes data is accepted.
+            return MapResult::Kill;
+        }
+        if self.scanning.load(Ordering::Relaxed) && !self.busy.load(Ordering::Relaxed) {
+            self.busy.store(true, Ordering::Relaxed);
+        }
         let offset = ti.offset(bio.sector());
-        let (to_spare, bytes) = if self.table.is_empty() {
-            bio.set_dev(&self.main);
-            bio.set_sector(offset);
-            (false, u64::from(size))
-        } else {
-            let sectors = u64::from(size >> 9);
-            // One read-side section for the whole bio.
-            let r = self
-                .table
-                .read(|t| remaps::route(&self.geometry, |b| t.lookup(b), offset, sectors));
-            if r.len < sectors {
-                // `r.len < sectors <= u32::MAX >> 9`, so the cast is lossless.
-                bio.accept_partial(r.len as u32);
+        let sectors = u64::from(size >> 9);
+        let r = if self.table.is_empty() {
+            remaps::Route {
+                to_spare: false,
+                sector: offset,
+                len: sectors,
             }
-            bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
-            bio.set_sector(r.sector);
-            (r.to_spare, r.len << 9)
+        } else {
+            // One read-side section for the whole bio.
+            self.table
+                .read(|t| remaps::route(&self.geometry, |b| t.lookup(b), offset, sectors))
         };
+        let mut len = r.len;
+        let mut deferred = false;
+        if !r.to_spare
+            && !self.pending.is_empty()
+            && bio.is_write()
+            && self.auto_remap.load(Ordering::Relaxed)
+        {
+            // A write to a pending block goes to the spare through the
+            // worker; the blocks before it go to main as usual.
+            let bs = self.geometry.block_sectors;
+            let first = self.block_of(offset);
+            let n = self.block_of(offset + len + bs - 1) - first;
+            if let Some(p) = self.pending.first_in(first, n) {
+                let start = p * bs;
+                if start <= offset {
+                    deferred = true;
+                    len = len.min(start + bs - offset);
+                } else {
+                    len = start - offset;
+                }
+            }
+        }
+        if len < sectors {
+            // `len < sectors <= u32::MAX >> 9`, so the cast is lossless.
+            bio.accept_partial(len as u32);
+        }
+        bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
+        bio.set_sector(r.sector);
+        bio.record();
         #[cfg(not(dmr_no_stats))]
-        self.count(bio, to_spare, bytes);
-        #[cfg(dmr_no_stats)]
-        let _ = (to_spare, bytes);
+        self.count(bio, r.to_spare, len << 9);
+        if deferred {
+            bio.set_flags(DMR_BIO_DEFERRED);
+            self.worker.queue(bio);
+            return MapResult::Submitted;
+        }
         MapResult::Remapped
     }
 
@@ -275,22 +402,33 @@ impl TargetOps for Remap {
         // a larger buffer, so the write error needs no handling here.
         let _ = match kind {
             StatusKind::Info => {
-                let (loaded, spare_used, spare_total) = {
-                    let w = self.writer.lock();
-                    (w.loaded(), w.spare_used(), w.slots())
+                let info = {
+                    let c = self.core.lock();
+                    let w = &c.remaps;
+                    Info {
+                        state: if !w.loaded() {
+                            State::Inactive
+                        } else if self.fail.load(Ordering::Relaxed) {
+                            State::Fail
+                        } else {
+                            State::Ok
+                        },
+                        block_size: self.geometry.block_size,
+                        remaps: self.table.len(),
+                        spare_used: w.spare_used(),
+                        spare_total: w.slots(),
+                        buckets: self.table.buckets(),
+                        resizes: self.table.resizes(),
+                        pending: w.pending().len() as u64,
+                        retired: w.retired(),
+                        spare: SpareLevel::of(w.free_slots(), w.slots(), c.policy.spare_low),
+                        auto_remap: c.policy.auto_remap,
+                        scan: scan_state(&c),
+                        scan_position: c.scan.position * self.geometry.block_sectors,
+                        scan_passes: c.scan.passes,
+                    }
                 };
-                status::write_info(
-                out,
-                &Info {
-                    state: if loaded { State::Ok } else { State::Inactive },
-                    block_size: self.geometry.block_size,
-                    remaps: self.table.len(),
-                    spare_used,
-                    spare_total,
-                    buckets: self.table.buckets(),
-                    resizes: self.table.resizes(),
-                },
-            )
+                status::write_info(out, &info)
             }
             StatusKind::Table => table_line::write_canonical(
                 out,
@@ -323,13 +461,45 @@ impl TargetOps for Remap {
             }
         };
         let mut sio = self.spare_io();
-        let mut w = self.writer.lock();
-        let generation = w.generation();
-        let r = w.handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
-        self.stats
-            .add(Counter::Commits, w.generation().saturating_sub(generation));
-        self.update_gauges(&w);
-        drop(w);
+        let mut c = self.core.lock();
+        let generation = c.remaps.generation();
+        let r = match msg {
+            Message::Pending
+            | Message::ClearPending(_)
+            | Message::ClearFail
+            | Message::Set(_)
+            | Message::Policy
+            | Message::Scan(_) => self.control(ti, &mut c, msg, out),
+            Message::Add { .. } | Message::Remove { .. } | Message::Clear
+                if self.fail.load(Ordering::Relaxed) =>
+            {
+                Err(MsgError::Invalid("fail mode: send clear_fail first"))
+            }
+            _ => {
+                let r = c
+                    .remaps
+                    .handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
+                if matches!(r, Err(MsgError::Io)) {
+                    self.enter_fail(dev);
+                }
+                r
+            }
+        };
+        self.stats.add(
+            Counter::Commits,
+            c.remaps.generation().saturating_sub(generation),
+        );
+        self.update_gauges(&c);
+        let stop_scan = matches!(msg, Message::Scan(ScanCmd::Stop));
+        drop(c);
+        if stop_scan {
+            // Outside the lock: a running step takes it.
+            self.worker.scan_cancel();
+            let mut c = self.core.lock();
+            if !c.scan.running {
+                c.scan.buf = None;
+            }
+        }
         r.map_err(|e| {
             dmr_err!("{}: {}: {}\n", dev, verb, e);
             match e {
@@ -353,25 +523,55 @@ impl TargetOps for Remap {
         limits.raise_block_size(self.geometry.block_size);
     }
 
-    fn end_io(&self, _ti: &Target, bio: &Bio, status: u8) {
-        if status != 0 {
-            let c = if bio.is_on(&self.spare) {
-                Counter::SpareErrors
-            } else {
-                Counter::MainErrors
-            };
-            self.stats.add(c, 1);
+    fn end_io(&self, _ti: &Target, bio: &mut Bio, status: u8) -> EndIo {
+        if status == worker::status::OK {
+            return EndIo::Done;
+        }
+        let flags = bio.flags();
+        if flags & (DMR_BIO_HANDLED | DMR_BIO_DEFERRED) != 0 {
+            // Completed by the worker.
+            return EndIo::Done;
+        }
+        let c = if bio.is_on(&self.spare) {
+            Counter::SpareErrors
+        } else {
+            Counter::MainErrors
+        };
+        self.stats.add(c, 1);
+        if !worker::is_media_error(status)
+            || !(bio.is_read() || bio.is_write())
+            || !self.auto_remap.load(Ordering::Relaxed)
+        {
+            return EndIo::Done;
+        }
+        // Retry from the worker (process context), from where `map` saw it.
+        bio.set_flags(flags | DMR_BIO_HANDLED);
+        self.worker.queue(bio);
+        EndIo::Incomplete
+    }
+
+    fn postsuspend(&self, _ti: &Target) {
+        self.core.lock().suspended = true;
+        self.worker.scan_cancel();
+    }
+
+    fn resume(&self, _ti: &Target) {
+        let mut c = self.core.lock();
+        c.suspended = false;
+        if c.scan.running {
+            self.worker.scan_after(0);
         }
     }
 
     fn preresume(&self, ti: &Target) -> Result {
         let dev = ti.device_name();
-        let mut w = self.writer.lock();
-        if w.loaded() {
+        let mut c = self.core.lock();
+        if c.remaps.loaded() {
             return Ok(());
         }
         let mut sio = self.spare_io();
         let mut repairs = 0;
+        let w = &mut c.remaps;
         let r = w.load(
             &self.table,
             &mut sio,
@@ -385,7 +585,9 @@ impl TargetOps for Remap {
             },
         );
         self.stats.add(Counter::Repairs, repairs);
-        self.update_gauges(&w);
+        self.pending.set(c.remaps.pending());
+        self.report_spare(dev, &mut c);
+        self.update_gauges(&c);
         r.map_err(|e| {
             let (why, err) = match e {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),
@@ -395,5 +597,16 @@ impl TargetOps for Remap {
             dmr_err!("{}: cannot load metadata: {}\n", dev, why);
             err
         })
+    }
+}
+
+/// The scanner's state as status reports it.
+pub(crate) fn scan_state(c: &Core) -> ScanState {
+    if !c.scan.running {
+        ScanState::Idle
+    } else if c.suspended {
+        ScanState::Paused
+    } else {
+        ScanState::Running
     }
 }

@@ -1,11 +1,11 @@
-# The module loads, registers target "remap" 0.3.0, and unloads cleanly.
+# The module loads, registers target "remap" 0.4.0, and unloads cleanly.
 . /tests/lib.sh
 
 mark
 insmod $MODULE || fail "insmod failed"
 lsmod | grep -q '^dm_remap ' || fail "dm_remap not in lsmod"
-dmsetup targets | grep -Eq '^remap +v0\.3\.0$' || fail "target remap v0.3.0 not registered: $(dmsetup targets)"
-since_mark | grep -q 'dm-remap: target remap 0.3.0 registered' || fail "no registration line in the kernel log"
+dmsetup targets | grep -Eq '^remap +v0\.4\.0$' || fail "target remap v0.4.0 not registered: $(dmsetup targets)"
+since_mark | grep -q 'dm-remap: target remap 0.4.0 registered' || fail "no registration line in the kernel log"
 rmmod dm_remap || fail "rmmod failed"
 lsmod | grep -q '^dm_remap ' && fail "module still loaded after rmmod"
 dmsetup targets | grep -q '^remap ' && fail "target still registered after rmmod"

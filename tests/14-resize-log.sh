@@ -24,7 +24,7 @@ for t in "64 256 100" "256 1024 390" "1024 4096 1540"; do
 done
 [ "$(echo "$log" | grep -c 'Adaptive hash table resize')" = 3 ] || fail "not exactly 3 resizes"
 st=$(dmsetup status t)
-[ "$st" = "0 131072 remap ok 512 2000 2000/49898 4096 3" ] || fail "status '$st'"
+[ "$st" = "0 131072 remap ok 512 2000 2000/49837 4096 3 0 0 ok on idle 0 0" ] || fail "status '$st'"
 
 bash /tests/data/analyze_resizes.sh >/tmp/analysis || fail "the analysis script failed"
 cat /tmp/analysis
@@ -35,4 +35,4 @@ grep -q "1024 -> 4096 buckets (count=1540)" /tmp/analysis || fail "analysis miss
 mark
 dmsetup message t 0 remove_remap 1010 2000 >/dev/null || fail "remove failed"
 since_mark | grep -q "Adaptive hash table resize: 4096 -> 64 buckets (count=0)" || fail "no shrink line"
-[ "$(dmsetup status t)" = "0 131072 remap ok 512 0 0/49898 64 4" ] || fail "status after remove: $(dmsetup status t)"
+[ "$(dmsetup status t)" = "0 131072 remap ok 512 0 0/49837 64 4 0 0 ok on idle 0 0" ] || fail "status after remove: $(dmsetup status t)"

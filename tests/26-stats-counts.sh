@@ -47,7 +47,7 @@ remap:
 	remaps: 0
 	remapped reads: 0
 	remapped writes: 0
-	spare used: 0/49898
+	spare used: 0/49837
 	hash buckets: 64
 	hash resizes: 0
 	main errors: 0
@@ -55,6 +55,16 @@ remap:
 	auto remaps: 0
 	metadata commits: 0
 	metadata repairs: 0
+	pending: 0
+	pending marked: 0
+	retired: 0
+	spare free: 49837
+	fail mode: 0
+scan:
+	position: 0
+	passes: 0
+	found: 0
+	bytes: 0
 EOT
 cmp -s $D/summary /tmp/want || { cat $D/summary; fail "summary differs"; }
 

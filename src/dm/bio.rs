@@ -29,7 +29,7 @@ impl Bio {
         unsafe { &mut *ptr.cast::<Bio>() }
     }
 
-    fn raw(&self) -> *mut b::bio {
+    pub(super) fn raw(&self) -> *mut b::bio {
         self.0.get()
     }
 
@@ -61,17 +61,44 @@ impl Bio {
     }
 
     /// Whether the bio reads (`REQ_OP_READ`).
-    #[cfg_attr(dmr_no_stats, allow(dead_code))]
     #[inline]
     pub(crate) fn is_read(&self) -> bool {
         self.opf() & b::REQ_OP_MASK == b::REQ_OP_READ
     }
 
     /// Whether the bio writes data (`REQ_OP_WRITE`).
-    #[cfg_attr(dmr_no_stats, allow(dead_code))]
     #[inline]
     pub(crate) fn is_write(&self) -> bool {
         self.opf() & b::REQ_OP_MASK == b::REQ_OP_WRITE
+    }
+
+    /// Whether the bio carries `REQ_FUA` or `REQ_PREFLUSH` (its data must be
+    /// durable when it completes).
+    #[inline]
+    pub(crate) fn is_durable(&self) -> bool {
+        self.opf() & (b::REQ_FUA | b::REQ_PREFLUSH) != 0
+    }
+
+    /// Records where the bio's data is, for the error path (per-bio data).
+    #[inline]
+    pub(crate) fn record(&mut self) {
+        // SAFETY: A bio of our target, whose per-bio data the constructor
+        // reserved (`CtrContext::reserve_bio_data`).
+        unsafe { b::dmr_bio_record(self.raw()) }
+    }
+
+    /// The error-path flags of the per-bio data (`DMR_BIO_*`).
+    #[inline]
+    pub(crate) fn flags(&self) -> u32 {
+        // SAFETY: As in `record`.
+        unsafe { b::dmr_bio_flags(self.raw()) }
+    }
+
+    /// Sets the error-path flags.
+    #[inline]
+    pub(crate) fn set_flags(&mut self, flags: u32) {
+        // SAFETY: As in `record`.
+        unsafe { b::dmr_bio_set_flags(self.raw(), flags) }
     }
 
     /// Whether the bio carries `REQ_PREFLUSH`.

@@ -25,6 +25,12 @@ impl IoClient {
     }
 }
 
+impl IoClient {
+    pub(super) fn raw(&self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+}
+
 impl Drop for IoClient {
     fn drop(&mut self) {
         // SAFETY: Created by `dmr_io_client_create`, destroyed once; no I/O

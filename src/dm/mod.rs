@@ -13,3 +13,4 @@ pub(crate) mod log;
 pub(crate) mod rcu;
 pub(crate) mod stats;
 pub(crate) mod target;
+pub(crate) mod worker;

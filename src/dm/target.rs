@@ -21,11 +21,17 @@ pub(crate) enum MapResult {
     /// The bio was re-addressed; device-mapper submits it.
     Remapped,
     /// The target took the bio and will complete it itself.
-    #[allow(dead_code)]
     Submitted,
     /// Fail the bio with an I/O error.
-    #[allow(dead_code)]
     Kill,
+}
+
+/// What `end_io` did with a completed bio.
+pub(crate) enum EndIo {
+    /// Complete it with its status.
+    Done,
+    /// The target took it over and completes it later (`OwnedBio`).
+    Incomplete,
 }
 
 /// Which status device-mapper asks for.
@@ -80,7 +86,11 @@ pub(crate) trait TargetOps: Sized + Send + Sync {
     fn preresume(&self, ti: &Target) -> Result;
     /// Sees every mapped bio complete with `status` (0: success). Runs in
     /// the completion context (possibly interrupt): must not sleep.
-    fn end_io(&self, ti: &Target, bio: &Bio, status: u8);
+    fn end_io(&self, ti: &Target, bio: &mut Bio, status: u8) -> EndIo;
+    /// After the device is suspended: no bio is in flight any more.
+    fn postsuspend(&self, ti: &Target);
+    /// The device resumes.
+    fn resume(&self, ti: &Target);
 }
 
 /// A target's `struct dm_target`, outside the constructor.
@@ -189,6 +199,21 @@ impl CtrContext<'_> {
         unsafe { (*self.ti.as_ptr()).num_flush_bios = n }
     }
 
+    /// Reserves the per-bio data the error path uses (see `Bio::record`).
+    pub(crate) fn reserve_bio_data(&mut self) {
+        // SAFETY: Valid and exclusively ours during construction; the size
+        // comes from the C side that defines the structure.
+        unsafe { (*self.ti.as_ptr()).per_io_data_size = b::dmr_bio_data_size() }
+    }
+
+    /// Creates the target's worker (see `super::worker`).
+    pub(crate) fn worker(&mut self) -> Option<super::worker::Worker> {
+        // SAFETY: `ti` is the valid target under construction; the worker's
+        // callbacks only run once the target is constructed (nothing queues
+        // work before), and the worker is destroyed in the target's `Drop`.
+        unsafe { super::worker::Worker::new(self.ti) }
+    }
+
     /// How many clones device-mapper sends `map` per discard.
     pub(crate) fn set_num_discard_bios(&mut self, n: u32) {
         // SAFETY: Valid and exclusively ours during construction.
@@ -269,6 +294,8 @@ impl Registration {
                 io_hints: Some(io_hints::<T>),
                 preresume: Some(preresume::<T>),
                 end_io: Some(end_io::<T>),
+                postsuspend: Some(postsuspend::<T>),
+                resume: Some(resume::<T>),
                 ..Default::default()
             }),
             GFP_KERNEL,
@@ -534,6 +561,41 @@ unsafe extern "C" fn end_io<T: TargetOps>(
             if error.is_null() { 0 } else { *error },
         )
     };
-    t.end_io(target, bio, status);
-    b::DM_ENDIO_DONE as c_int
+    match t.end_io(target, bio, status) {
+        EndIo::Done => b::DM_ENDIO_DONE as c_int,
+        EndIo::Incomplete => b::DM_ENDIO_INCOMPLETE as c_int,
+    }
+}
+
+/// `postsuspend` hook.
+///
+/// # Safety
+///
+/// Called by device-mapper only, on a constructed target, in process context.
+unsafe extern "C" fn postsuspend<T: TargetOps>(ti: *mut b::dm_target) {
+    // SAFETY: A constructed target.
+    let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
+    t.postsuspend(target)
+}
+
+/// `resume` hook.
+///
+/// # Safety
+///
+/// Called by device-mapper only, on a constructed target, in process context.
+unsafe extern "C" fn resume<T: TargetOps>(ti: *mut b::dm_target) {
+    // SAFETY: A constructed target.
+    let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
+    t.resume(target)
+}
+
+/// The target and its private data, for callbacks of work the target queued.
+///
+/// # Safety
+///
+/// `ti` must be a constructed target of type `T` that is not being destroyed
+/// concurrently (its work is flushed before `dtr` frees it).
+pub(crate) unsafe fn from_callback<'a, T>(ti: *mut b::dm_target) -> (&'a T, &'a Target) {
+    // SAFETY: Guaranteed by the caller.
+    unsafe { (private::<T>(ti), Target::from_raw(ti)) }
 }

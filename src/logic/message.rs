@@ -5,6 +5,7 @@
 //! Sectors are 512-byte sectors of the target (main) and of the spare device.
 
 use super::number::parse_u64;
+use super::policy::Setting;
 use super::Refusal;
 
 /// A spare location given to `add_remap`.
@@ -14,6 +15,17 @@ pub enum SpareArg {
     Auto,
     /// This sector of the spare device.
     Sector(u64),
+}
+
+/// `scan <command>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanCmd {
+    /// Start (or continue) scanning.
+    Start,
+    /// Stop and forget the position.
+    Stop,
+    /// Report progress.
+    Status,
 }
 
 /// A parsed message.
@@ -50,6 +62,18 @@ pub enum Message {
         /// Length in sectors (default: one block).
         nr: Option<u64>,
     },
+    /// `pending`
+    Pending,
+    /// `clear_pending [<main_sector>]`
+    ClearPending(Option<u64>),
+    /// `clear_fail`
+    ClearFail,
+    /// `set <name> <value>`, or `scan_rate <MiB/s>`
+    Set(Setting),
+    /// `policy`
+    Policy,
+    /// `scan start|stop|status`
+    Scan(ScanCmd),
 }
 
 /// Lines `list` prints when no maximum is given.
@@ -65,6 +89,13 @@ clear_remaps
 query <main_sector>
 list [<start_block> [<max>]]
 count
+pending
+clear_pending [<main_sector>]
+clear_fail
+set <auto_remap|read_retries|write_retries|error_threshold|spare_low|scan_chunk> <value>
+policy
+scan start|stop|status
+scan_rate <MiB/s>
 help";
 
 fn num(s: &str, what: &'static core::ffi::CStr) -> Result<u64, Refusal> {
@@ -156,6 +187,47 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
             main: num(rest[0], bad_main)?,
             nr: nr(rest.get(1))?,
         })
+    } else if is("pending") {
+        match rest {
+            [] => Ok(Message::Pending),
+            _ => Err(Refusal::new(c"pending takes no arguments")),
+        }
+    } else if is("clear_pending") {
+        match rest {
+            [] => Ok(Message::ClearPending(None)),
+            [s] => Ok(Message::ClearPending(Some(num(s, bad_main)?))),
+            _ => Err(Refusal::new(c"usage: clear_pending [<main_sector>]")),
+        }
+    } else if is("clear_fail") {
+        match rest {
+            [] => Ok(Message::ClearFail),
+            _ => Err(Refusal::new(c"clear_fail takes no arguments")),
+        }
+    } else if is("policy") {
+        match rest {
+            [] => Ok(Message::Policy),
+            _ => Err(Refusal::new(c"policy takes no arguments")),
+        }
+    } else if is("set") {
+        match rest {
+            [name, value] if *name != "scan_rate" => Ok(Message::Set(Setting::parse(name, value)?)),
+            [_, _] => Err(Refusal::new(
+                c"use 'scan_rate <MiB/s>' to set the scan rate",
+            )),
+            _ => Err(Refusal::new(c"usage: set <name> <value>")),
+        }
+    } else if is("scan_rate") {
+        match rest {
+            [value] => Ok(Message::Set(Setting::parse("scan_rate", value)?)),
+            _ => Err(Refusal::new(c"usage: scan_rate <MiB/s>")),
+        }
+    } else if is("scan") {
+        match rest {
+            [c] if c.eq_ignore_ascii_case("start") => Ok(Message::Scan(ScanCmd::Start)),
+            [c] if c.eq_ignore_ascii_case("stop") => Ok(Message::Scan(ScanCmd::Stop)),
+            [c] if c.eq_ignore_ascii_case("status") => Ok(Message::Scan(ScanCmd::Status)),
+            _ => Err(Refusal::new(c"usage: scan start|stop|status")),
+        }
     } else {
         Err(Refusal::new(c"unknown message; try 'help'"))
     }
@@ -208,6 +280,19 @@ mod tests {
             p("remove_remap 8"),
             Ok(Message::Remove { main: 8, nr: None })
         );
+        assert_eq!(p("pending"), Ok(Message::Pending));
+        assert_eq!(p("clear_pending"), Ok(Message::ClearPending(None)));
+        assert_eq!(p("clear_pending 8"), Ok(Message::ClearPending(Some(8))));
+        assert_eq!(p("clear_fail"), Ok(Message::ClearFail));
+        assert_eq!(p("policy"), Ok(Message::Policy));
+        assert_eq!(
+            p("set auto_remap off"),
+            Ok(Message::Set(Setting::AutoRemap(false)))
+        );
+        assert_eq!(p("scan_rate 8"), Ok(Message::Set(Setting::ScanRate(8))));
+        assert_eq!(p("scan start"), Ok(Message::Scan(ScanCmd::Start)));
+        assert_eq!(p("scan STOP"), Ok(Message::Scan(ScanCmd::Stop)));
+        assert_eq!(p("scan status"), Ok(Message::Scan(ScanCmd::Status)));
         assert_eq!(
             p("remove_remap 8 16"),
             Ok(Message::Remove {
@@ -246,6 +331,19 @@ mod tests {
             ("remove_remap 1 2 3", "usage: remove_remap"),
             ("remove_remap z", "invalid main sector"),
             ("remove_remap 1 0", "invalid nr_sectors"),
+            ("pending 1", "pending takes no arguments"),
+            ("clear_pending x", "invalid main sector"),
+            ("clear_pending 1 2", "usage: clear_pending"),
+            ("clear_fail 1", "clear_fail takes no arguments"),
+            ("policy x", "policy takes no arguments"),
+            ("set auto_remap", "usage: set"),
+            ("set auto_remap maybe", "Invalid auto_remap"),
+            ("set colour blue", "Unknown policy setting"),
+            ("set scan_rate 5", "use 'scan_rate"),
+            ("scan_rate", "usage: scan_rate"),
+            ("scan_rate 0", "Invalid scan_rate"),
+            ("scan", "usage: scan"),
+            ("scan sideways", "usage: scan"),
         ];
         for (msg, want) in cases {
             let got = p(msg).expect_err(msg);

@@ -20,6 +20,8 @@ pub mod layout;
 pub mod mem;
 pub mod message;
 pub mod number;
+pub mod pending;
+pub mod policy;
 pub mod pool;
 pub mod remaps;
 pub mod stats;

@@ -116,6 +116,24 @@ impl<E: Env> SparePool<E> {
         Some(old - 1)
     }
 
+    /// Undoes [`Self::retire`] of a block that held `main`, when the commit
+    /// recording the retirement failed. False if `block` is not retired.
+    pub fn unretire(&mut self, block: u64, main: u64) -> bool {
+        let Some(v) = usize::try_from(block)
+            .ok()
+            .and_then(|b| self.slots.get_mut(b))
+        else {
+            return false;
+        };
+        if *v != RETIRED || main >= RETIRED - 1 {
+            return false;
+        }
+        *v = main + 1;
+        self.retired -= 1;
+        self.used += 1;
+        true
+    }
+
     /// Frees every block that holds a main block; retired blocks stay
     /// retired. Returns how many were freed.
     pub fn release_all(&mut self) -> u64 {

@@ -712,6 +712,14 @@ impl<E: Env> Remaps<E> {
                 let n = self.remove(t, io, main, nr, ev)?;
                 let _ = write!(out, "removed {n}");
             }
+            // Handled by the target (they concern its error handling and
+            // scanner, not the table).
+            Message::Pending
+            | Message::ClearPending(_)
+            | Message::ClearFail
+            | Message::Set(_)
+            | Message::Policy
+            | Message::Scan(_) => return Err(MsgError::Invalid("not a remap table message")),
         }
         Ok(())
     }
@@ -1008,6 +1016,120 @@ impl<E: Env> Remaps<E> {
             k += len as usize;
         }
         Ok(())
+    }
+}
+
+/// The error path: remaps the target makes itself when I/O fails. The caller
+/// writes the data to a reserved block, commits, and only then publishes, so
+/// that nothing reaches a spare block before the metadata naming it is
+/// durable.
+impl<E: Env> Remaps<E> {
+    /// Spare sector where pool block `slot` starts.
+    pub fn slot_sector(&self, slot: u64) -> u64 {
+        self.geo.spare_data_start + slot * self.geo.block_sectors
+    }
+
+    /// The pool block starting at spare sector `sector`, if it is one.
+    pub fn slot_at(&self, sector: u64) -> Option<u64> {
+        let rel = sector.checked_sub(self.geo.spare_data_start)?;
+        if rel.checked_rem(self.geo.block_sectors) != Some(0) {
+            return None;
+        }
+        let slot = rel.checked_div(self.geo.block_sectors)?;
+        (slot < self.pool.total()).then_some(slot)
+    }
+
+    /// The main block pool block `slot` holds.
+    pub fn holder(&self, slot: u64) -> Option<u64> {
+        self.pool.holder(slot)
+    }
+
+    /// Free pool blocks.
+    pub fn free_slots(&self) -> u64 {
+        self.pool.free()
+    }
+
+    /// Reserves a free pool block for main block `main` (memory only);
+    /// `None` when the pool is exhausted.
+    pub fn reserve(&mut self, main: u64) -> Option<u64> {
+        self.pool.alloc(main)
+    }
+
+    /// Returns a reserved block that was never committed.
+    pub fn unreserve(&mut self, slot: u64) {
+        self.pool.release(slot);
+    }
+
+    /// Undoes [`Self::retire`] of `slot`, which held `main`, after the
+    /// commit recording it failed.
+    pub fn unretire(&mut self, slot: u64, main: u64) {
+        self.pool.unretire(slot, main);
+    }
+
+    /// Publishes the committed remap `main → slot` to readers; a block
+    /// already remapped moves to `slot` in one step.
+    pub fn publish(
+        &mut self,
+        t: &RemapTable<E>,
+        main: u64,
+        slot: u64,
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<(), MsgError> {
+        let mut retired = Retired::new();
+        if t.lookup(main).is_some() {
+            t.replace(&mut self.writer, main, slot, &mut retired)
+                .map(|_| ())
+                .map_err(|_| MsgError::NoMemory)
+        } else {
+            self.resize_for(t, t.len() + 1, ev);
+            t.insert(&mut self.writer, main, slot)
+                .map_err(|_| MsgError::NoMemory)
+        }
+    }
+
+    /// Rewrites every copy whole from memory (leaving fail mode).
+    pub fn rewrite_all(&mut self, io: &mut dyn MetaIo) -> Result<(), MsgError> {
+        self.meta.full_rewrite = true;
+        self.commit(io, 1, 0)
+    }
+
+    /// Reads every copy and rewrites those that are not a valid image of the
+    /// current generation (stale, torn or damaged since they were written).
+    /// Returns the number rewritten.
+    pub fn verify(
+        &mut self,
+        io: &mut dyn MetaIo,
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<u32, LoadError> {
+        if !self.meta.loaded {
+            return Ok(0);
+        }
+        let layout = self.meta.layout;
+        let (states, _) = survey::<E>(
+            io,
+            &layout,
+            &self.meta.identity,
+            self.geo.main_blocks,
+            self.meta.crc,
+        )?;
+        let mut n = 0;
+        for i in 0..layout.copies {
+            let defect = match states[i as usize] {
+                CopyState::Valid(h)
+                    if h.generation == self.meta.generation && h.identity == self.meta.identity =>
+                {
+                    continue
+                }
+                CopyState::Valid(_) => Defect::Torn {
+                    at: layout.copy_start(i),
+                },
+                CopyState::Bad(d) => d,
+            };
+            self.write_copy(io, i)?;
+            ev(Event::Repaired { copy: i, defect });
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

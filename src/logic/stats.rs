@@ -35,10 +35,14 @@ pub enum Counter {
     Commits = 9,
     /// Metadata copies repaired.
     Repairs = 10,
+    /// Main blocks that became pending after read errors.
+    PendingMarked = 11,
+    /// Bytes the scanner read from main.
+    ScanBytes = 12,
 }
 
 /// Number of counters.
-pub const COUNTERS: usize = 11;
+pub const COUNTERS: usize = 13;
 
 /// Values set by the live table (same order as `enum dmr_gauge`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,14 +58,28 @@ pub enum Gauge {
     Buckets = 3,
     /// Hash table resizes.
     Resizes = 4,
+    /// Pending main blocks.
+    Pending = 5,
+    /// Retired spare blocks.
+    Retired = 6,
+    /// 1 in fail mode, else 0.
+    FailMode = 7,
+    /// Free spare pool blocks.
+    SpareFree = 8,
+    /// Next main sector the scanner reads.
+    ScanPosition = 9,
+    /// Full scanner passes.
+    ScanPasses = 10,
+    /// Bad blocks the scanner found.
+    ScanFound = 11,
 }
 
 /// Number of gauges.
-pub const GAUGES: usize = 5;
+pub const GAUGES: usize = 12;
 
 /// The one-value files and `summary`, by the id `src/stats.c` passes (its
 /// `DMR_A_*`).
-pub const FILES: [&str; 21] = [
+pub const FILES: [&str; 30] = [
     "read_cnt",
     "write_cnt",
     "total_cnt",
@@ -83,6 +101,15 @@ pub const FILES: [&str; 21] = [
     "metadata_repairs",
     "read_bytes",
     "write_bytes",
+    "pending",
+    "retired",
+    "fail_mode",
+    "spare_free",
+    "scan_position",
+    "scan_passes",
+    "scan_found",
+    "pending_marked",
+    "scan_bytes",
 ];
 
 /// A snapshot of one device's (or all devices') statistics.
@@ -143,6 +170,15 @@ impl Snapshot {
             18 => self.c(Counter::Repairs),
             19 => self.c(Counter::ReadBytes),
             20 => self.c(Counter::WriteBytes),
+            21 => self.g(Gauge::Pending),
+            22 => self.g(Gauge::Retired),
+            23 => self.g(Gauge::FailMode),
+            24 => self.g(Gauge::SpareFree),
+            25 => self.g(Gauge::ScanPosition),
+            26 => self.g(Gauge::ScanPasses),
+            27 => self.g(Gauge::ScanFound),
+            28 => self.c(Counter::PendingMarked),
+            29 => self.c(Counter::ScanBytes),
             _ => return None,
         })
     }
@@ -193,7 +229,17 @@ pub fn write_summary<W: Write>(s: &Snapshot, w: &mut W) -> fmt::Result {
     writeln!(w, "\tspare errors: {}", s.c(Counter::SpareErrors))?;
     writeln!(w, "\tauto remaps: {}", s.c(Counter::AutoRemaps))?;
     writeln!(w, "\tmetadata commits: {}", s.c(Counter::Commits))?;
-    writeln!(w, "\tmetadata repairs: {}", s.c(Counter::Repairs))
+    writeln!(w, "\tmetadata repairs: {}", s.c(Counter::Repairs))?;
+    writeln!(w, "\tpending: {}", s.g(Gauge::Pending))?;
+    writeln!(w, "\tpending marked: {}", s.c(Counter::PendingMarked))?;
+    writeln!(w, "\tretired: {}", s.g(Gauge::Retired))?;
+    writeln!(w, "\tspare free: {}", s.g(Gauge::SpareFree))?;
+    writeln!(w, "\tfail mode: {}", s.g(Gauge::FailMode))?;
+    writeln!(w, "scan:")?;
+    writeln!(w, "\tposition: {}", s.g(Gauge::ScanPosition))?;
+    writeln!(w, "\tpasses: {}", s.g(Gauge::ScanPasses))?;
+    writeln!(w, "\tfound: {}", s.g(Gauge::ScanFound))?;
+    writeln!(w, "\tbytes: {}", s.c(Counter::ScanBytes))
 }
 
 /// Sysfs files that hold each counter and gauge (for reading the tree back).
@@ -209,6 +255,8 @@ const COUNTER_FILES: [&str; COUNTERS] = [
     "auto_remaps",
     "metadata_commits",
     "metadata_repairs",
+    "pending_marked",
+    "scan_bytes",
 ];
 const GAUGE_FILES: [&str; GAUGES] = [
     "remaps",
@@ -216,6 +264,13 @@ const GAUGE_FILES: [&str; GAUGES] = [
     "spare_total",
     "hash_buckets",
     "hash_resizes",
+    "pending",
+    "retired",
+    "fail_mode",
+    "spare_free",
+    "scan_position",
+    "scan_passes",
+    "scan_found",
 ];
 
 impl Snapshot {
@@ -317,7 +372,7 @@ type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, Pick)]);
 /// family per kind of value, labelled by device; `all_devs` is left out
 /// (`sum()` over the devices gives it).
 pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Result {
-    let families: [Family<'_>; 11] = [
+    let families: [Family<'_>; 16] = [
         (
             "requests_total",
             "counter",
@@ -402,6 +457,36 @@ pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Res
             "counter",
             "Metadata copies repaired.",
             &[("", |s| s.c[Counter::Repairs as usize])],
+        ),
+        (
+            "pending_blocks",
+            "gauge",
+            "Main blocks whose reads failed, waiting for a write.",
+            &[("", |s| s.g[Gauge::Pending as usize])],
+        ),
+        (
+            "retired_blocks",
+            "gauge",
+            "Spare blocks retired after write errors.",
+            &[("", |s| s.g[Gauge::Retired as usize])],
+        ),
+        (
+            "fail_mode",
+            "gauge",
+            "1 while writes are refused after a failed metadata commit.",
+            &[("", |s| s.g[Gauge::FailMode as usize])],
+        ),
+        (
+            "scan_passes_total",
+            "counter",
+            "Full passes of the background scanner.",
+            &[("", |s| s.g[Gauge::ScanPasses as usize])],
+        ),
+        (
+            "scan_bytes_total",
+            "counter",
+            "Bytes the background scanner read.",
+            &[("", |s| s.c[Counter::ScanBytes as usize])],
         ),
     ];
     for (name, kind, help, series) in families {
@@ -498,8 +583,8 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(writes.value, prometheus_parse::Value::Counter(v) if v == 409600.0));
-        assert_eq!(scrape.samples.len(), 2 * 16);
-        assert_eq!(scrape.docs.len(), 11);
+        assert_eq!(scrape.samples.len(), 2 * 21);
+        assert_eq!(scrape.docs.len(), 16);
     }
 
     fn snap() -> Snapshot {
@@ -534,13 +619,13 @@ mod tests {
         assert_eq!(file(5, &s), "5461\n");
         assert_eq!(file_name(5), Some("total_avr_bs"));
         assert_eq!(file(19, &s), "409600\n");
-        assert_eq!(file_name(21), None);
+        assert_eq!(file_name(30), None);
     }
 
     #[test]
     fn no_division_by_zero() {
         let s = Snapshot::default();
-        for id in 0..21 {
+        for id in 0..30 {
             let _ = file(id, &s);
         }
         assert_eq!(file(5, &s), "0\n");
@@ -562,7 +647,9 @@ mod tests {
              remap:\n\tremaps: 8\n\tremapped reads: 0\n\tremapped writes: 3\n\
              \tspare used: 8/28672\n\thash buckets: 64\n\thash resizes: 0\n\
              \tmain errors: 0\n\tspare errors: 0\n\tauto remaps: 0\n\
-             \tmetadata commits: 2\n\tmetadata repairs: 0\n"
+             \tmetadata commits: 2\n\tmetadata repairs: 0\n\tpending: 0\n\
+             \tpending marked: 0\n\tretired: 0\n\tspare free: 0\n\tfail mode: 0\n\
+             scan:\n\tposition: 0\n\tpasses: 0\n\tfound: 0\n\tbytes: 0\n"
         );
     }
 }

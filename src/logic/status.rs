@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <state> <block_size> <remaps> <spare_used>/<spare_total> <buckets> <resizes>
+//!   <pending> <retired> <spare_level> <auto_remap> <scan> <scan_position> <scan_passes>
 //! ```
 //!
 //! Fields are separated by one space and never reordered or removed; new
@@ -29,6 +30,75 @@ pub struct Info {
     pub buckets: u64,
     /// Resizes of the remap hash table since the target was created.
     pub resizes: u64,
+    /// Main blocks whose reads failed, waiting for a write.
+    pub pending: u64,
+    /// Spare blocks retired after write errors.
+    pub retired: u64,
+    /// How full the spare pool is.
+    pub spare: SpareLevel,
+    /// Whether errors are handled (`auto_remap`).
+    pub auto_remap: bool,
+    /// Scanner state.
+    pub scan: ScanState,
+    /// Next main sector the scanner reads.
+    pub scan_position: u64,
+    /// Full passes the scanner completed.
+    pub scan_passes: u64,
+}
+
+/// How full the spare pool is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpareLevel {
+    /// Above the `spare_low` threshold.
+    Ok,
+    /// At or below it.
+    Low,
+    /// No free block left.
+    Exhausted,
+}
+
+impl SpareLevel {
+    /// The level of a pool with `free` of `total` blocks free.
+    pub fn of(free: u64, total: u64, spare_low: u32) -> Self {
+        if free == 0 {
+            SpareLevel::Exhausted
+        } else if super::policy::spare_is_low(free, total, spare_low) {
+            SpareLevel::Low
+        } else {
+            SpareLevel::Ok
+        }
+    }
+
+    /// The word printed in the status line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpareLevel::Ok => "ok",
+            SpareLevel::Low => "low",
+            SpareLevel::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// What the scanner is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanState {
+    /// Not started, or stopped.
+    Idle,
+    /// Scanning.
+    Running,
+    /// Started, but the device is suspended.
+    Paused,
+}
+
+impl ScanState {
+    /// The word printed in the status line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanState::Idle => "idle",
+            ScanState::Running => "running",
+            ScanState::Paused => "paused",
+        }
+    }
 }
 
 /// Operating state of a remap target.
@@ -38,6 +108,8 @@ pub enum State {
     Ok,
     /// Constructed but not resumed yet: metadata not loaded, messages refused.
     Inactive,
+    /// A metadata commit failed: writes are refused until `clear_fail`.
+    Fail,
 }
 
 impl State {
@@ -46,6 +118,7 @@ impl State {
         match self {
             State::Ok => "ok",
             State::Inactive => "inactive",
+            State::Fail => "fail",
         }
     }
 }
@@ -54,14 +127,21 @@ impl State {
 pub fn write_info<W: Write>(w: &mut W, info: &Info) -> fmt::Result {
     write!(
         w,
-        "{} {} {} {}/{} {} {}",
+        "{} {} {} {}/{} {} {} {} {} {} {} {} {} {}",
         info.state.as_str(),
         info.block_size,
         info.remaps,
         info.spare_used,
         info.spare_total,
         info.buckets,
-        info.resizes
+        info.resizes,
+        info.pending,
+        info.retired,
+        info.spare.as_str(),
+        if info.auto_remap { "on" } else { "off" },
+        info.scan.as_str(),
+        info.scan_position,
+        info.scan_passes
     )
 }
 
@@ -84,9 +164,18 @@ mod tests {
                 spare_total: 122880,
                 buckets: 64,
                 resizes: 0,
+                pending: 2,
+                retired: 1,
+                spare: SpareLevel::of(5, 100, 10),
+                auto_remap: true,
+                scan: ScanState::Paused,
+                scan_position: 4096,
+                scan_passes: 3,
             },
         )
         .unwrap();
-        assert_eq!(s, "ok 512 0 0/122880 64 0");
+        assert_eq!(s, "ok 512 0 0/122880 64 0 2 1 low on paused 4096 3");
+        assert_eq!(SpareLevel::of(0, 100, 10), SpareLevel::Exhausted);
+        assert_eq!(SpareLevel::of(50, 100, 10), SpareLevel::Ok);
     }
 }

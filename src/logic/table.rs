@@ -179,6 +179,8 @@ pub enum TableError {
     NoMemory,
     /// The writer token belongs to another table.
     WrongWriter,
+    /// The block is not in the table.
+    Missing,
 }
 
 /// Proof of being the table's one writer. Not `Clone`.
@@ -319,6 +321,37 @@ impl<E: Env> RemapTable<E> {
                 let spare = n.spare;
                 retired.push(p);
                 return Some(spare);
+            }
+            link = &n.next;
+        }
+    }
+
+    /// Points `main` at `spare` instead of its current spare block, in one
+    /// step for readers: they see the old node or its complete replacement,
+    /// never neither. Returns the old spare block; the old node goes to
+    /// `retired`.
+    pub fn replace(
+        &self,
+        w: &mut Writer,
+        main: u64,
+        spare: u64,
+        retired: &mut Retired<E>,
+    ) -> Result<u64, TableError> {
+        self.check(w)?;
+        let mut link = self.version(w).bucket(main);
+        loop {
+            let p = NonNull::new(link.load(Ordering::Relaxed)).ok_or(TableError::Missing)?;
+            // SAFETY: Reachable nodes are valid; only the writer frees them.
+            let n = unsafe { p.as_ref() };
+            if n.main == main {
+                let node = new_node::<E>(main, spare, n.next.load(Ordering::Relaxed))
+                    .ok_or(TableError::NoMemory)?;
+                // The new node is complete before readers can reach it;
+                // readers already on the old one follow its intact `next`.
+                link.store(node.as_ptr(), Ordering::Release);
+                let old = n.spare;
+                retired.push(p);
+                return Ok(old);
             }
             link = &n.next;
         }

@@ -18,8 +18,13 @@
 //! - `format`: allows formatting a spare whose metadata area holds no valid
 //!   metadata of this device pair (garbage, or another pair's). Valid metadata
 //!   of this pair is never overwritten.
+//! - the error-handling and scanner settings of [`super::policy`]
+//!   (`auto_remap on|off`, `read_retries <n>`, `write_retries <n>`,
+//!   `error_threshold <n>`, `spare_low <percent>`, `scan_rate <MiB/s>`,
+//!   `scan_chunk <KiB>`), each followed by its value.
 
 use super::number::parse_u32;
+use super::policy::{Policy, Setting};
 use super::Refusal;
 
 /// The largest remap block size accepted, in bytes.
@@ -37,6 +42,8 @@ pub struct Features {
     pub copies: Option<u32>,
     /// `format`.
     pub format: bool,
+    /// Error-handling and scanner settings (defaults unless given).
+    pub policy: Policy,
 }
 
 impl Features {
@@ -52,7 +59,7 @@ impl Features {
         if self.format {
             n += 1;
         }
-        n
+        n + self.policy.arg_count()
     }
 }
 
@@ -101,8 +108,21 @@ fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
         ));
     }
     let mut it = words.iter();
+    let mut seen = 0u32;
     while let Some(word) = it.next() {
         match *word {
+            name if Setting::is_name(name) => {
+                let value = it
+                    .next()
+                    .ok_or(Refusal::new(c"Policy feature needs a value"))?;
+                let setting = Setting::parse(name, value)?;
+                let bit = 1 << setting.index();
+                if seen & bit != 0 {
+                    return Err(Refusal::new(c"Policy feature given twice"));
+                }
+                seen |= bit;
+                features.policy.apply(setting);
+            }
             "block_size" => {
                 if features.block_size.is_some() {
                     return Err(Refusal::new(c"Feature block_size given twice"));
@@ -165,6 +185,7 @@ pub fn write_canonical<W: core::fmt::Write>(
         if features.format {
             write!(w, " format")?;
         }
+        features.policy.write_features(w)?;
     }
     Ok(())
 }
@@ -240,12 +261,29 @@ mod tests {
             "7:0 7:1 2 block_size 4096",
             "7:0 7:1 5 block_size 4096 copies 3 format",
             "7:0 7:1 1 format",
+            "7:0 7:1 6 block_size 512 auto_remap off scan_rate 64",
+            "7:0 7:1 4 read_retries 0 error_threshold 5",
         ] {
             let t = p(line).unwrap();
             let mut s = String::new();
             write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
             assert_eq!(s, line);
         }
+        assert_eq!(
+            p("7:0 7:1 4 scan_rate 8 scan_rate 9"),
+            Err("Policy feature given twice")
+        );
+        assert_eq!(
+            p("7:0 7:1 1 spare_low"),
+            Err("Policy feature needs a value")
+        );
+        assert_eq!(
+            p("7:0 7:1 2 auto_remap maybe"),
+            Err("Invalid auto_remap: must be on or off")
+        );
+        // Defaults given explicitly are accepted and not printed.
+        let t = p("7:0 7:1 2 read_retries 2").unwrap();
+        assert_eq!(t.features.arg_count(), 0);
         // An empty feature group is not printed.
         let t = p("7:0 7:1 0").unwrap();
         let mut s = String::new();

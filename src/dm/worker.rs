@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The target's worker: an ordered workqueue that runs the error path and
+//! the scanner in process context (`src/worker.c`), and the bios it owns.
+
+use super::bindings as b;
+use super::bio::Bio;
+use super::device::DmDev;
+use core::ptr::NonNull;
+use kernel::ffi::c_void;
+
+/// One target's workqueue; destroyed on drop.
+///
+/// # Invariants
+///
+/// `0` was returned by `dmr_worker_create` and is destroyed only by `Drop`.
+pub(crate) struct Worker(NonNull<b::dmr_worker>);
+
+// SAFETY: The C side locks its bio list and workqueues are thread-safe.
+unsafe impl Send for Worker {}
+// SAFETY: See `Send`.
+unsafe impl Sync for Worker {}
+
+impl Worker {
+    /// A worker whose work functions call back with `ti`.
+    ///
+    /// # Safety
+    ///
+    /// `ti` must stay valid, with its private data set, whenever work of
+    /// this worker runs: work is queued only after construction, and the
+    /// worker is dropped before the private data is freed.
+    pub(crate) unsafe fn new(ti: NonNull<b::dm_target>) -> Option<Self> {
+        // SAFETY: `ti` is valid (caller); the name is a valid string the
+        // workqueue copies.
+        let p = unsafe {
+            let name = b::dm_table_device_name((*ti.as_ptr()).table);
+            b::dmr_worker_create(name, ti.as_ptr())
+        };
+        // INVARIANT: Just created.
+        NonNull::new(p).map(Self)
+    }
+
+    /// Hands `bio` to the worker, which completes it later. Any context.
+    pub(crate) fn queue(&self, bio: &mut Bio) {
+        // SAFETY: The worker is valid (type invariant); the caller gives up
+        // the bio (`map` returns SUBMITTED, `end_io` INCOMPLETE).
+        unsafe { b::dmr_worker_queue_bio(self.0.as_ptr(), bio.raw()) }
+    }
+
+    /// The next queued bio.
+    pub(crate) fn pop(&self) -> Option<OwnedBio> {
+        // SAFETY: The worker is valid (type invariant).
+        let p = unsafe { b::dmr_worker_pop_bio(self.0.as_ptr()) };
+        // INVARIANT: A queued bio was handed over to the worker, and popping
+        // takes it off the list: we own it until we complete it.
+        NonNull::new(p).map(OwnedBio)
+    }
+
+    /// Runs the scanner's next step after `delay_ms` (unless queued).
+    pub(crate) fn scan_after(&self, delay_ms: u32) {
+        // SAFETY: The worker is valid (type invariant).
+        unsafe { b::dmr_worker_scan_schedule(self.0.as_ptr(), delay_ms) }
+    }
+
+    /// Cancels the scanner's next step and waits for a running one. Process
+    /// context; the caller must not hold a lock the step takes.
+    pub(crate) fn scan_cancel(&self) {
+        // SAFETY: The worker is valid (type invariant).
+        unsafe { b::dmr_worker_scan_cancel(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SAFETY: Valid (type invariant), destroyed once.
+        unsafe { b::dmr_worker_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// A bio the worker owns: it must be completed exactly once, with
+/// [`OwnedBio::complete`].
+///
+/// # Invariants
+///
+/// `0` is a valid bio of the target that nobody else touches until it is
+/// completed.
+pub(crate) struct OwnedBio(NonNull<b::bio>);
+
+impl OwnedBio {
+    fn raw(&self) -> *mut b::bio {
+        self.0.as_ptr()
+    }
+
+    /// Puts the bio's data position back to what `map` saw.
+    pub(crate) fn restore(&mut self) {
+        // SAFETY: Owned and valid (type invariant); `map` recorded it.
+        unsafe { b::dmr_bio_restore(self.raw()) }
+    }
+
+    /// A borrowed view, for the accessors of [`Bio`].
+    pub(crate) fn bio(&mut self) -> &mut Bio {
+        // SAFETY: Owned and valid (type invariant), borrowed mutably.
+        unsafe { Bio::from_raw(self.raw()) }
+    }
+
+    /// Copies `buf.len()` bytes at byte `offset` of the bio's data into
+    /// `buf`.
+    pub(crate) fn copy_out(&mut self, offset: u32, buf: &mut [u8]) {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: Owned bio (type invariant); `buf` is valid for `len` bytes.
+        unsafe {
+            b::dmr_bio_copy(self.raw(), offset, buf.as_mut_ptr().cast::<c_void>(), len, false)
+        }
+    }
+
+    /// Copies `buf` into the bio's data at byte `offset`.
+    pub(crate) fn copy_in(&mut self, offset: u32, buf: &[u8]) {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: Owned bio (type invariant); `buf` is valid for `len` bytes
+        // and only read.
+        unsafe {
+            b::dmr_bio_copy(
+                self.raw(),
+                offset,
+                buf.as_ptr().cast_mut().cast::<c_void>(),
+                len,
+                true,
+            )
+        }
+    }
+
+    /// Completes the bio with `status` (a `blk_status_t`).
+    pub(crate) fn complete(self, status: u8) {
+        // SAFETY: Owned (type invariant); completing gives it up, and `self`
+        // is consumed.
+        unsafe { b::dmr_bio_complete(self.raw(), status) }
+    }
+}
+
+/// Block status codes.
+pub(crate) mod status {
+    use super::b;
+    /// Success.
+    pub(crate) const OK: u8 = b::BLK_STS_OK;
+    /// I/O error (EIO).
+    pub(crate) const IOERR: u8 = b::BLK_STS_IOERR;
+    /// No space (ENOSPC).
+    pub(crate) const NOSPC: u8 = b::BLK_STS_NOSPC;
+    /// Out of resources (ENOMEM).
+    pub(crate) const RESOURCE: u8 = b::BLK_STS_RESOURCE;
+    /// Medium error.
+    pub(crate) const MEDIUM: u8 = b::BLK_STS_MEDIUM;
+}
+
+/// Whether `status` says the medium failed (what the error path handles);
+/// not for `BLK_STS_AGAIN` of a NOWAIT bio, unsupported operations and the
+/// like, which pass through.
+pub(crate) fn is_media_error(status: u8) -> bool {
+    status == status::IOERR || status == status::MEDIUM
+}
+
+/// Synchronous data I/O of whole sectors on `dev` through dm-io.
+pub(crate) fn data_io(
+    client: &super::io::IoClient,
+    dev: &DmDev,
+    sector: u64,
+    buf: &mut [u8],
+    write: bool,
+    fua: bool,
+    idle: bool,
+) -> Result<(), ()> {
+    let sectors = u32::try_from(buf.len() / 512).map_err(|_| ())?;
+    if buf.len() % 512 != 0 || sectors == 0 {
+        return Err(());
+    }
+    // SAFETY: `buf` is valid for its length during this synchronous call;
+    // the client and the device are valid while borrowed.
+    let r = unsafe {
+        b::dmr_data_io(
+            client.raw(),
+            dev.bdev(),
+            sector,
+            buf.as_mut_ptr().cast::<c_void>(),
+            sectors,
+            write,
+            fua,
+            idle,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// Milliseconds since boot (jiffies), for rates and ages.
+pub(crate) fn now_ms() -> u64 {
+    // SAFETY: Reads jiffies.
+    u64::from(unsafe { b::dmr_jiffies_ms() } as u32)
+}

@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The error path, the control messages and the background scanner.
+//!
+//! `end_io` hands a bio whose I/O failed to the target's worker (an ordered
+//! workqueue, so one bio at a time, in process context); `map` hands it a
+//! write to a pending block. The worker takes the target's lock and goes
+//! through the bio block by block:
+//!
+//! - a write to main is retried (`write_retries`); a block that still fails
+//!   gets a spare block: the data is written there, the metadata committed
+//!   on every copy, and only then is the remap published and the bio
+//!   completed, successfully;
+//! - a write to a spare block that fails is retried, then the block is
+//!   retired and the data goes to a new one the same way;
+//! - a read is retried (`read_retries`) block by block; what reads back is
+//!   returned, a main block that keeps failing becomes pending and the bio
+//!   fails with EIO.
+//!
+//! Publishing only after the commit means no I/O reaches a spare block before
+//! the metadata naming it is durable. While a block is being remapped, other
+//! I/O to it still goes to main: if it fails it queues behind the remap and is
+//! then served from the spare; if it succeeds it was issued before the failed
+//! write completed, so the block layer gives it no order relative to that
+//! write.
+//!
+//! A commit that fails puts the target in fail mode: the bio that needed it
+//! fails, and `map` refuses writes until `clear_fail` rewrites the metadata.
+
+use crate::dm::log::{dmr_err, dmr_info};
+use crate::dm::target::{from_callback, Target};
+use crate::dm::worker::{self, now_ms, status as sts, OwnedBio};
+use crate::dm::bindings as b;
+use crate::logic::emit::Emitter;
+use crate::logic::mem::RawArray;
+use crate::logic::message::{Message, ScanCmd};
+use crate::logic::policy::Setting;
+use crate::logic::remaps::{MsgError, PendingAdd};
+use crate::logic::stats::Counter;
+use crate::logic::status::SpareLevel;
+use crate::target::{scan_state, Core, Remap};
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+/// New spare blocks tried for one block before giving up.
+const RELOCATE_ATTEMPTS: u32 = 8;
+
+/// Worker callback: handles every queued bio.
+#[no_mangle]
+extern "C" fn dmr_worker_run(ti: *mut b::dm_target) {
+    // SAFETY: The worker of a constructed target calls back with it; work is
+    // flushed before the target is freed.
+    let (t, target) = unsafe { from_callback::<Remap>(ti) };
+    while let Some(bio) = t.worker.pop() {
+        t.handle_bio(target, bio);
+    }
+}
+
+/// Worker callback: one step of the scanner.
+#[no_mangle]
+extern "C" fn dmr_scan_run(ti: *mut b::dm_target) {
+    // SAFETY: As for `dmr_worker_run`; the scan work is cancelled in
+    // `postsuspend`, before any destruction.
+    let (t, target) = unsafe { from_callback::<Remap>(ti) };
+    t.scan_step(target);
+}
+
+impl Remap {
+    fn bs_bytes(&self) -> usize {
+        self.geometry.block_size as usize
+    }
+
+    /// The block holding main sector `sector`.
+    pub(crate) fn block_of(&self, sector: u64) -> u64 {
+        sector.checked_div(self.geometry.block_sectors).unwrap_or(0)
+    }
+
+    /// Enters fail mode (once).
+    pub(crate) fn enter_fail(&self, dev: &str) {
+        if !self.fail.swap(true, Ordering::AcqRel) {
+            dmr_err!(
+                "{}: metadata commit failed: fail mode, writes are refused until 'clear_fail'\n",
+                dev
+            );
+        }
+    }
+
+    /// Logs a change of the spare pool's level (once per change).
+    pub(crate) fn report_spare(&self, dev: &str, c: &mut Core) {
+        let (free, total) = (c.remaps.free_slots(), c.remaps.slots());
+        let level = SpareLevel::of(free, total, c.policy.spare_low);
+        if level == c.reported {
+            return;
+        }
+        c.reported = level;
+        match level {
+            SpareLevel::Low => dmr_info!(
+                "{}: spare pool low: {} of {} blocks free\n",
+                dev,
+                free,
+                total
+            ),
+            SpareLevel::Exhausted => dmr_err!("{}: spare pool exhausted\n", dev),
+            SpareLevel::Ok => {}
+        }
+    }
+
+    /// Commits the pool and pending list after a change of the error path;
+    /// a failure enters fail mode.
+    fn commit(&self, dev: &str, c: &mut Core, lo: u64, hi: u64) -> bool {
+        let mut sio = self.spare_io();
+        let ok = c.remaps.commit(&mut sio, lo, hi).is_ok();
+        self.stats.add(Counter::Commits, 1);
+        if !ok {
+            self.enter_fail(dev);
+        }
+        ok
+    }
+
+    fn io(&self, spare: bool, sector: u64, buf: &mut [u8], write: bool, fua: bool) -> bool {
+        let dev = if spare { &self.spare } else { &self.main };
+        worker::data_io(&self.io_client, dev, sector, buf, write, fua, false).is_ok()
+    }
+
+    /// Reads one block with `read_retries` retries.
+    fn read_block(&self, c: &mut Core, spare: bool, sector: u64) -> bool {
+        let n = self.bs_bytes();
+        for _ in 0..=c.policy.read_retries {
+            if self.io(spare, sector, &mut c.buf[..n], false, false) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Writes the block in `c.buf` with `write_retries` retries.
+    fn write_block(&self, c: &mut Core, spare: bool, sector: u64, fua: bool) -> bool {
+        let n = self.bs_bytes();
+        for _ in 0..=c.policy.write_retries {
+            if self.io(spare, sector, &mut c.buf[..n], true, fua) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Completes a bio the worker took over.
+    fn handle_bio(&self, ti: &Target, mut bio: OwnedBio) {
+        let dev = ti.device_name();
+        bio.restore();
+        let (sector, size, write, on_spare, fua, deferred) = {
+            let b = bio.bio();
+            (
+                b.sector(),
+                b.size(),
+                b.is_write(),
+                b.is_on(&self.spare),
+                b.is_durable(),
+                b.flags() & crate::dm::bindings::DMR_BIO_DEFERRED != 0,
+            )
+        };
+        let bs = self.geometry.block_sectors;
+        let bs_bytes = self.geometry.block_size;
+        let mut c = self.core.lock();
+        let mut status = sts::OK;
+        let mut pending_changed = false;
+        if !c.remaps.loaded()
+            || sector.checked_rem(bs) != Some(0)
+            || size.checked_rem(bs_bytes) != Some(0)
+        {
+            status = sts::IOERR;
+        }
+        let blocks = if status == sts::OK {
+            size.checked_div(bs_bytes).unwrap_or(0)
+        } else {
+            0
+        };
+        for i in 0..blocks {
+            let off = i * bs_bytes;
+            let s = sector + u64::from(i) * bs;
+            let st = if write {
+                bio.copy_out(off, &mut c.buf[..bs_bytes as usize]);
+                if on_spare {
+                    self.rewrite_spare(dev, &mut c, s, fua)
+                } else {
+                    self.rewrite_main(dev, &mut c, self.block_of(s), deferred, fua)
+                }
+            } else {
+                let (st, marked) = self.reread(dev, &mut c, s, on_spare);
+                pending_changed |= marked;
+                if st == sts::OK {
+                    bio.copy_in(off, &c.buf[..bs_bytes as usize]);
+                }
+                st
+            };
+            if st != sts::OK {
+                status = st;
+                if write {
+                    // Later blocks would hit the same condition (fail mode,
+                    // no spare left); the bio fails anyway.
+                    break;
+                }
+            }
+        }
+        if pending_changed {
+            self.pending.set(c.remaps.pending());
+            self.commit(dev, &mut c, 1, 0);
+        }
+        self.update_gauges(&c);
+        drop(c);
+        bio.complete(status);
+    }
+
+    /// Retries a failed read of one block at `sector` (main or spare) into
+    /// `c.buf`. Returns the status and whether the pending list changed.
+    fn reread(&self, dev: &str, c: &mut Core, sector: u64, on_spare: bool) -> (u8, bool) {
+        if on_spare {
+            return if self.read_block(c, true, sector) {
+                (sts::OK, false)
+            } else {
+                (sts::IOERR, false)
+            };
+        }
+        let block = self.block_of(sector);
+        if let Some(slot) = self.table.lookup(block) {
+            // Remapped since the read was issued.
+            let at = c.remaps.slot_sector(slot);
+            return if self.read_block(c, true, at) {
+                (sts::OK, false)
+            } else {
+                (sts::IOERR, false)
+            };
+        }
+        if self.read_block(c, false, sector) {
+            return (sts::OK, false);
+        }
+        (sts::IOERR, self.mark_pending(dev, c, block))
+    }
+
+    /// Makes main block `block` pending (memory only). Returns whether the
+    /// list changed.
+    fn mark_pending(&self, dev: &str, c: &mut Core, block: u64) -> bool {
+        let sector = block * self.geometry.block_sectors;
+        match c.remaps.add_pending(block) {
+            PendingAdd::Added => {
+                self.stats.add(Counter::PendingMarked, 1);
+                dmr_err!("{}: read error on main sector {}: pending\n", dev, sector);
+                true
+            }
+            PendingAdd::Full => {
+                dmr_err!(
+                    "{}: read error on main sector {}: pending list full, not recorded\n",
+                    dev,
+                    sector
+                );
+                false
+            }
+            PendingAdd::Present | PendingAdd::OutOfRange => false,
+        }
+    }
+
+    /// Stores the block in `c.buf` for main block `block` whose write to main
+    /// failed (or that is pending, when `deferred`).
+    fn rewrite_main(&self, dev: &str, c: &mut Core, block: u64, deferred: bool, fua: bool) -> u8 {
+        let sector = block * self.geometry.block_sectors;
+        if let Some(slot) = self.table.lookup(block) {
+            // Remapped since the write was issued: it belongs there.
+            let at = c.remaps.slot_sector(slot);
+            if self.write_block(c, true, at, fua) {
+                return sts::OK;
+            }
+            return self.relocate(dev, c, block, Some(slot));
+        }
+        let pending = c.remaps.pending().contains(&block);
+        let skip_main = deferred && pending && c.policy.auto_remap;
+        if !skip_main && self.write_block(c, false, sector, fua) {
+            if pending {
+                // Written fine after all: the drive reassigned the sector.
+                c.remaps.remove_pending(block);
+                self.pending.set(c.remaps.pending());
+                self.commit(dev, c, 1, 0);
+            }
+            return sts::OK;
+        }
+        self.relocate(dev, c, block, None)
+    }
+
+    /// Stores the block in `c.buf` whose write to spare sector `sector`
+    /// failed.
+    fn rewrite_spare(&self, dev: &str, c: &mut Core, sector: u64, fua: bool) -> u8 {
+        let Some(slot) = c.remaps.slot_at(sector) else {
+            return sts::IOERR;
+        };
+        let Some(block) = c.remaps.holder(slot) else {
+            return sts::IOERR;
+        };
+        let slot = self.table.lookup(block).unwrap_or(slot);
+        let at = c.remaps.slot_sector(slot);
+        if self.write_block(c, true, at, fua) {
+            return sts::OK;
+        }
+        self.relocate(dev, c, block, Some(slot))
+    }
+
+    /// Moves main block `block` (data in `c.buf`) to a new spare block,
+    /// retiring `old` (its failed spare block) if given: write, commit,
+    /// publish.
+    fn relocate(&self, dev: &str, c: &mut Core, block: u64, old: Option<u64>) -> u8 {
+        let sector = block * self.geometry.block_sectors;
+        let threshold = c.policy.error_threshold;
+        if !c.policy.auto_remap || (threshold != 0 && c.auto_remaps >= threshold) {
+            return sts::IOERR;
+        }
+        let n = self.bs_bytes();
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        let mut slot = None;
+        for _ in 0..RELOCATE_ATTEMPTS {
+            let Some(s) = c.remaps.reserve(block) else {
+                break;
+            };
+            lo = lo.min(s);
+            hi = hi.max(s);
+            let at = c.remaps.slot_sector(s);
+            if self.io(true, at, &mut c.buf[..n], true, false) {
+                slot = Some(s);
+                break;
+            }
+            c.remaps.retire_slot(s);
+            dmr_err!("{}: spare sector {} failed: retired\n", dev, at);
+        }
+        let Some(slot) = slot else {
+            self.report_spare(dev, c);
+            if c.remaps.free_slots() == 0 {
+                dmr_err!(
+                    "{}: no spare block for main sector {}: write failed\n",
+                    dev,
+                    sector
+                );
+                return sts::NOSPC;
+            }
+            return sts::IOERR;
+        };
+        if let Some(o) = old {
+            c.remaps.retire_slot(o);
+            lo = lo.min(o);
+            hi = hi.max(o);
+        }
+        let was_pending = c.remaps.remove_pending(block);
+        if !self.commit(dev, c, lo, hi) {
+            c.remaps.unreserve(slot);
+            if let Some(o) = old {
+                c.remaps.unretire(o, block);
+            }
+            if was_pending {
+                c.remaps.add_pending(block);
+            }
+            return sts::IOERR;
+        }
+        if c.remaps
+            .publish(&self.table, block, slot, &mut |ev| crate::target::log_event(dev, ev))
+            .is_err()
+        {
+            // Durable but not published: undo on disk too.
+            c.remaps.unreserve(slot);
+            if let Some(o) = old {
+                c.remaps.unretire(o, block);
+            }
+            if was_pending {
+                c.remaps.add_pending(block);
+            }
+            self.commit(dev, c, lo, hi);
+            return sts::RESOURCE;
+        }
+        self.pending.set(c.remaps.pending());
+        c.auto_remaps += 1;
+        self.stats.add(Counter::AutoRemaps, 1);
+        let to = c.remaps.slot_sector(slot);
+        match old {
+            Some(o) => dmr_err!(
+                "{}: spare sector {} failed: retired; main sector {} now at spare sector {}\n",
+                dev,
+                c.remaps.slot_sector(o),
+                sector,
+                to
+            ),
+            None if was_pending => dmr_info!(
+                "{}: pending sector {} rewritten: remapped to spare sector {}\n",
+                dev,
+                sector,
+                to
+            ),
+            None => dmr_err!(
+                "{}: write error on main sector {}: remapped to spare sector {}\n",
+                dev,
+                sector,
+                to
+            ),
+        }
+        if threshold != 0 && c.auto_remaps >= threshold && c.policy.auto_remap {
+            c.policy.auto_remap = false;
+            self.auto_remap.store(false, Ordering::Relaxed);
+            dmr_err!("{}: error threshold {} reached; auto_remap off\n", dev, threshold);
+        }
+        self.report_spare(dev, c);
+        sts::OK
+    }
+
+    /// The messages about error handling and the scanner.
+    pub(crate) fn control(
+        &self,
+        ti: &Target,
+        c: &mut Core,
+        msg: Message,
+        out: &mut Emitter<'_>,
+    ) -> Result<(), MsgError> {
+        let dev = ti.device_name();
+        if !c.remaps.loaded() {
+            return Err(MsgError::NotLoaded);
+        }
+        let bs = self.geometry.block_sectors;
+        match msg {
+            Message::Pending => {
+                let p = c.remaps.pending();
+                if p.is_empty() {
+                    let _ = out.write_str("none");
+                }
+                for (i, b) in p.iter().enumerate() {
+                    let _ = write!(out, "{}{}", if i > 0 { " " } else { "" }, b * bs);
+                }
+            }
+            Message::ClearPending(which) => {
+                let n = match which {
+                    None => c.remaps.clear_pending(),
+                    Some(s) => {
+                        if s.checked_rem(bs) != Some(0) {
+                            return Err(MsgError::Invalid(
+                                "main sector must be a multiple of the block size",
+                            ));
+                        }
+                        if !c.remaps.remove_pending(self.block_of(s)) {
+                            return Err(MsgError::At("not pending", s));
+                        }
+                        1
+                    }
+                };
+                self.pending.set(c.remaps.pending());
+                if n > 0 && !self.commit(dev, c, 1, 0) {
+                    return Err(MsgError::Io);
+                }
+                let _ = write!(out, "cleared {n}");
+            }
+            Message::ClearFail => {
+                let mut sio = self.spare_io();
+                if c.remaps.rewrite_all(&mut sio).is_err() {
+                    dmr_err!("{}: clear_fail: metadata still cannot be written\n", dev);
+                    return Err(MsgError::Io);
+                }
+                if self.fail.swap(false, Ordering::AcqRel) {
+                    dmr_info!("{}: metadata written: fail mode cleared\n", dev);
+                }
+                let _ = out.write_str("ok");
+            }
+            Message::Set(s) => {
+                let mut p = c.policy;
+                p.apply(s);
+                p.check(self.geometry.block_size)
+                    .map_err(|r| MsgError::Invalid(r.as_str()))?;
+                c.policy = p;
+                if let Setting::AutoRemap(on) = s {
+                    self.auto_remap.store(on, Ordering::Relaxed);
+                    if on {
+                        // An explicit `on` restarts the threshold count.
+                        c.auto_remaps = 0;
+                    }
+                }
+                if let Setting::SpareLow(_) = s {
+                    self.report_spare(dev, c);
+                }
+            }
+            Message::Policy => {
+                let _ = c.policy.write_all(out);
+            }
+            Message::Scan(ScanCmd::Start) => {
+                let bytes = c.policy.scan_chunk as usize * 1024;
+                if c.scan.buf.as_ref().map(|b| b.len()) != Some(bytes) {
+                    c.scan.buf = None;
+                    c.scan.buf = Some(RawArray::new(bytes).ok_or(MsgError::NoMemory)?);
+                }
+                if !c.scan.running {
+                    c.scan.running = true;
+                    self.scanning.store(true, Ordering::Relaxed);
+                    dmr_info!(
+                        "{}: scan started at sector {}\n",
+                        dev,
+                        c.scan.position * bs
+                    );
+                    if !c.suspended {
+                        self.worker.scan_after(0);
+                    }
+                }
+            }
+            Message::Scan(ScanCmd::Stop) => {
+                if c.scan.running {
+                    dmr_info!("{}: scan stopped at sector {}\n", dev, c.scan.position * bs);
+                }
+                c.scan.running = false;
+                c.scan.position = 0;
+                self.scanning.store(false, Ordering::Relaxed);
+            }
+            Message::Scan(ScanCmd::Status) => {
+                let _ = write!(
+                    out,
+                    "state {} position {} total {} passes {} found {} rate {} last_pass ",
+                    scan_state(c).as_str(),
+                    c.scan.position * bs,
+                    self.geometry.main_blocks * bs,
+                    c.scan.passes,
+                    c.scan.found,
+                    c.policy.scan_rate
+                );
+                let _ = match c.scan.last_pass_ms {
+                    Some(t) => write!(out, "{}", now_ms().saturating_sub(t) / 1000),
+                    None => out.write_str("never"),
+                };
+            }
+            _ => return Err(MsgError::Invalid("not a control message")),
+        }
+        Ok(())
+    }
+
+    /// One step of the scanner: reads the next chunk of main (skipping
+    /// remapped blocks), makes blocks that fail pending, and schedules the
+    /// next step so as to keep to `scan_rate`.
+    fn scan_step(&self, ti: &Target) {
+        let dev = ti.device_name();
+        let t0 = now_ms();
+        let mut c = self.core.lock();
+        if !c.scan.running || c.suspended || !c.remaps.loaded() {
+            return;
+        }
+        let main_blocks = self.geometry.main_blocks;
+        let bs = self.geometry.block_sectors;
+        let bs_bytes = self.bs_bytes() as u64;
+        if c.scan.position >= main_blocks {
+            c.scan.passes += 1;
+            c.scan.position = 0;
+            c.scan.last_pass_ms = Some(now_ms());
+            dmr_info!(
+                "{}: scan pass {} complete: {} bad blocks found\n",
+                dev,
+                c.scan.passes,
+                c.scan.found
+            );
+            let mut sio = self.spare_io();
+            let mut repaired = 0;
+            let r = c.remaps.verify(&mut sio, &mut |ev| {
+                repaired += 1;
+                crate::target::log_event(dev, ev)
+            });
+            self.stats.add(Counter::Repairs, repaired);
+            if r.is_err() {
+                self.enter_fail(dev);
+            }
+        }
+        let chunk_blocks = (u64::from(c.policy.scan_chunk) * 1024)
+            .checked_div(bs_bytes)
+            .unwrap_or(1)
+            .max(1);
+        let start = c.scan.position;
+        let n = chunk_blocks.min(main_blocks - start);
+        let mut pending_changed = false;
+        let mut bytes = 0u64;
+        let mut blk = start;
+        let Some(mut buf) = c.scan.buf.take() else {
+            return;
+        };
+        while blk < start + n {
+            if self.table.lookup(blk).is_some() {
+                blk += 1;
+                continue;
+            }
+            let mut end = blk + 1;
+            while end < start + n && self.table.lookup(end).is_none() {
+                end += 1;
+            }
+            let len = ((end - blk) * bs_bytes) as usize;
+            let ok = worker::data_io(
+                &self.io_client,
+                &self.main,
+                blk * bs,
+                &mut buf[..len],
+                false,
+                false,
+                true,
+            )
+            .is_ok();
+            if !ok {
+                // Narrow the error down block by block.
+                for x in blk..end {
+                    if !c.remaps.pending().contains(&x) && !self.read_block(&mut c, false, x * bs) {
+                        if self.mark_pending(dev, &mut c, x) {
+                            pending_changed = true;
+                        }
+                        c.scan.found += 1;
+                    }
+                }
+            }
+            bytes += len as u64;
+            blk = end;
+        }
+        c.scan.buf = Some(buf);
+        c.scan.position = start + n;
+        self.stats.add(Counter::ScanBytes, bytes);
+        if pending_changed {
+            self.pending.set(c.remaps.pending());
+            self.commit(dev, &mut c, 1, 0);
+        }
+        self.update_gauges(&c);
+        // Keep to the rate over the whole chunk, skipped blocks included,
+        // counting the time the step took; back off to half the rate after
+        // foreground I/O.
+        let mut delay = c.policy.scan_delay_ms(n * bs_bytes);
+        if self.busy.swap(false, Ordering::Relaxed) {
+            delay = delay.saturating_mul(2);
+        }
+        let delay = delay.saturating_sub(now_ms().saturating_sub(t0));
+        drop(c);
+        self.worker
+            .scan_after(u32::try_from(delay).unwrap_or(u32::MAX));
+    }
+}
