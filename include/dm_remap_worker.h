@@ -27,6 +27,7 @@ struct dmr_bio_data {
 /* dmr_bio_data.flags */
 #define DMR_BIO_HANDLED 1U	/* end_io already handed it to the worker */
 #define DMR_BIO_DEFERRED 2U	/* map queued it without submitting */
+#define DMR_BIO_PASS 4U		/* errors pass through (empty flushes) */
 
 unsigned int dmr_bio_data_size(void);
 struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti);
@@ -44,7 +45,7 @@ void dmr_bio_copy(struct bio *bio, unsigned int offset, void *buf,
 		  unsigned int len, bool to_bio);
 void dmr_bio_complete(struct bio *bio, blk_status_t status);
 
-unsigned long dmr_jiffies_ms(void);
+u64 dmr_jiffies_ms(void);
 
 /* Implemented in Rust. */
 void dmr_worker_run(struct dm_target *ti);

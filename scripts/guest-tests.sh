@@ -30,6 +30,19 @@ for t in /tests/[0-9]*.sh; do
 	if [ -n "$FILTER" ] && ! echo "$name" | grep -Eq "$FILTER"; then
 		continue
 	fi
+	# Each test starts with an empty /tmp (but the runner's own files): tests
+	# use fixed names there (/tmp/expect, ...), and a file left by an earlier
+	# test must not stand in for one this test forgot to write.
+	for f in /tmp/* /tmp/.[!.]*; do
+		case $f in
+		/tmp/out.* | /tmp/dmesg.* | '/tmp/*' | '/tmp/.[!.]*') ;;
+		*) if [ ! -d "$f" ]; then
+			rm -f "$f"
+		elif ! grep -q " $f " /proc/mounts; then
+			rm -rf "$f" 2>/dev/null
+		fi ;;
+		esac
+	done
 	echo "dmr-test-start $name" >/dev/kmsg
 	start=$(date +%s)
 	timeout "$TEST_TIMEOUT" /bin/sh -c ". /etc/dmr-env.sh; cd /tmp; . $t" >/tmp/out.$name 2>&1
@@ -59,6 +72,8 @@ for t in /tests/[0-9]*.sh; do
 	if [ -z "$reason" ]; then
 		pass=$((pass + 1))
 		result PASS "$name" "$secs"
+		# Figures a passing test reports (`note`).
+		grep '^# ' /tmp/out.$name | sed 's/^/| /'
 	else
 		failed=$((failed + 1))
 		result FAIL "$name" "$secs" "$reason"

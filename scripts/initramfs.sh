@@ -12,7 +12,7 @@
 # DMR_TOOL, if set, is the dm-remap-tool binary to include.
 #
 # The image holds dash as /bin/sh, static busybox for the other commands, the user-space tools the tests drive
-# (dmsetup, util-linux losetup, fio, mke2fs/e2fsck) with the shared libraries
+# (dmsetup, util-linux losetup, fio, mke2fs/e2fsck/filefrag) with the shared libraries
 # ldd reports for them, scripts/guest-init.sh as /init, and tests/.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -59,6 +59,8 @@ add_prog /usr/bin/fio /usr/bin/fio
 add_prog /sbin/mke2fs /usr/sbin/mke2fs
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
 add_prog /sbin/e2fsck /usr/sbin/e2fsck
+# filefrag: where a file's blocks are, to plant faults under file data.
+add_prog /usr/sbin/filefrag /usr/sbin/filefrag
 # The host tool (dm-remap-tool check/dump), when the caller built it.
 [ -z "${DMR_TOOL:-}" ] || add_prog "$DMR_TOOL" /usr/bin/dm-remap-tool
 cp /etc/mke2fs.conf "$stage/etc/" 2>/dev/null || true

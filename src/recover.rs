@@ -28,9 +28,8 @@
 //! fails, and `map` refuses writes until `clear_fail` rewrites the metadata.
 
 use crate::dm::log::{dmr_err, dmr_info};
-use crate::dm::target::{from_callback, Target};
-use crate::dm::worker::{self, now_ms, status as sts, OwnedBio};
-use crate::dm::bindings as b;
+use crate::dm::target::{from_callback, RawTarget, Target};
+use crate::dm::worker::{self, bio_flags, now_ms, status as sts, OwnedBio};
 use crate::logic::emit::Emitter;
 use crate::logic::mem::RawArray;
 use crate::logic::message::{Message, ScanCmd};
@@ -47,7 +46,7 @@ const RELOCATE_ATTEMPTS: u32 = 8;
 
 /// Worker callback: handles every queued bio.
 #[no_mangle]
-extern "C" fn dmr_worker_run(ti: *mut b::dm_target) {
+extern "C" fn dmr_worker_run(ti: *mut RawTarget) {
     // SAFETY: The worker of a constructed target calls back with it; work is
     // flushed before the target is freed.
     let (t, target) = unsafe { from_callback::<Remap>(ti) };
@@ -58,7 +57,7 @@ extern "C" fn dmr_worker_run(ti: *mut b::dm_target) {
 
 /// Worker callback: one step of the scanner.
 #[no_mangle]
-extern "C" fn dmr_scan_run(ti: *mut b::dm_target) {
+extern "C" fn dmr_scan_run(ti: *mut RawTarget) {
     // SAFETY: As for `dmr_worker_run`; the scan work is cancelled in
     // `postsuspend`, before any destruction.
     let (t, target) = unsafe { from_callback::<Remap>(ti) };
@@ -156,7 +155,7 @@ impl Remap {
                 b.is_write(),
                 b.is_on(&self.spare),
                 b.is_durable(),
-                b.flags() & crate::dm::bindings::DMR_BIO_DEFERRED != 0,
+                b.flags() & bio_flags::DEFERRED != 0,
             )
         };
         let bs = self.geometry.block_sectors;
@@ -465,6 +464,14 @@ impl Remap {
                 p.apply(s);
                 p.check(self.geometry.block_size)
                     .map_err(|r| MsgError::Invalid(r.as_str()))?;
+                if let Setting::ScanChunk(kib) = s {
+                    // A running scanner reads into a buffer of the new size
+                    // from its next step on.
+                    if c.scan.buf.is_some() {
+                        let a = RawArray::new(kib as usize * 1024).ok_or(MsgError::NoMemory)?;
+                        c.scan.buf = Some(a);
+                    }
+                }
                 c.policy = p;
                 if let Setting::AutoRemap(on) = s {
                     self.auto_remap.store(on, Ordering::Relaxed);
@@ -483,11 +490,12 @@ impl Remap {
             Message::Scan(ScanCmd::Start) => {
                 let bytes = c.policy.scan_chunk as usize * 1024;
                 if c.scan.buf.as_ref().map(|b| b.len()) != Some(bytes) {
-                    c.scan.buf = None;
-                    c.scan.buf = Some(RawArray::new(bytes).ok_or(MsgError::NoMemory)?);
+                    let a = RawArray::new(bytes).ok_or(MsgError::NoMemory)?;
+                    c.scan.buf = Some(a);
                 }
                 if !c.scan.running {
                     c.scan.running = true;
+                    c.scan.due_ms = now_ms();
                     self.scanning.store(true, Ordering::Relaxed);
                     dmr_info!(
                         "{}: scan started at sector {}\n",
@@ -574,6 +582,9 @@ impl Remap {
         let Some(mut buf) = c.scan.buf.take() else {
             return;
         };
+        // The buffer holds the chunk (`scan start` and `set scan_chunk` size
+        // it); never read more than it holds.
+        let n = n.min(buf.len() as u64 / bs_bytes).max(1);
         while blk < start + n {
             if self.table.lookup(blk).is_some() {
                 blk += 1;
@@ -584,16 +595,13 @@ impl Remap {
                 end += 1;
             }
             let len = ((end - blk) * bs_bytes) as usize;
-            let ok = worker::data_io(
-                &self.io_client,
-                &self.main,
-                blk * bs,
-                &mut buf[..len],
-                false,
-                false,
-                true,
-            )
-            .is_ok();
+            let ok = match buf.get_mut(..len) {
+                Some(b) => {
+                    worker::data_io(&self.io_client, &self.main, blk * bs, b, false, false, true)
+                        .is_ok()
+                }
+                None => false,
+            };
             if !ok {
                 // Narrow the error down block by block.
                 for x in blk..end {
@@ -616,14 +624,17 @@ impl Remap {
             self.commit(dev, &mut c, 1, 0);
         }
         self.update_gauges(&c);
-        // Keep to the rate over the whole chunk, skipped blocks included,
-        // counting the time the step took; back off to half the rate after
-        // foreground I/O.
-        let mut delay = c.policy.scan_delay_ms(n * bs_bytes);
+        // Keep the average to the rate over whole chunks, skipped blocks
+        // included: each step is due one chunk's time after the previous
+        // one (twice that after foreground I/O). A scanner that fell behind
+        // (slow reads) does not catch up more than a second's worth.
+        let mut step_ms = c.policy.scan_delay_ms(n * bs_bytes);
         if self.busy.swap(false, Ordering::Relaxed) {
-            delay = delay.saturating_mul(2);
+            step_ms = step_ms.saturating_mul(2);
         }
-        let delay = delay.saturating_sub(now_ms().saturating_sub(t0));
+        let now = now_ms();
+        c.scan.due_ms = c.scan.due_ms.max(t0.saturating_sub(1000)).saturating_add(step_ms);
+        let delay = c.scan.due_ms.saturating_sub(now);
         drop(c);
         self.worker
             .scan_after(u32::try_from(delay).unwrap_or(u32::MAX));

@@ -15,7 +15,6 @@
 //! loads it, repairing stale copies or formatting a blank area. Every message
 //! that changes remaps commits before it returns.
 
-use crate::dm::bindings::{DMR_BIO_DEFERRED, DMR_BIO_HANDLED};
 use crate::dm::bio::Bio;
 use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
@@ -26,6 +25,7 @@ use crate::dm::target::{
     CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, StatusKind, Target,
     TargetOps,
 };
+use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, PASS};
 use crate::dm::worker::{self, Worker};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES};
@@ -63,6 +63,8 @@ pub(crate) struct Scan {
     pub(crate) found: u64,
     /// When the last pass completed (ms since boot).
     pub(crate) last_pass_ms: Option<u64>,
+    /// When the next step is due (ms since boot), to keep the average rate.
+    pub(crate) due_ms: u64,
     /// Read buffer of `scan_chunk` bytes, while running.
     pub(crate) buf: Option<RawArray<u8, KernelEnv>>,
 }
@@ -276,6 +278,7 @@ impl TargetOps for Remap {
                 passes: 0,
                 found: 0,
                 last_pass_ms: None,
+                due_ms: 0,
                 buf: None,
             },
             suspended: true,
@@ -332,10 +335,16 @@ impl TargetOps for Remap {
                     &self.main
                 };
                 bio.set_dev(dev);
+                // Its errors go to the caller as they are (the per-bio data
+                // is not zeroed by device-mapper, so say so).
+                bio.record();
+                bio.set_flags(PASS);
                 return MapResult::Remapped;
             }
             bio.set_dev(&self.main);
             bio.set_sector(ti.offset(bio.sector()));
+            bio.record();
+            bio.set_flags(PASS);
             return MapResult::Remapped;
         }
         if !bio.is_read() && self.fail.load(Ordering::Relaxed) {
@@ -390,7 +399,7 @@ impl TargetOps for Remap {
         #[cfg(not(dmr_no_stats))]
         self.count(bio, r.to_spare, len << 9);
         if deferred {
-            bio.set_flags(DMR_BIO_DEFERRED);
+            bio.set_flags(DEFERRED);
             self.worker.queue(bio);
             return MapResult::Submitted;
         }
@@ -473,7 +482,7 @@ impl TargetOps for Remap {
             Message::Add { .. } | Message::Remove { .. } | Message::Clear
                 if self.fail.load(Ordering::Relaxed) =>
             {
-                Err(MsgError::Invalid("fail mode: send clear_fail first"))
+                Err(MsgError::FailMode)
             }
             _ => {
                 let r = c
@@ -505,7 +514,7 @@ impl TargetOps for Remap {
             match e {
                 MsgError::NoMemory => ENOMEM,
                 MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => ENOSPC,
-                MsgError::Io => EIO,
+                MsgError::Io | MsgError::FailMode => EIO,
                 MsgError::NotLoaded => EBUSY,
                 MsgError::Invalid(_) | MsgError::At(..) => EINVAL,
             }
@@ -528,8 +537,8 @@ impl TargetOps for Remap {
             return EndIo::Done;
         }
         let flags = bio.flags();
-        if flags & (DMR_BIO_HANDLED | DMR_BIO_DEFERRED) != 0 {
-            // Completed by the worker.
+        if flags & (HANDLED | DEFERRED) != 0 {
+            // Completed by the worker, which counted the error.
             return EndIo::Done;
         }
         let c = if bio.is_on(&self.spare) {
@@ -538,14 +547,15 @@ impl TargetOps for Remap {
             Counter::MainErrors
         };
         self.stats.add(c, 1);
-        if !worker::is_media_error(status)
+        if flags & PASS != 0
+            || !worker::is_media_error(status)
             || !(bio.is_read() || bio.is_write())
             || !self.auto_remap.load(Ordering::Relaxed)
         {
             return EndIo::Done;
         }
         // Retry from the worker (process context), from where `map` saw it.
-        bio.set_flags(flags | DMR_BIO_HANDLED);
+        bio.set_flags(flags | HANDLED);
         self.worker.queue(bio);
         EndIo::Incomplete
     }
@@ -559,6 +569,7 @@ impl TargetOps for Remap {
         let mut c = self.core.lock();
         c.suspended = false;
         if c.scan.running {
+            c.scan.due_ms = worker::now_ms();
             self.worker.scan_after(0);
         }
     }

@@ -157,7 +157,8 @@ void dmr_bio_complete(struct bio *bio, blk_status_t status)
 	bio_endio(bio);
 }
 
-unsigned long dmr_jiffies_ms(void)
+/* Milliseconds since boot, 64-bit (jiffies_to_msecs() wraps after 49 days). */
+u64 dmr_jiffies_ms(void)
 {
-	return jiffies_to_msecs(jiffies);
+	return jiffies64_to_msecs(get_jiffies_64());
 }

@@ -9,6 +9,7 @@ _STATE=/tmp/.dmr-test
 mkdir -p $_STATE
 : >$_STATE/devs
 : >$_STATE/loops
+: >$_STATE/mounts
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -96,11 +97,14 @@ no_check() {
 	echo "$1" >>$_STATE/nocheck
 }
 
-# On exit: remove the test's dm devices, run `dm-remap-tool check` on every
-# loop device that holds dm-remap metadata (a test fails if it leaves an
-# inconsistent spare), then detach the loops.
+# On exit: unmount what fs_mount mounted, remove the test's dm devices, run
+# `dm-remap-tool check` on every loop device that holds dm-remap metadata (a
+# test fails if it leaves an inconsistent spare), then detach the loops.
 _cleanup() {
 	_rc=$?
+	for _m in $(cat $_STATE/mounts); do
+		umount "$_m" 2>/dev/null
+	done
 	for _n in $(sed '1!G;h;$!d' $_STATE/devs); do
 		dmsetup remove --retry "$_n" >/dev/null 2>&1
 	done
@@ -137,4 +141,90 @@ meta_sum() {
 # remaps NAME: the device's remaps as `list` prints them.
 remaps() {
 	dmsetup message "$1" 0 list 0 10000
+}
+
+# dm_devt NAME: the device's major:minor, as its kernel log lines name it.
+dm_devt() {
+	dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '
+}
+
+# dm_field NAME N: field N of `dmsetup status NAME` ($4 is the state).
+dm_field() {
+	dmsetup status "$1" | awk -v n="$2" '{ print $n }'
+}
+
+# dm_stat NAME FILE: a file of the device's statistics directory in sysfs.
+dm_stat() {
+	cat /sys/module/dm_remap/stat/"$(dm_kname "$1")"/"$2"
+}
+
+# Fault injection below dm-remap.
+#
+# error_table DEV LEN [START:NR]...: a table over DEV's first LEN sectors,
+# linear except for the ranges START:NR (in any order, not overlapping),
+# which are `error` segments: reads and writes there fail with EIO.
+error_table() {
+	_et_dev=$1 _et_len=$2 _et_at=0
+	shift 2
+	for _et_r in $(printf '%s\n' "$@" | sort -n); do
+		_et_s=${_et_r%:*} _et_n=${_et_r#*:}
+		if [ "$_et_s" -gt $_et_at ]; then
+			echo "$_et_at $((_et_s - _et_at)) linear $_et_dev $_et_at"
+		fi
+		echo "$_et_s $_et_n error"
+		_et_at=$((_et_s + _et_n))
+	done
+	if [ $_et_at -lt "$_et_len" ]; then
+		echo "$_et_at $((_et_len - _et_at)) linear $_et_dev $_et_at"
+	fi
+}
+
+# dm_wrap NAME DEV [START:NR]...: a wrapper device over all of DEV with
+# `error` segments at the given sector ranges (none: plain linear).
+dm_wrap() {
+	_w=$1 _wd=$2
+	shift 2
+	error_table "$_wd" "$(sectors "$_wd")" "$@" | dmsetup create "$_w" || return 1
+	echo "$_w" >>$_STATE/devs
+}
+
+# dm_rewrap NAME DEV [START:NR]...: gives a live wrapper a new set of error
+# segments (suspend, load, resume), under whatever is stacked on it.
+dm_rewrap() {
+	_w=$1 _wd=$2
+	shift 2
+	error_table "$_wd" "$(sectors "$_wd")" "$@" >$_STATE/table
+	dmsetup suspend "$_w" || fail "suspend $_w"
+	if ! dmsetup load "$_w" $_STATE/table; then
+		dmsetup resume "$_w"
+		fail "wrapper table refused: $(tr '\n' ';' <$_STATE/table)"
+	fi
+	dmsetup resume "$_w" || fail "resume $_w"
+}
+
+# dm_dust NAME DEV: a dm-dust device over all of DEV with 4 KiB blocks.
+# It starts disabled: reads pass even of listed blocks until `dust NAME enable`.
+dm_dust() {
+	dm_create "$1" "0 $(sectors "$2") dust $2 0 4096"
+}
+
+# dust NAME MESSAGE...: sends a message to a dm-dust device (addbadblock
+# <block> [<wr_fail_cnt>], enable, disable, removebadblock, clearbadblocks).
+dust() {
+	_w=$1
+	shift
+	dmsetup message "$_w" 0 "$@" >/dev/null || fail "dm-dust message '$*' failed"
+}
+
+# fs_mount DEV DIR: mounts the ext4 file system on DEV at DIR; it is
+# unmounted on exit unless fs_umount did it first.
+fs_mount() {
+	mkdir -p "$2"
+	mount -t ext4 "$1" "$2" || return 1
+	echo "$2" >>$_STATE/mounts
+}
+fs_umount() {
+	umount "$1" || fail "umount $1"
+	grep -vx "$1" $_STATE/mounts >$_STATE/mounts.new
+	mv $_STATE/mounts.new $_STATE/mounts
 }

@@ -16,6 +16,9 @@ use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
 
+/// A `struct dm_target`, as callbacks of work the target queued receive it.
+pub(crate) type RawTarget = b::dm_target;
+
 /// What `map` did with a bio.
 pub(crate) enum MapResult {
     /// The bio was re-addressed; device-mapper submits it.

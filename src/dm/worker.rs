@@ -137,6 +137,17 @@ impl OwnedBio {
     }
 }
 
+/// Flags of the per-bio data (`DMR_BIO_*` of `include/dm_remap_worker.h`).
+pub(crate) mod bio_flags {
+    use super::b;
+    /// `end_io` handed the bio to the worker.
+    pub(crate) const HANDLED: u32 = b::DMR_BIO_HANDLED;
+    /// `map` queued the bio to the worker without submitting it.
+    pub(crate) const DEFERRED: u32 = b::DMR_BIO_DEFERRED;
+    /// Errors pass through (empty flushes).
+    pub(crate) const PASS: u32 = b::DMR_BIO_PASS;
+}
+
 /// Block status codes.
 pub(crate) mod status {
     use super::b;
@@ -197,5 +208,5 @@ pub(crate) fn data_io(
 /// Milliseconds since boot (jiffies), for rates and ages.
 pub(crate) fn now_ms() -> u64 {
     // SAFETY: Reads jiffies.
-    u64::from(unsafe { b::dmr_jiffies_ms() } as u32)
+    unsafe { b::dmr_jiffies_ms() }
 }

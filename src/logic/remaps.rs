@@ -150,6 +150,8 @@ pub enum MsgError {
         /// Pool blocks the metadata area can describe.
         slots: u64,
     },
+    /// The target is in fail mode; nothing is changed until `clear_fail`.
+    FailMode,
 }
 
 impl fmt::Display for MsgError {
@@ -167,6 +169,7 @@ impl fmt::Display for MsgError {
                 f,
                 "metadata area full: it describes {slots} spare blocks and all are in use"
             ),
+            MsgError::FailMode => f.write_str("fail mode: send clear_fail first"),
         }
     }
 }
@@ -1687,6 +1690,80 @@ mod tests {
         assert_eq!(third.r.spare_used(), 0);
         assert_eq!(third.r.pending(), &[9, 700, 4000]);
         assert_eq!(third.r.pool.free(), third.r.slots() - 2);
+    }
+
+    #[test]
+    fn error_path_reserve_commit_publish_and_relocate() {
+        let mut f = Fixture::new(Some(4096));
+        // A failed write of main block 40: reserve, (write data), commit,
+        // publish; nothing is visible before the publish.
+        let slot = f.r.reserve(40).unwrap();
+        assert_eq!(f.t.lookup(40), None);
+        f.r.commit(&mut f.disk, slot, slot).unwrap();
+        assert_eq!(f.t.lookup(40), None);
+        let mut ev = |_e: Event| {};
+        f.r.publish(&f.t, 40, slot, &mut ev).unwrap();
+        assert_eq!(f.t.lookup(40), Some(slot));
+        assert_eq!(f.r.slot_at(f.r.slot_sector(slot)), Some(slot));
+        assert_eq!(f.r.slot_at(f.r.slot_sector(slot) + 1), None);
+        assert_eq!(f.r.slot_at(4095), None);
+        assert_eq!(f.r.holder(slot), Some(40));
+        // Its spare block fails: retire it, move the block to a new one in
+        // one step for readers.
+        let new = f.r.reserve(40).unwrap();
+        assert_ne!(new, slot);
+        assert_eq!(f.r.retire_slot(slot), Some(40));
+        f.r.commit(&mut f.disk, slot.min(new), slot.max(new))
+            .unwrap();
+        f.r.publish(&f.t, 40, new, &mut ev).unwrap();
+        assert_eq!(f.t.lookup(40), Some(new));
+        assert_eq!(f.t.len(), 1);
+        let again = Fixture::on(Some(4096), f.disk.clone()).unwrap();
+        assert_eq!(again.t.lookup(40), Some(new));
+        assert_eq!(again.r.retired(), 1);
+        // A commit that fails is undone in memory.
+        let slot3 = f.r.reserve(41).unwrap();
+        let old_free = f.r.free_slots();
+        f.disk.writes_left = Some(0);
+        assert_eq!(f.r.commit(&mut f.disk, slot3, slot3), Err(MsgError::Io));
+        f.r.unreserve(slot3);
+        assert_eq!(f.r.free_slots(), old_free + 1);
+        // ... and so is a retirement.
+        assert_eq!(f.r.retire_slot(new), Some(40));
+        f.r.unretire(new, 40);
+        assert_eq!(f.r.holder(new), Some(40));
+        assert_eq!(f.r.retired(), 1);
+        // Fail mode ends with a full rewrite once writes work again.
+        f.disk.writes_left = None;
+        f.r.rewrite_all(&mut f.disk).unwrap();
+        let back = Fixture::on(Some(4096), f.disk.clone()).unwrap();
+        assert_eq!(back.t.lookup(40), Some(new));
+        assert_eq!(back.t.lookup(41), None);
+    }
+
+    #[test]
+    fn verify_rewrites_stale_and_damaged_copies_only() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 8").unwrap();
+        let layout = f.r.meta.layout;
+        let mut ev = Vec::new();
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 0);
+        // Damage an entry sector of copy 2 and the header of copy 4.
+        let at = (layout.copy_start(2) + 3) as usize * SECTOR;
+        f.disk.data[at + 20] ^= 0xff;
+        let h4 = layout.copy_start(4) as usize * SECTOR;
+        f.disk.data[h4 + 100] ^= 1;
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 2);
+        assert!(matches!(
+            ev[0],
+            Event::Repaired {
+                copy: 2,
+                defect: Defect::BadCrc
+            }
+        ));
+        assert!(matches!(ev[1], Event::Repaired { copy: 4, .. }));
+        all_copies_valid(&mut f.disk, &layout, "after verify");
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 0);
     }
 
     #[test]

@@ -519,6 +519,25 @@ mod tests {
     }
 
     #[test]
+    fn replace_keeps_the_entry_visible() {
+        let (t, mut w) = RemapTable::<HostEnv>::new().unwrap();
+        for b in 0..200 {
+            t.insert(&mut w, b, b + 1000).unwrap();
+        }
+        let mut retired = Retired::new();
+        assert_eq!(t.replace(&mut w, 77, 5, &mut retired), Ok(1077));
+        assert_eq!(t.lookup(77), Some(5));
+        assert_eq!(t.len(), 200);
+        assert_eq!(
+            t.replace(&mut w, 999, 5, &mut retired),
+            Err(TableError::Missing)
+        );
+        for b in (0..200).filter(|&b| b != 77) {
+            assert_eq!(t.lookup(b), Some(b + 1000));
+        }
+    }
+
+    #[test]
     fn sizing_policy() {
         assert_eq!(target_buckets(64, 96), 64);
         assert_eq!(target_buckets(64, 97), 256);
