@@ -32,13 +32,15 @@ void dmr_kvfree(void *p);
 u32 dmr_crc32(const void *buf, size_t len);
 void dmr_random_bytes(void *buf, size_t len);
 
-/* Synchronous metadata I/O on the spare through dm-io (opaque client). */
+/* Synchronous I/O through dm-io (opaque client). */
 void *dmr_io_client_create(void);
 void dmr_io_client_destroy(void *client);
-int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
-		void *buf, unsigned int sectors, bool write, bool durable);
-int dmr_data_io(void *client, struct block_device *bdev, sector_t sector,
-		void *buf, unsigned int sectors, bool write, bool fua, bool idle);
+#define DMR_IO_WRITE 1U
+#define DMR_IO_FUA 2U
+#define DMR_IO_PREFLUSH 4U
+#define DMR_IO_IDLE 8U
+int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
+		void *buf, unsigned int sectors, unsigned int flags);
 
 #ifdef __BINDGEN__
 /*

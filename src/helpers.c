@@ -82,10 +82,15 @@ void dmr_io_client_destroy(void *client)
 	dm_io_client_destroy(client);
 }
 
-/* Synchronous I/O of whole sectors through dm-io, into or out of buf. */
-static int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
-		       void *buf, unsigned int sectors, blk_opf_t opf,
-		       unsigned short ioprio)
+/*
+ * Synchronous I/O of whole sectors through dm-io, into or out of buf; flags
+ * are DMR_IO_* (include/dm_remap_helpers.h). A metadata header is written
+ * with PREFLUSH (everything written before it is flushed first) and FUA (it
+ * is on stable media when it completes); the scanner reads at idle I/O
+ * priority, so that schedulers honouring priorities serve other I/O first.
+ */
+int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
+		void *buf, unsigned int sectors, unsigned int flags)
 {
 	struct dm_io_region region = {
 		.bdev = bdev,
@@ -93,13 +98,19 @@ static int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
 		.count = sectors,
 	};
 	struct dm_io_request req = {
-		.bi_opf = opf,
+		.bi_opf = REQ_OP_READ,
 		.notify.fn = NULL,
 		.client = client,
 	};
 	unsigned long error_bits = 0;
 	int r;
 
+	if (flags & DMR_IO_WRITE)
+		req.bi_opf = REQ_OP_WRITE | REQ_SYNC;
+	if (flags & DMR_IO_PREFLUSH)
+		req.bi_opf |= REQ_PREFLUSH;
+	if (flags & DMR_IO_FUA)
+		req.bi_opf |= REQ_FUA;
 	if (is_vmalloc_addr(buf)) {
 		req.mem.type = DM_IO_VMA;
 		req.mem.ptr.vma = buf;
@@ -107,40 +118,10 @@ static int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
 		req.mem.type = DM_IO_KMEM;
 		req.mem.ptr.addr = buf;
 	}
-	r = dm_io(&req, 1, &region, &error_bits, ioprio);
+	r = dm_io(&req, 1, &region, &error_bits,
+		  flags & DMR_IO_IDLE ? IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0) :
+					IOPRIO_DEFAULT);
 	if (r)
 		return r;
 	return error_bits ? -EIO : 0;
-}
-
-/*
- * Reads or writes whole sectors of the spare's metadata area. A durable
- * write is preceded by a flush of everything written before it
- * (REQ_PREFLUSH) and is itself on stable media when it completes (REQ_FUA).
- */
-int dmr_meta_io(void *client, struct block_device *bdev, sector_t sector,
-		void *buf, unsigned int sectors, bool write, bool durable)
-{
-	blk_opf_t opf = write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ;
-
-	if (write && durable)
-		opf |= REQ_PREFLUSH | REQ_FUA;
-	return dmr_sync_io(client, bdev, sector, buf, sectors, opf, IOPRIO_DEFAULT);
-}
-
-/*
- * Data I/O of the error path and the scanner. fua: the write is on stable
- * media when it completes. idle: the scanner's reads, at idle I/O priority
- * so that schedulers honouring priorities serve other I/O first.
- */
-int dmr_data_io(void *client, struct block_device *bdev, sector_t sector,
-		void *buf, unsigned int sectors, bool write, bool fua, bool idle)
-{
-	blk_opf_t opf = write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ;
-
-	if (write && fua)
-		opf |= REQ_FUA;
-	return dmr_sync_io(client, bdev, sector, buf, sectors, opf,
-			   idle ? IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0) :
-				  IOPRIO_DEFAULT);
 }

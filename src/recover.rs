@@ -27,9 +27,10 @@
 //! A commit that fails puts the target in fail mode: the bio that needed it
 //! fails, and `map` refuses writes until `clear_fail` rewrites the metadata.
 
+use crate::dm::io;
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::target::{from_callback, RawTarget, Target};
-use crate::dm::worker::{self, bio_flags, now_ms, status as sts, OwnedBio};
+use crate::dm::worker::{bio_flags, now_ms, status as sts, OwnedBio};
 use crate::logic::emit::Emitter;
 use crate::logic::mem::RawArray;
 use crate::logic::message::{Message, ScanCmd};
@@ -109,7 +110,6 @@ impl Remap {
     fn commit(&self, dev: &str, c: &mut Core, lo: u64, hi: u64) -> bool {
         let mut sio = self.spare_io();
         let ok = c.remaps.commit(&mut sio, lo, hi).is_ok();
-        self.stats.add(Counter::Commits, 1);
         if !ok {
             self.enter_fail(dev);
         }
@@ -118,7 +118,12 @@ impl Remap {
 
     fn io(&self, spare: bool, sector: u64, buf: &mut [u8], write: bool, fua: bool) -> bool {
         let dev = if spare { &self.spare } else { &self.main };
-        worker::data_io(&self.io_client, dev, sector, buf, write, fua, false).is_ok()
+        let f = match (write, fua) {
+            (false, _) => io::flags::READ,
+            (true, false) => io::flags::WRITE,
+            (true, true) => io::flags::WRITE | io::flags::FUA,
+        };
+        io::sync_io(&self.io_client, dev, sector, buf, f).is_ok()
     }
 
     /// Reads one block with `read_retries` retries.
@@ -205,7 +210,7 @@ impl Remap {
             self.pending.set(c.remaps.pending());
             self.commit(dev, &mut c, 1, 0);
         }
-        self.update_gauges(&c);
+        self.update_stats(&mut c);
         drop(c);
         bio.complete(status);
     }
@@ -345,30 +350,27 @@ impl Remap {
             hi = hi.max(o);
         }
         let was_pending = c.remaps.remove_pending(block);
-        if !self.commit(dev, c, lo, hi) {
+        let committed = self.commit(dev, c, lo, hi);
+        if !committed
+            || c.remaps
+                .publish(&self.table, block, slot, &mut |ev| {
+                    crate::target::log_event(dev, ev)
+                })
+                .is_err()
+        {
             c.remaps.unreserve(slot);
             if let Some(o) = old {
                 c.remaps.unretire(o, block);
             }
             if was_pending {
                 c.remaps.add_pending(block);
+            }
+            if committed {
+                // Durable but not published (out of memory): undo on disk too.
+                self.commit(dev, c, lo, hi);
+                return sts::RESOURCE;
             }
             return sts::IOERR;
-        }
-        if c.remaps
-            .publish(&self.table, block, slot, &mut |ev| crate::target::log_event(dev, ev))
-            .is_err()
-        {
-            // Durable but not published: undo on disk too.
-            c.remaps.unreserve(slot);
-            if let Some(o) = old {
-                c.remaps.unretire(o, block);
-            }
-            if was_pending {
-                c.remaps.add_pending(block);
-            }
-            self.commit(dev, c, lo, hi);
-            return sts::RESOURCE;
         }
         self.pending.set(c.remaps.pending());
         c.auto_remaps += 1;
@@ -597,7 +599,7 @@ impl Remap {
             let len = ((end - blk) * bs_bytes) as usize;
             let ok = match buf.get_mut(..len) {
                 Some(b) => {
-                    worker::data_io(&self.io_client, &self.main, blk * bs, b, false, false, true)
+                    io::sync_io(&self.io_client, &self.main, blk * bs, b, io::flags::IDLE)
                         .is_ok()
                 }
                 None => false,
@@ -623,7 +625,7 @@ impl Remap {
             self.pending.set(c.remaps.pending());
             self.commit(dev, &mut c, 1, 0);
         }
-        self.update_gauges(&c);
+        self.update_stats(&mut c);
         // Keep the average to the rate over whole chunks, skipped blocks
         // included: each step is due one chunk's time after the previous
         // one (twice that after foreground I/O). A scanner that fell behind

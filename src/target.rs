@@ -83,6 +83,9 @@ pub(crate) struct Core {
     pub(crate) auto_remaps: u64,
     /// The spare level last reported in the log.
     pub(crate) reported: SpareLevel,
+    /// The metadata generation the `metadata_commits` counter has counted
+    /// up to.
+    pub(crate) counted: u64,
 }
 
 /// One remap target.
@@ -134,8 +137,14 @@ impl Remap {
         }
     }
 
-    /// Publishes the writer's state to the sysfs gauges.
-    pub(crate) fn update_gauges(&self, c: &Core) {
+    /// Publishes the state to sysfs, at the end of every section under the
+    /// lock: the gauges, and the commits made since the last call (every
+    /// commit, successful or not, advances the generation by one).
+    pub(crate) fn update_stats(&self, c: &mut Core) {
+        let generation = c.remaps.generation();
+        self.stats
+            .add(Counter::Commits, generation.saturating_sub(c.counted));
+        c.counted = generation;
         let w = &c.remaps;
         self.stats.set(Gauge::Remaps, self.table.len());
         self.stats.set(Gauge::SpareUsed, w.spare_used());
@@ -284,6 +293,7 @@ impl TargetOps for Remap {
             suspended: true,
             auto_remaps: 0,
             reported: SpareLevel::Ok,
+            counted: 0,
         };
         let core = KBox::pin_init(new_mutex!(core), GFP_KERNEL)
             .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
@@ -471,7 +481,6 @@ impl TargetOps for Remap {
         };
         let mut sio = self.spare_io();
         let mut c = self.core.lock();
-        let generation = c.remaps.generation();
         let r = match msg {
             Message::Pending
             | Message::ClearPending(_)
@@ -494,11 +503,7 @@ impl TargetOps for Remap {
                 r
             }
         };
-        self.stats.add(
-            Counter::Commits,
-            c.remaps.generation().saturating_sub(generation),
-        );
-        self.update_gauges(&c);
+        self.update_stats(&mut c);
         let stop_scan = matches!(msg, Message::Scan(ScanCmd::Stop));
         drop(c);
         if stop_scan {
@@ -598,7 +603,9 @@ impl TargetOps for Remap {
         self.stats.add(Counter::Repairs, repairs);
         self.pending.set(c.remaps.pending());
         self.report_spare(dev, &mut c);
-        self.update_gauges(&c);
+        // Loading is not a commit.
+        c.counted = c.remaps.generation();
+        self.update_stats(&mut c);
         r.map_err(|e| {
             let (why, err) = match e {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),

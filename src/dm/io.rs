@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Synchronous metadata I/O on the spare (dm-io), CRC-32 and random bytes.
+//! Synchronous I/O through dm-io (metadata, error path, scanner), CRC-32 and
+//! random bytes.
 
 use super::bindings as b;
 use super::device::DmDev;
@@ -25,12 +26,6 @@ impl IoClient {
     }
 }
 
-impl IoClient {
-    pub(super) fn raw(&self) -> *mut c_void {
-        self.0.as_ptr()
-    }
-}
-
 impl Drop for IoClient {
     fn drop(&mut self) {
         // SAFETY: Created by `dmr_io_client_create`, destroyed once; no I/O
@@ -47,42 +42,91 @@ pub(crate) struct SpareIo<'a> {
     pub(crate) spare: &'a DmDev,
 }
 
-impl SpareIo<'_> {
-    fn io(&mut self, sector: u64, buf: *mut u8, len: usize, write: bool, durable: bool) -> Result<(), ()> {
-        let sectors = u32::try_from(len / 512).map_err(|_| ())?;
-        if len % 512 != 0 || sectors == 0 {
-            return Err(());
-        }
-        // SAFETY: `buf` is valid for `len` bytes for the duration of this
-        // synchronous call; the client and the spare's block device are
-        // valid while borrowed.
-        let r = unsafe {
-            b::dmr_meta_io(
-                self.client.0.as_ptr(),
-                self.spare.bdev(),
-                sector,
-                buf.cast::<c_void>(),
-                sectors,
-                write,
-                durable,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(())
-        }
+/// How [`sync_io`] issues its request (`DMR_IO_*`).
+pub(crate) mod flags {
+    use super::b;
+    /// Read (no flag).
+    pub(crate) const READ: u32 = 0;
+    /// Write.
+    pub(crate) const WRITE: u32 = b::DMR_IO_WRITE;
+    /// The write is on stable media when it completes.
+    pub(crate) const FUA: u32 = b::DMR_IO_FUA;
+    /// Flush everything written before the write.
+    pub(crate) const PREFLUSH: u32 = b::DMR_IO_PREFLUSH;
+    /// Idle I/O priority (the scanner).
+    pub(crate) const IDLE: u32 = b::DMR_IO_IDLE;
+}
+
+/// Synchronous I/O of whole sectors of `dev` at `sector`, into `buf` or,
+/// with [`flags::WRITE`], out of it. Sleeps; process context only.
+pub(crate) fn sync_io(
+    client: &IoClient,
+    dev: &DmDev,
+    sector: u64,
+    buf: &mut [u8],
+    flags: u32,
+) -> Result<(), ()> {
+    // SAFETY: `buf` is valid and exclusively ours for its length.
+    unsafe { raw_io(client, dev, sector, buf.as_mut_ptr(), buf.len(), flags) }
+}
+
+/// # Safety
+///
+/// `buf` must be valid for `len` bytes for the call: writable for a read,
+/// readable for a write (dm-io only reads from the buffer of a write).
+unsafe fn raw_io(
+    client: &IoClient,
+    dev: &DmDev,
+    sector: u64,
+    buf: *mut u8,
+    len: usize,
+    flags: u32,
+) -> Result<(), ()> {
+    let sectors = u32::try_from(len / 512).map_err(|_| ())?;
+    if len % 512 != 0 || sectors == 0 {
+        return Err(());
+    }
+    // SAFETY: `buf` as the caller guarantees, for this synchronous call; the
+    // client and the device are valid while borrowed.
+    let r = unsafe {
+        b::dmr_sync_io(
+            client.0.as_ptr(),
+            dev.bdev(),
+            sector,
+            buf.cast::<c_void>(),
+            sectors,
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(())
     }
 }
 
 impl MetaIo for SpareIo<'_> {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
-        self.io(sector, buf.as_mut_ptr(), buf.len(), false, false)
+        sync_io(self.client, self.spare, sector, buf, flags::READ)
     }
 
     fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {
-        // dm-io only reads from the buffer of a write.
-        self.io(sector, buf.as_ptr().cast_mut(), buf.len(), true, durable)
+        let f = if durable {
+            flags::WRITE | flags::PREFLUSH | flags::FUA
+        } else {
+            flags::WRITE
+        };
+        // SAFETY: `buf` is valid for its length, and a write only reads it.
+        unsafe {
+            raw_io(
+                self.client,
+                self.spare,
+                sector,
+                buf.as_ptr().cast_mut(),
+                buf.len(),
+                f,
+            )
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 
 use super::bindings as b;
 use super::bio::Bio;
-use super::device::DmDev;
 use core::ptr::NonNull;
 use kernel::ffi::c_void;
 
@@ -168,41 +167,6 @@ pub(crate) mod status {
 /// like, which pass through.
 pub(crate) fn is_media_error(status: u8) -> bool {
     status == status::IOERR || status == status::MEDIUM
-}
-
-/// Synchronous data I/O of whole sectors on `dev` through dm-io.
-pub(crate) fn data_io(
-    client: &super::io::IoClient,
-    dev: &DmDev,
-    sector: u64,
-    buf: &mut [u8],
-    write: bool,
-    fua: bool,
-    idle: bool,
-) -> Result<(), ()> {
-    let sectors = u32::try_from(buf.len() / 512).map_err(|_| ())?;
-    if buf.len() % 512 != 0 || sectors == 0 {
-        return Err(());
-    }
-    // SAFETY: `buf` is valid for its length during this synchronous call;
-    // the client and the device are valid while borrowed.
-    let r = unsafe {
-        b::dmr_data_io(
-            client.raw(),
-            dev.bdev(),
-            sector,
-            buf.as_mut_ptr().cast::<c_void>(),
-            sectors,
-            write,
-            fua,
-            idle,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(())
-    }
 }
 
 /// Milliseconds since boot (jiffies), for rates and ages.
