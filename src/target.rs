@@ -345,15 +345,12 @@ impl TargetOps for Remap {
                     &self.main
                 };
                 bio.set_dev(dev);
-                // Its errors go to the caller as they are (the per-bio data
-                // is not zeroed by device-mapper, so say so).
-                bio.record();
-                bio.set_flags(PASS);
-                return MapResult::Remapped;
+            } else {
+                bio.set_dev(&self.main);
+                bio.set_sector(ti.offset(bio.sector()));
             }
-            bio.set_dev(&self.main);
-            bio.set_sector(ti.offset(bio.sector()));
-            bio.record();
+            // Its errors go to the caller as they are (device-mapper does not
+            // zero the per-bio data, so `end_io` must be told).
             bio.set_flags(PASS);
             return MapResult::Remapped;
         }

@@ -177,29 +177,28 @@ impl Policy {
         Ok(())
     }
 
+    /// Setting `i` (in [`NAMES`] order) as a number (`auto_remap`: 1 or 0).
+    fn get(&self, i: usize) -> u64 {
+        match i {
+            0 => u64::from(self.auto_remap),
+            1 => u64::from(self.read_retries),
+            2 => u64::from(self.write_retries),
+            3 => self.error_threshold,
+            4 => u64::from(self.spare_low),
+            5 => u64::from(self.scan_rate),
+            _ => u64::from(self.scan_chunk),
+        }
+    }
+
     fn value(&self, i: usize, w: &mut dyn Write) -> fmt::Result {
         match i {
             0 => w.write_str(if self.auto_remap { "on" } else { "off" }),
-            1 => write!(w, "{}", self.read_retries),
-            2 => write!(w, "{}", self.write_retries),
-            3 => write!(w, "{}", self.error_threshold),
-            4 => write!(w, "{}", self.spare_low),
-            5 => write!(w, "{}", self.scan_rate),
-            _ => write!(w, "{}", self.scan_chunk),
+            _ => write!(w, "{}", self.get(i)),
         }
     }
 
     fn differs(&self, i: usize) -> bool {
-        let d = Policy::default();
-        match i {
-            0 => self.auto_remap != d.auto_remap,
-            1 => self.read_retries != d.read_retries,
-            2 => self.write_retries != d.write_retries,
-            3 => self.error_threshold != d.error_threshold,
-            4 => self.spare_low != d.spare_low,
-            5 => self.scan_rate != d.scan_rate,
-            _ => self.scan_chunk != d.scan_chunk,
-        }
+        self.get(i) != Policy::default().get(i)
     }
 
     /// Feature words this policy prints on the table line (non-defaults).
