@@ -1,17 +1,26 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# Guest job that runs the test suite: every /tests/NN-*.sh in order, each in
-# its own shell with a time limit. A test fails when it exits non-zero, when
-# the kernel log written during it shows a problem (BUG, WARNING, Oops,
-# lockdep, suspicious RCU usage, KASAN, UBSAN, hung task), or when it leaves
-# dm devices, loop devices or the module behind. A last check asks kmemleak
-# for leaks. Prints one DMR-RESULT line per test and DMR-SUMMARY at the end.
+# Guest job that runs guest tests. The host hands them out one at a time:
+# several guests share one queue, and a guest asks for its next test when it
+# is done with the last. Each test runs in its own shell with a time limit. A
+# test fails when it exits non-zero, when the kernel log written during it
+# shows a problem (BUG, WARNING, Oops, lockdep, suspicious RCU usage, KASAN,
+# UBSAN, hung task), or when it leaves dm devices, loop devices or the module
+# behind. When the queue is empty, kmemleak is asked for leaks.
 #
-# /run/files/dmr-test.conf may set FILTER (an egrep pattern on test names)
-# and TEST_TIMEOUT (seconds per test).
+# Protocol, on the control port /dev/ttyS1 (the kernel command line has
+# dmr.ctl): the guest writes "NEXT", the host answers with a test name
+# (NN-name, a file /tests/NN-name.sh) or "DONE". Without dmr.ctl the guest
+# runs every test in order. Results go to the console: one
+# "DMR-RESULT PASS|FAIL NAME SECONDS [REASON]" line per test, followed by the
+# test's notes or, on failure, its output and kernel log; "DMR-SUMMARY PASS
+# FAIL" at the end.
+#
+# /run/files/dmr-test.conf may set TEST_TIMEOUT (seconds per test) and
+# KMEMLEAK=0 (skip the leak check).
 
-FILTER=
 TEST_TIMEOUT=600
+KMEMLEAK=1
 [ -f /run/files/dmr-test.conf ] && . /run/files/dmr-test.conf
 
 PROBLEMS='BUG:|WARNING:|Oops|UBSAN:|KASAN:|suspicious RCU usage|possible recursive locking|circular locking|inconsistent lock state|general protection fault|Call Trace:|blocked for more than|kmemleak: .*leak'
@@ -20,22 +29,40 @@ pass=0
 failed=0
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear >$kmemleak
+# The boot log is not any test's.
+dmesg -c >/dev/null
 
 result() { # PASS|FAIL NAME SECONDS [REASON]
 	echo "DMR-RESULT $*"
 }
 
-for t in /tests/[0-9]*.sh; do
-	name=$(basename "$t" .sh)
-	if [ -n "$FILTER" ] && ! echo "$name" | grep -Eq "$FILTER"; then
-		continue
-	fi
+# next_test: prints the name of the next test to run; fails when none is left.
+if grep -qw dmr.ctl /proc/cmdline; then
+	stty -F /dev/ttyS1 raw -echo || exit 1
+	exec 3<>/dev/ttyS1
+	next_test() {
+		echo NEXT >&3
+		read -r _next <&3 || return 1
+		[ "$_next" != DONE ] && echo "$_next"
+	}
+else
+	ls /tests | sed -n 's/^\([0-9].*\)\.sh$/\1/p' >/tmp/.queue
+	next_test() {
+		_next=$(sed -n 1p /tmp/.queue)
+		sed -i 1d /tmp/.queue
+		[ -n "$_next" ] && echo "$_next"
+	}
+fi
+
+run_test() { # NAME
+	name=$1
+	t=/tests/$name.sh
 	# Each test starts with an empty /tmp (but the runner's own files): tests
 	# use fixed names there (/tmp/expect, ...), and a file left by an earlier
 	# test must not stand in for one this test forgot to write.
 	for f in /tmp/* /tmp/.[!.]*; do
 		case $f in
-		/tmp/out.* | /tmp/dmesg.* | '/tmp/*' | '/tmp/.[!.]*') ;;
+		/tmp/out.* | /tmp/dmesg.* | /tmp/.queue | '/tmp/*' | '/tmp/.[!.]*') ;;
 		*) if [ ! -d "$f" ]; then
 			rm -f "$f"
 		elif ! grep -q " $f " /proc/mounts; then
@@ -43,12 +70,20 @@ for t in /tests/[0-9]*.sh; do
 		fi ;;
 		esac
 	done
+	if [ ! -f "$t" ]; then
+		failed=$((failed + 1))
+		result FAIL "$name" 0 "no such test"
+		return
+	fi
 	echo "dmr-test-start $name" >/dev/kmsg
 	start=$(date +%s)
 	timeout "$TEST_TIMEOUT" /bin/sh -c ". /etc/dmr-env.sh; cd /tmp; . $t" >/tmp/out.$name 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
-	dmesg | sed -n "/dmr-test-start $name\$/,\$p" >/tmp/dmesg.$name
+	# Read and clear: the next test's log (and the `dmesg` its since_mark
+	# reads) starts empty, and a late message lands in the next test's log
+	# rather than in nobody's.
+	dmesg -c >/tmp/dmesg.$name
 
 	reason=
 	[ $rc -eq 0 ] || reason="exit status $rc"
@@ -83,11 +118,16 @@ for t in /tests/[0-9]*.sh; do
 		grep -v '^$' /tmp/dmesg.$name | sed 's/^/| /' | tail -150
 		echo "----"
 	fi
+	rm -f /tmp/out.$name /tmp/dmesg.$name
+}
+
+while name=$(next_test); do
+	run_test "$name"
 done
 
 # Leaks: kmemleak reports objects that stayed unreferenced over two scans and
 # are older than 5 s.
-if [ -w $kmemleak ] && { [ -z "$FILTER" ] || echo kmemleak | grep -Eq "$FILTER"; }; then
+if [ -w $kmemleak ] && [ "$KMEMLEAK" = 1 ]; then
 	start=$(date +%s)
 	sleep 6
 	echo scan >$kmemleak

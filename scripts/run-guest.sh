@@ -3,31 +3,36 @@
 # Boots the test kernel with an initramfs under QEMU (TCG) and relays the job's
 # output; exits with the job's exit status.
 #
-#   scripts/run-guest.sh [--shell] [--icount] [--timeout SECONDS] [--log FILE] KDIR INITRAMFS
+#   scripts/run-guest.sh [--shell] [--icount] [--timeout SECONDS] [--log FILE]
+#                        [--control SOCKET] KDIR INITRAMFS
 #
 # --shell    interactive shell on the console instead of the job
 # --icount   -icount shift=0,sleep=off: guest time counts instructions, which
 #            makes benchmark ratios repeatable
 # --timeout  kill the guest after this many seconds (default 1800); exit 124
 # --log      keep the raw console output here
+# --control  a second serial port (the guest's /dev/ttyS1, announced by
+#            dmr.ctl on the kernel command line) on a UNIX socket that QEMU
+#            listens on; the guest starts once a client has connected
 #
 # Without a DMR-EXIT line (timeout, panic) the tail of the console is printed
 # and the exit status is 124 (timeout) or 125.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-shell=0 icount=() limit=1800 log=
+shell=0 icount=() limit=1800 log= control=()
 while [ $# -gt 2 ]; do
 	case $1 in
 	--shell) shell=1 ;;
 	--icount) icount=(-icount shift=0,sleep=off) ;;
 	--timeout) limit=$2; shift ;;
 	--log) log=$2; shift ;;
+	--control) control=(-chardev "socket,id=ctl,path=$2,server=on,wait=on" -serial chardev:ctl); shift ;;
 	*) die "unknown option $1" ;;
 	esac
 	shift
 done
-[ $# -eq 2 ] || die "usage: $0 [--shell] [--icount] [--timeout S] [--log FILE] KDIR INITRAMFS"
+[ $# -eq 2 ] || die "usage: $0 [--shell] [--icount] [--timeout S] [--log FILE] [--control SOCKET] KDIR INITRAMFS"
 kdir=$1 initrd=$2
 kernel=$kdir/arch/x86/boot/bzImage
 [ -f "$kernel" ] || die "no kernel image at $kernel"
@@ -37,6 +42,7 @@ qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nodefaults
 # loglevel=2: only panics reach the console; the runner reads everything else
 # from the kernel log itself.
 append="console=ttyS0 panic=-1 loglevel=2"
+[ ${#control[@]} -eq 0 ] || append+=" dmr.ctl"
 
 if [ $shell -eq 1 ]; then
 	exec "${qemu[@]}" -nographic -serial mon:stdio -append "$append dmr.shell"
@@ -47,7 +53,7 @@ fi
 # each test result shows as the test ends.
 set +e
 timeout --kill-after=10 "$limit" "${qemu[@]}" -display none -monitor none \
-	-serial stdio -append "$append" </dev/null 2>"$log.qemu" |
+	-serial stdio "${control[@]}" -append "$append" </dev/null 2>"$log.qemu" |
 	stdbuf -oL tr -d '\r' | tee "$log" |
 	sed -un '/^DMR-BEGIN$/,/^DMR-EXIT /{/^DMR-BEGIN$/d;/^DMR-EXIT /d;p}'
 qrc=${PIPESTATUS[0]}

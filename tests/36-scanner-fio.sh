@@ -1,13 +1,18 @@
 # The scanner at its default rate costs foreground I/O little: fio's 4 KiB
 # random reads reach at least 90% of the IOPS they reach without it.
 #
-# The guest's speed drifts by 10% and more over seconds (TCG on a shared
-# host), as much as the effect measured. So rounds are short and come in
-# cycles of without, with, with, without, which cancels a steady drift within
-# a cycle; each cycle gives a ratio, and the median of three cycles counts,
-# so one cycle hit by a slow spell does not decide. One fio run does all
-# rounds (fio takes seconds to start in the guest); the scanner is started
-# and stopped around the rounds "with" by exec_prerun and exec_postrun.
+# dmr-guest: icount
+#
+# The runner gives this test an instruction-counted guest (-icount
+# shift=0,sleep=off): its clock counts the guest's instructions, so the IOPS
+# are per guest second of work, whatever the other guests do to the host's
+# CPUs (on wall-clock time a busy host cut this ratio to 0.7 in one cycle).
+# Both vCPUs then share one host thread, so the scanner's own work counts
+# against fio, which is stricter than a machine with an idle second CPU.
+# Rounds are short and come in cycles of without, with, with, without, and
+# the median of three cycles counts. One fio run does all rounds (fio takes
+# seconds to start in the guest); the scanner is started and stopped around
+# the rounds "with" by exec_prerun and exec_postrun.
 . /tests/lib.sh
 load_module
 

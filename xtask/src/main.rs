@@ -1,7 +1,8 @@
 //! Developer commands for dm-remap.
 //!
 //! ```text
-//! cargo xtask test   [--filter REGEX] [--host-only] [--guest-only]
+//! cargo xtask test   [--filter REGEX] [--jobs N] [--host-only] [--guest-only]
+//! cargo xtask bench  [--rounds N] [--runtime S]
 //! cargo xtask demo   [--kernel debug|perf]
 //! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--file F]... [--script FILE] [-- CMD...]
 //! cargo xtask monitor [--kernel debug|perf] [--out DIR]
@@ -18,6 +19,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 use xshell::{cmd, Shell};
 
+mod suite;
+
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "\
@@ -28,8 +31,18 @@ commands:
           CLIPPY=1, no warnings allowed) and the guest test suite on the debug
           kernel; ends with `N passed, N failed`
             --filter REGEX   run only the guest tests whose names match
+                             (grep -E; `kmemleak` names the leak check)
+            --jobs N         guests at once (default: one per CPU; plus
+                             one instruction-counted guest for the tests
+                             that ask for it)
             --host-only      skip the kernel, module and guest
             --guest-only     skip the host checks
+  bench   fio 4 KiB random reads and writes on dm-linear and dm-remap (0
+          remaps, and as many as the spare holds) over null_blk, on the perf
+          kernel with instruction-counted time; prints IOPS and ratios to
+          dm-linear (format: scripts/bench.sh)
+            --rounds N       rounds per phase (default 2)
+            --runtime S      guest seconds per fio run (default 5)
   demo    boots the guest and walks through creating and using a remap device
   guest   boots the guest with the module and tools ready and runs FILE or CMD,
           returning its output and exit status; with neither, a shell
@@ -78,6 +91,9 @@ struct Opts {
     files: Vec<PathBuf>,
     out: Option<PathBuf>,
     flavour_given: bool,
+    jobs: Option<usize>,
+    rounds: Option<u32>,
+    runtime: Option<u32>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -101,7 +117,10 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--filter" => o.filter = Some(value("--filter")?),
             "--script" => o.script = Some(PathBuf::from(value("--script")?)),
             "--timeout" => o.timeout = Some(value("--timeout")?.parse()?),
+            "--jobs" => o.jobs = Some(positive(&value("--jobs")?, "--jobs")? as usize),
             "--kdir" => o.kdir = Some(PathBuf::from(value("--kdir")?)),
+            "--rounds" => o.rounds = Some(positive(&value("--rounds")?, "--rounds")?),
+            "--runtime" => o.runtime = Some(positive(&value("--runtime")?, "--runtime")?),
             "--host-only" => o.host_only = true,
             "--guest-only" => o.guest_only = true,
             "--icount" => o.icount = true,
@@ -120,6 +139,13 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
+fn positive(v: &str, name: &str) -> Result<u32> {
+    match v.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{name} takes a positive number, not '{v}'").into()),
+    }
+}
+
 fn run() -> Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
@@ -130,6 +156,7 @@ fn run() -> Result<ExitCode> {
     let x = Xtask::new()?;
     match command.as_str() {
         "test" => x.test(&opts),
+        "bench" => x.bench(&opts),
         "demo" => x.demo(&opts),
         "monitor" => x.monitor(&opts),
         "guest" => x.guest(&opts),
@@ -171,7 +198,8 @@ struct Xtask {
 
 impl Drop for Xtask {
     fn drop(&mut self) {
-        // Remove this run's private module build directories.
+        // Remove this run's private files and module build directories.
+        let _ = std::fs::remove_dir_all(self.private_dir());
         let suffix = format!("-{}", std::process::id());
         if let Ok(entries) = std::fs::read_dir(self.cache.join("module")) {
             for e in entries.flatten() {
@@ -199,6 +227,14 @@ impl Xtask {
             },
         };
         Ok(Self { sh, root, cache })
+    }
+
+    /// A directory for this run's own files (removed when it ends), so that
+    /// two xtask commands at once do not share them.
+    fn private_dir(&self) -> PathBuf {
+        self.cache
+            .join("guest")
+            .join(format!("run-{}", std::process::id()))
     }
 
     /// Installs what the machine lacks.
@@ -360,59 +396,145 @@ impl Xtask {
         self.module(&kdir, true)?;
         let ko = self.module(&kdir, false)?;
 
-        let conf = self.cache.join("guest").join("dmr-test.conf");
-        std::fs::create_dir_all(conf.parent().ok_or("bad path")?)?;
-        let filter = o.filter.clone().unwrap_or_default();
-        std::fs::write(&conf, format!("FILTER='{}'\n", filter.replace('\'', "")))?;
+        let guest_dir = self.cache.join("guest");
+        std::fs::create_dir_all(&guest_dir)?;
+        let (tests, kmemleak) = self.guest_tests(o.filter.as_deref())?;
+        let private = self.private_dir();
+        std::fs::create_dir_all(&private)?;
+        let conf = private.join("dmr-test.conf");
+        std::fs::write(&conf, format!("KMEMLEAK={}\n", u8::from(kmemleak)))?;
         let job = self.root.join("scripts/guest-tests.sh");
         let img = self.initramfs(&ko, &job, &[conf])?;
 
+        // Longest first, by the times of earlier runs.
+        let times = guest_dir.join("durations");
+        let committed = self.root.join("tests/durations");
+        let known = suite::durations(&[&committed, &times]);
+        let tests = suite::order(tests, &known)
+            .into_iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")));
+                let icount = text.is_ok_and(|t| suite::wants_icount(&t));
+                suite::Test { name, icount }
+            })
+            .collect();
+        let jobs = o.jobs.unwrap_or_else(default_jobs);
         let t = Instant::now();
-        let (mut passed, mut failed) = (0u32, 0u32);
-        let mut summary = None;
-        let mut failures = Vec::new();
-        let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(3600), |line| {
-            if let Some(r) = line.strip_prefix("DMR-RESULT ") {
-                let mut f = r.splitn(4, ' ');
-                let (verdict, name, secs, reason) = (
-                    f.next().unwrap_or(""),
-                    f.next().unwrap_or("?"),
-                    f.next().unwrap_or("?"),
-                    f.next().unwrap_or(""),
-                );
-                if verdict == "PASS" {
-                    passed += 1;
-                    println!("PASS {name} ({secs} s)");
-                } else {
-                    failed += 1;
-                    println!("FAIL {name} ({secs} s): {reason}");
-                    failures.push(name.to_string());
-                }
-            } else if let Some(s) = line.strip_prefix("DMR-SUMMARY ") {
-                summary = Some(s.to_string());
-            } else {
-                println!("{line}");
-            }
-        })?;
+        let runner = self.root.join("scripts/run-guest.sh");
+        let plan = suite::Plan {
+            runner: &runner,
+            kdir: &kdir,
+            image: &img,
+            timeout: o.timeout.unwrap_or(3600),
+            jobs,
+            dir: &private,
+        };
+        let report = suite::run(&plan, tests);
+        let _ = std::fs::remove_file(&img);
+        let wall = t.elapsed().as_secs();
         step("guest suite", t);
-        let complete = summary.is_some();
-        if !complete {
+
+        let outcomes = suite::merge_kmemleak(report.outcomes);
+        let mut measured = suite::durations(&[&times]);
+        let mut test_secs = 0;
+        for o in &outcomes {
+            if let (true, Some(s)) = (o.pass, o.wall) {
+                measured.insert(o.name.clone(), s);
+                test_secs += s;
+            }
+        }
+        std::fs::write(&times, suite::format_durations(&measured))?;
+
+        let passed = outcomes.iter().filter(|o| o.pass).count();
+        let mut failed = outcomes.len() - passed;
+        let mut failures: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.pass)
+            .map(|o| o.name.as_str())
+            .collect();
+        for name in &report.not_run {
+            println!("FAIL {name}: not run (the guests stopped)");
+            failures.push(name);
             failed += 1;
-            println!("FAIL guest: the suite did not finish (exit status {rc})");
+        }
+        if kmemleak && !outcomes.iter().any(|o| o.name == "kmemleak") {
+            println!("FAIL kmemleak: no guest finished its leak check");
+            failures.push("kmemleak");
+            failed += 1;
+        }
+        if report.broken_guests > 0 {
+            println!("{} guest(s) stopped before finishing", report.broken_guests);
         }
         if !failures.is_empty() {
             println!("failed: {}", failures.join(" "));
         }
         eprintln!(
+            "[xtask] guest suite: {wall} s, {jobs} plain guest(s), {test_secs} s of passing tests (host clock)"
+        );
+        eprintln!(
             "[xtask] cargo xtask test took {} s",
             start.elapsed().as_secs()
         );
         println!("{passed} passed, {failed} failed");
-        Ok(if failed == 0 && rc == 0 && complete {
+        Ok(if failed == 0 && report.broken_guests == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         })
+    }
+
+    /// The guest tests (`tests/NN-*.sh`, by name without `.sh`) that match
+    /// `filter` (grep -E), and whether the kmemleak check does.
+    fn guest_tests(&self, filter: Option<&str>) -> Result<(Vec<String>, bool)> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join("tests"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let stem = n.strip_suffix(".sh")?;
+                stem.starts_with(|c: char| c.is_ascii_digit())
+                    .then(|| stem.to_string())
+            })
+            .collect();
+        names.sort();
+        let Some(filter) = filter.filter(|f| !f.is_empty()) else {
+            return Ok((names, true));
+        };
+        let mut input = names.join("\n");
+        input.push_str("\nkmemleak\n");
+        let out = cmd!(self.sh, "grep -E -e {filter}")
+            .stdin(input)
+            .ignore_status()
+            .read()?;
+        let matched: Vec<&str> = out.lines().collect();
+        let kmemleak = matched.contains(&"kmemleak");
+        names.retain(|n| matched.contains(&n.as_str()));
+        if names.is_empty() && !kmemleak {
+            return Err(format!("--filter '{filter}' matches no guest test").into());
+        }
+        Ok((names, kmemleak))
+    }
+
+    fn bench(&self, o: &Opts) -> Result<ExitCode> {
+        let (kdir, ko) = self.prepare_guest("perf")?;
+        let dir = self.private_dir();
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("bench.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "ROUNDS={}\nRUNTIME={}\n",
+                o.rounds.unwrap_or(2),
+                o.runtime.unwrap_or(5)
+            ),
+        )?;
+        let job = self.root.join("scripts/bench.sh");
+        let img = self.initramfs(&ko, &job, &[conf])?;
+        let t = Instant::now();
+        let rc = self.boot(&kdir, &img, true, o.timeout.unwrap_or(3600), |l| {
+            println!("{l}")
+        })?;
+        step("bench", t);
+        Ok(exit_code(rc))
     }
 
     fn demo(&self, o: &Opts) -> Result<ExitCode> {
@@ -514,6 +636,11 @@ impl Xtask {
         let _ = std::fs::remove_file(&img);
         Ok(exit_code(status.code().unwrap_or(1)))
     }
+}
+
+/// Plain guests at once: one per CPU (a guest keeps about one CPU busy).
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn exit_code(rc: i32) -> ExitCode {
