@@ -45,7 +45,7 @@ LEN=2097152
 insmod /lib/dm-remap/dm_remap.ko
 dmsetup create l --table "0 $LEN linear $M 0"
 dmsetup create r --table "0 $LEN remap $M $S 3 block_size 4096 format"
-STAT=/sys/module/dm_remap/stat/$(basename "$(readlink -f /dev/mapper/r)")
+STAT=/sys/module/dm_remap/stat/dm-$(dmsetup info -c --noheadings -o minor r | tr -d " ")
 
 # run WORKLOAD DEVICE LABEL: one fio run; appends "WORKLOAD LABEL IOPS SHARE".
 run() {
