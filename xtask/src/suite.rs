@@ -213,8 +213,16 @@ fn guest(
             let current = Arc::clone(&current);
             s.spawn(move || console(stdout, shared, &current, n))
         };
-        if let Some(stream) = connect(&sock, &mut child) {
-            serve(stream, shared, &current, icount);
+        match connect(&sock, &mut child) {
+            Some(stream) => serve(stream, shared, &current, icount),
+            // QEMU waits for the client before it starts the guest; one
+            // that never listens is ended: `timeout` passes TERM on to it.
+            None => {
+                let _ = Command::new("pkill")
+                    .args(["-TERM", "-P", &child.id().to_string()])
+                    .status();
+                let _ = child.kill();
+            }
         }
         reader.join().unwrap_or(false)
     });
