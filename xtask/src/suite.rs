@@ -235,20 +235,27 @@ fn guest(
             Some(c) => format!("stopped (exit status {c})"),
             None => "was killed".to_string(),
         };
-        let mut sh = lock(shared);
-        let reason = format!("guest {n} {what} during this test; console tail above");
-        if let Some(name) = running {
-            println!("FAIL {name} (guest {n}): {reason}");
-            sh.outcomes.push(Outcome {
+        // The test it was running fails; a guest that stopped between tests
+        // (booting, or in its leak check) fails under its own name, so that
+        // the closing count shows every failure.
+        let (name, reason) = match running {
+            Some(name) => (
                 name,
-                pass: false,
-                secs: "?".into(),
-                reason,
-                wall: None,
-            });
-        } else {
-            println!("guest {n} {what} between tests");
-        }
+                format!("guest {n} {what} during this test; console tail above"),
+            ),
+            None => (
+                format!("guest-{n}"),
+                format!("guest {n} {what} between tests; console tail above"),
+            ),
+        };
+        println!("FAIL {name} (guest {n}): {reason}");
+        lock(shared).outcomes.push(Outcome {
+            name,
+            pass: false,
+            secs: "?".into(),
+            reason,
+            wall: None,
+        });
     }
     Ok(finished)
 }
