@@ -12,6 +12,7 @@ PACKAGES=(
 	flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 busybox-static dmsetup
 	fio e2fsprogs util-linux
+	curl xz-utils make
 )
 
 # --plot: also what `cargo xtask monitor` plots with.
