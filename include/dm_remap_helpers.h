@@ -32,6 +32,13 @@ void dmr_kvfree(void *p);
 u32 dmr_crc32(const void *buf, size_t len);
 void dmr_random_bytes(void *buf, size_t len);
 
+/*
+ * Spare claims: a spare serves one remap target (of one mapped device; the
+ * tables of one device may share it across a reload). Opaque claim.
+ */
+int dmr_claim_spare(struct dm_target *ti, dev_t dev, void **claim);
+void dmr_release_spare(void *claim);
+
 /* Synchronous I/O through dm-io (opaque client). */
 void *dmr_io_client_create(void);
 void dmr_io_client_destroy(void *client);
@@ -39,6 +46,7 @@ void dmr_io_client_destroy(void *client);
 #define DMR_IO_FUA 2U
 #define DMR_IO_PREFLUSH 4U
 #define DMR_IO_IDLE 8U
+#define DMR_IO_FAILFAST 16U
 int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
 		void *buf, unsigned int sectors, unsigned int flags);
 

@@ -5,6 +5,8 @@
  */
 #include "dm_remap_helpers.h"
 
+#include <linux/sched/task_stack.h>
+
 void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev)
 {
 	bio_set_dev(bio, bdev);
@@ -70,6 +72,57 @@ void dmr_random_bytes(void *buf, size_t len)
 	get_random_bytes(buf, len);
 }
 
+struct dmr_claim {
+	struct list_head list;
+	dev_t dev;
+	struct mapped_device *md;
+	struct dm_table *table;
+};
+
+static LIST_HEAD(dmr_claims);
+static DEFINE_MUTEX(dmr_claims_lock);
+
+/*
+ * Refused (-EBUSY) while another mapped device's remap target, or another
+ * remap target of the same table, holds the spare. Two tables of one device
+ * (a reload: the new table is built while the old one is live) may both
+ * hold it; only one of them is ever resumed.
+ */
+int dmr_claim_spare(struct dm_target *ti, dev_t dev, void **claim)
+{
+	struct mapped_device *md = dm_table_get_md(ti->table);
+	struct dmr_claim *c, *n;
+
+	n = kmalloc(sizeof(*n), GFP_KERNEL);
+	if (!n)
+		return -ENOMEM;
+	n->dev = dev;
+	n->md = md;
+	n->table = ti->table;
+	mutex_lock(&dmr_claims_lock);
+	list_for_each_entry(c, &dmr_claims, list) {
+		if (c->dev == dev && (c->md != md || c->table == ti->table)) {
+			mutex_unlock(&dmr_claims_lock);
+			kfree(n);
+			return -EBUSY;
+		}
+	}
+	list_add(&n->list, &dmr_claims);
+	mutex_unlock(&dmr_claims_lock);
+	*claim = n;
+	return 0;
+}
+
+void dmr_release_spare(void *claim)
+{
+	struct dmr_claim *c = claim;
+
+	mutex_lock(&dmr_claims_lock);
+	list_del(&c->list);
+	mutex_unlock(&dmr_claims_lock);
+	kfree(c);
+}
+
 void *dmr_io_client_create(void)
 {
 	struct dm_io_client *c = dm_io_client_create();
@@ -111,6 +164,13 @@ int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
 		req.bi_opf |= REQ_PREFLUSH;
 	if (flags & DMR_IO_FUA)
 		req.bi_opf |= REQ_FUA;
+	if (flags & DMR_IO_FAILFAST)
+		req.bi_opf |= REQ_FAILFAST_DEV | REQ_FAILFAST_TRANSPORT |
+			      REQ_FAILFAST_DRIVER;
+	/* Stack memory is not valid for I/O (DMA, cache lines shared with
+	 * other locals); callers pass heap buffers. */
+	if (WARN_ON_ONCE(object_is_on_stack(buf)))
+		return -EINVAL;
 	if (is_vmalloc_addr(buf)) {
 		req.mem.type = DM_IO_VMA;
 		req.mem.ptr.vma = buf;

@@ -28,6 +28,16 @@ std::thread_local! {
 /// exclusively once, which waits for every reader that started before).
 pub struct HostEnv;
 
+std::thread_local! {
+    static ALLOC_BUDGET: core::cell::Cell<Option<usize>> = const { core::cell::Cell::new(None) };
+}
+
+/// Makes this thread's allocations through [`HostEnv`] fail after `n` more
+/// succeed (`None`: never), to enumerate out-of-memory paths in tests.
+pub fn set_alloc_budget(n: Option<usize>) {
+    ALLOC_BUDGET.with(|c| c.set(n));
+}
+
 // SAFETY: The global allocator returns zeroed memory of the layout and takes
 // it back; the write lock is granted only after every read guard taken before
 // it has been released.
@@ -35,6 +45,17 @@ pub struct HostEnv;
 unsafe impl logic::mem::Env for HostEnv {
     fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
         if layout.size() == 0 {
+            return None;
+        }
+        let refuse = ALLOC_BUDGET.with(|c| match c.get() {
+            Some(0) => true,
+            Some(n) => {
+                c.set(Some(n - 1));
+                false
+            }
+            None => false,
+        });
+        if refuse {
             return None;
         }
         // SAFETY: The layout has a non-zero size.

@@ -35,7 +35,9 @@ use crate::logic::emit::Emitter;
 use crate::logic::mem::RawArray;
 use crate::logic::message::{Message, ScanCmd};
 use crate::logic::policy::Setting;
-use crate::logic::remaps::{MsgError, PendingAdd};
+use crate::dm::rcu::KernelEnv;
+use crate::logic::remaps::{pieces, MsgError, PendingAdd};
+use crate::logic::table::Nodes;
 use crate::logic::stats::Counter;
 use crate::logic::status::SpareLevel;
 use crate::target::{scan_state, Core, Remap};
@@ -44,6 +46,13 @@ use core::sync::atomic::Ordering;
 
 /// New spare blocks tried for one block before giving up.
 const RELOCATE_ATTEMPTS: u32 = 8;
+
+/// How long one scanner step may spend narrowing read errors down, in ms;
+/// the next step goes on where it stopped.
+const SCAN_STEP_BUDGET_MS: u64 = 1000;
+
+/// Bad blocks one scanner step records (the pending list holds fewer).
+const SCAN_BAD_MAX: usize = 64;
 
 /// Worker callback: handles every queued bio.
 #[no_mangle]
@@ -106,31 +115,41 @@ impl Remap {
     }
 
     /// Commits the pool and pending list after a change of the error path;
-    /// a failure enters fail mode.
+    /// a failed write enters fail mode (out of memory writes nothing).
     fn commit(&self, dev: &str, c: &mut Core, lo: u64, hi: u64) -> bool {
         let mut sio = self.spare_io();
-        let ok = c.remaps.commit(&mut sio, lo, hi).is_ok();
-        if !ok {
-            self.enter_fail(dev);
+        match c.remaps.commit(&mut sio, lo, hi) {
+            Ok(()) => {
+                if c.remaps.take_degraded() {
+                    // Durable in copy 0 on, missing from a later copy.
+                    self.enter_fail(dev);
+                }
+                true
+            }
+            Err(MsgError::NoMemory) => false,
+            Err(_) => {
+                self.enter_fail(dev);
+                false
+            }
         }
-        ok
     }
 
     fn io(&self, spare: bool, sector: u64, buf: &mut [u8], write: bool, fua: bool) -> bool {
         let dev = if spare { &self.spare } else { &self.main };
         let f = match (write, fua) {
-            (false, _) => io::flags::READ,
+            // Reads fail fast: `read_retries` is the retry policy.
+            (false, _) => io::flags::READ | io::flags::FAILFAST,
             (true, false) => io::flags::WRITE,
             (true, true) => io::flags::WRITE | io::flags::FUA,
         };
         io::sync_io(&self.io_client, dev, sector, buf, f).is_ok()
     }
 
-    /// Reads one block with `read_retries` retries.
-    fn read_block(&self, c: &mut Core, spare: bool, sector: u64) -> bool {
-        let n = self.bs_bytes();
+    /// Reads `bytes` bytes at `sector` into `c.buf` with `read_retries`
+    /// retries.
+    fn read_block(&self, c: &mut Core, spare: bool, sector: u64, bytes: usize) -> bool {
         for _ in 0..=c.policy.read_retries {
-            if self.io(spare, sector, &mut c.buf[..n], false, false) {
+            if self.io(spare, sector, &mut c.buf[..bytes], false, false) {
                 return true;
             }
         }
@@ -148,52 +167,65 @@ impl Remap {
         false
     }
 
-    /// Completes a bio the worker took over.
+    /// Completes a bio the worker took over: one that failed, one `map`
+    /// deferred (a write to a pending block or to the block being written
+    /// here), or a write that landed where its block has moved away from
+    /// (`REDO`). Goes block by block; a write that covers only part of a
+    /// block is merged into the rest of the block, read from where the
+    /// table puts it (an unreadable remainder makes the block pending and
+    /// the write fails, as a read of it would).
     fn handle_bio(&self, ti: &Target, mut bio: OwnedBio) {
         let dev = ti.device_name();
         bio.restore();
-        let (sector, size, write, on_spare, fua, deferred) = {
+        // By the main sector `map` recorded: where the bio was sent then
+        // (and where its clone's `bi_bdev` points now) does not matter; the
+        // block is retried wherever the table puts it now.
+        let (sector, size, write, fua, flags) = {
             let b = bio.bio();
-            (
-                b.sector(),
-                b.size(),
-                b.is_write(),
-                b.is_on(&self.spare),
-                b.is_durable(),
-                b.flags() & bio_flags::DEFERRED != 0,
-            )
+            (b.origin(), b.size(), b.is_write(), b.is_durable(), b.flags())
         };
+        let deferred = flags & bio_flags::DEFERRED != 0;
+        let redo = flags & bio_flags::REDO != 0;
         let bs = self.geometry.block_sectors;
-        let bs_bytes = self.geometry.block_size;
         let mut c = self.core.lock();
         let mut status = sts::OK;
         let mut pending_changed = false;
-        if !c.remaps.loaded()
-            || sector.checked_rem(bs) != Some(0)
-            || size.checked_rem(bs_bytes) != Some(0)
-        {
+        if !c.remaps.loaded() || size % 512 != 0 {
             status = sts::IOERR;
         }
-        let blocks = if status == sts::OK {
-            size.checked_div(bs_bytes).unwrap_or(0)
-        } else {
-            0
-        };
-        for i in 0..blocks {
-            let off = i * bs_bytes;
-            let s = sector + u64::from(i) * bs;
+        let sectors = if status == sts::OK { u64::from(size >> 9) } else { 0 };
+        for p in pieces(&self.geometry, sector, sectors) {
+            // Pieces are at most one block, inside the bio: the casts are
+            // lossless.
+            let off = (p.skip << 9) as u32;
+            let n = (p.len << 9) as usize;
             let st = if write {
-                bio.copy_out(off, &mut c.buf[..bs_bytes as usize]);
-                if on_spare {
-                    self.rewrite_spare(dev, &mut c, s, fua)
-                } else {
-                    self.rewrite_main(dev, &mut c, self.block_of(s), deferred, fua)
+                if redo && self.table.lookup(p.block).is_none() {
+                    // Still on main, where it was written.
+                    continue;
                 }
+                self.guard(p.block);
+                let st = if p.len == bs {
+                    bio.copy_out(off, &mut c.buf[..n]);
+                    self.rewrite(dev, &mut c, p.block, deferred, fua)
+                } else {
+                    let (st, marked) = self.reread(dev, &mut c, p.block, 0, bs);
+                    pending_changed |= marked;
+                    if st == sts::OK {
+                        let at = (p.in_block << 9) as usize;
+                        bio.copy_out(off, &mut c.buf[at..at + n]);
+                        self.rewrite(dev, &mut c, p.block, deferred, fua)
+                    } else {
+                        st
+                    }
+                };
+                self.relocating.store(0, Ordering::SeqCst);
+                st
             } else {
-                let (st, marked) = self.reread(dev, &mut c, s, on_spare);
+                let (st, marked) = self.reread(dev, &mut c, p.block, p.in_block, p.len);
                 pending_changed |= marked;
                 if st == sts::OK {
-                    bio.copy_in(off, &c.buf[..bs_bytes as usize]);
+                    bio.copy_in(off, &c.buf[..n]);
                 }
                 st
             };
@@ -215,27 +247,29 @@ impl Remap {
         bio.complete(status);
     }
 
-    /// Retries a failed read of one block at `sector` (main or spare) into
-    /// `c.buf`. Returns the status and whether the pending list changed.
-    fn reread(&self, dev: &str, c: &mut Core, sector: u64, on_spare: bool) -> (u8, bool) {
-        if on_spare {
-            return if self.read_block(c, true, sector) {
-                (sts::OK, false)
-            } else {
-                (sts::IOERR, false)
-            };
-        }
-        let block = self.block_of(sector);
+    /// Holds writes to main block `block` back in `map` while the worker
+    /// writes it, and makes writes issued before in flight to it check the
+    /// table when they complete (see `Remap::relocations`).
+    fn guard(&self, block: u64) {
+        self.relocating.store(block + 1, Ordering::SeqCst);
+        self.relocations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Retries a failed read of `len` sectors at `in_block` sectors into main
+    /// block `block` into `c.buf`, from where the table puts the block now.
+    /// Returns the status and whether the pending list changed.
+    fn reread(&self, dev: &str, c: &mut Core, block: u64, in_block: u64, len: u64) -> (u8, bool) {
+        let bytes = (len << 9) as usize;
         if let Some(slot) = self.table.lookup(block) {
-            // Remapped since the read was issued.
-            let at = c.remaps.slot_sector(slot);
-            return if self.read_block(c, true, at) {
+            let at = c.remaps.slot_sector(slot) + in_block;
+            return if self.read_block(c, true, at, bytes) {
                 (sts::OK, false)
             } else {
                 (sts::IOERR, false)
             };
         }
-        if self.read_block(c, false, sector) {
+        let sector = block * self.geometry.block_sectors + in_block;
+        if self.read_block(c, false, sector, bytes) {
             return (sts::OK, false);
         }
         (sts::IOERR, self.mark_pending(dev, c, block))
@@ -263,12 +297,13 @@ impl Remap {
         }
     }
 
-    /// Stores the block in `c.buf` for main block `block` whose write to main
-    /// failed (or that is pending, when `deferred`).
-    fn rewrite_main(&self, dev: &str, c: &mut Core, block: u64, deferred: bool, fua: bool) -> u8 {
+    /// Stores the block in `c.buf` for main block `block` whose write failed
+    /// (or that is pending, when `deferred`), where the table puts it now: a
+    /// spare block is retried, then replaced; main is retried, then the
+    /// block is remapped.
+    fn rewrite(&self, dev: &str, c: &mut Core, block: u64, deferred: bool, fua: bool) -> u8 {
         let sector = block * self.geometry.block_sectors;
         if let Some(slot) = self.table.lookup(block) {
-            // Remapped since the write was issued: it belongs there.
             let at = c.remaps.slot_sector(slot);
             if self.write_block(c, true, at, fua) {
                 return sts::OK;
@@ -289,23 +324,6 @@ impl Remap {
         self.relocate(dev, c, block, None)
     }
 
-    /// Stores the block in `c.buf` whose write to spare sector `sector`
-    /// failed.
-    fn rewrite_spare(&self, dev: &str, c: &mut Core, sector: u64, fua: bool) -> u8 {
-        let Some(slot) = c.remaps.slot_at(sector) else {
-            return sts::IOERR;
-        };
-        let Some(block) = c.remaps.holder(slot) else {
-            return sts::IOERR;
-        };
-        let slot = self.table.lookup(block).unwrap_or(slot);
-        let at = c.remaps.slot_sector(slot);
-        if self.write_block(c, true, at, fua) {
-            return sts::OK;
-        }
-        self.relocate(dev, c, block, Some(slot))
-    }
-
     /// Moves main block `block` (data in `c.buf`) to a new spare block,
     /// retiring `old` (its failed spare block) if given: write, commit,
     /// publish.
@@ -315,6 +333,11 @@ impl Remap {
         if !c.policy.auto_remap || (threshold != 0 && c.auto_remaps >= threshold) {
             return sts::IOERR;
         }
+        // The table node first: once the remap is durable, publishing it
+        // must not fail.
+        let Some(node) = Nodes::<KernelEnv>::new(1).and_then(|mut n| n.pop()) else {
+            return sts::RESOURCE;
+        };
         let n = self.bs_bytes();
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         let mut slot = None;
@@ -333,6 +356,13 @@ impl Remap {
             dmr_err!("{}: spare sector {} failed: retired\n", dev, at);
         }
         let Some(slot) = slot else {
+            if lo <= hi {
+                // Record the retired blocks now, so that the metadata never
+                // counts blocks its entry sectors do not show (the next
+                // commit would write them anyway), and a reload does not
+                // hand them out again.
+                self.commit(dev, c, lo, hi);
+            }
             self.report_spare(dev, c);
             if c.remaps.free_slots() == 0 {
                 dmr_err!(
@@ -350,14 +380,7 @@ impl Remap {
             hi = hi.max(o);
         }
         let was_pending = c.remaps.remove_pending(block);
-        let committed = self.commit(dev, c, lo, hi);
-        if !committed
-            || c.remaps
-                .publish(&self.table, block, slot, &mut |ev| {
-                    crate::target::log_event(dev, ev)
-                })
-                .is_err()
-        {
+        if !self.commit(dev, c, lo, hi) {
             c.remaps.unreserve(slot);
             if let Some(o) = old {
                 c.remaps.unretire(o, block);
@@ -365,13 +388,11 @@ impl Remap {
             if was_pending {
                 c.remaps.add_pending(block);
             }
-            if committed {
-                // Durable but not published (out of memory): undo on disk too.
-                self.commit(dev, c, lo, hi);
-                return sts::RESOURCE;
-            }
             return sts::IOERR;
         }
+        c.remaps.publish(&self.table, block, slot, node, &mut |ev| {
+            crate::target::log_event(dev, ev)
+        });
         self.pending.set(c.remaps.pending());
         c.auto_remaps += 1;
         self.stats.add(Counter::AutoRemaps, 1);
@@ -541,6 +562,13 @@ impl Remap {
     /// One step of the scanner: reads the next chunk of main (skipping
     /// remapped blocks), makes blocks that fail pending, and schedules the
     /// next step so as to keep to `scan_rate`.
+    ///
+    /// The reads run without the target's lock, so that status, messages and
+    /// suspend never wait for a dying disk: the lock is taken to pick the
+    /// chunk and again to record what was found. They are idle-priority and
+    /// fail-fast, a step stops narrowing an error down after
+    /// [`SCAN_STEP_BUDGET_MS`] (the next step goes on from there), and
+    /// `scan stop` or a suspend ends it after the read in flight.
     fn scan_step(&self, ti: &Target) {
         let dev = ti.device_name();
         let t0 = now_ms();
@@ -578,16 +606,36 @@ impl Remap {
             .max(1);
         let start = c.scan.position;
         let n = chunk_blocks.min(main_blocks - start);
-        let mut pending_changed = false;
-        let mut bytes = 0u64;
-        let mut blk = start;
+        let retries = c.policy.read_retries;
         let Some(mut buf) = c.scan.buf.take() else {
             return;
         };
+        drop(c);
+
         // The buffer holds the chunk (`scan start` and `set scan_chunk` size
         // it); never read more than it holds.
         let n = n.min(buf.len() as u64 / bs_bytes).max(1);
-        while blk < start + n {
+        let mut bad = [0u64; SCAN_BAD_MAX];
+        let mut nbad = 0;
+        let mut found = 0u64;
+        let mut bytes = 0u64;
+        let mut narrowed = 0u32;
+        let mut blk = start;
+        let halted = || !self.scanning.load(Ordering::Relaxed) || self.halt.load(Ordering::Relaxed);
+        let read = |b: &mut [u8], at: u64| {
+            io::sync_io(
+                &self.io_client,
+                &self.main,
+                at,
+                b,
+                io::flags::IDLE | io::flags::FAILFAST,
+            )
+            .is_ok()
+        };
+        'chunk: while blk < start + n {
+            if halted() {
+                break;
+            }
             if self.table.lookup(blk).is_some() {
                 blk += 1;
                 continue;
@@ -598,39 +646,83 @@ impl Remap {
             }
             let len = ((end - blk) * bs_bytes) as usize;
             let ok = match buf.get_mut(..len) {
-                Some(b) => {
-                    io::sync_io(&self.io_client, &self.main, blk * bs, b, io::flags::IDLE)
-                        .is_ok()
-                }
+                Some(b) => read(b, blk * bs),
                 None => false,
             };
-            if !ok {
-                // Narrow the error down block by block.
-                for x in blk..end {
-                    if !c.remaps.pending().contains(&x) && !self.read_block(&mut c, false, x * bs) {
-                        if self.mark_pending(dev, &mut c, x) {
-                            pending_changed = true;
+            if ok {
+                bytes += len as u64;
+                blk = end;
+                continue;
+            }
+            // Narrow the error down block by block, within the budget (but
+            // at least one block per step, so that the scan moves on).
+            while blk < end {
+                if halted() || (narrowed > 0 && now_ms().saturating_sub(t0) > SCAN_STEP_BUDGET_MS)
+                {
+                    break 'chunk;
+                }
+                narrowed += 1;
+                if self.pending.contains(blk) {
+                    // Known bad already.
+                    bytes += bs_bytes;
+                    blk += 1;
+                    continue;
+                }
+                let mut good = false;
+                for _ in 0..=retries {
+                    if let Some(b) = buf.get_mut(..bs_bytes as usize) {
+                        if read(b, blk * bs) {
+                            good = true;
+                            break;
                         }
-                        c.scan.found += 1;
                     }
                 }
+                if !good {
+                    found += 1;
+                    if nbad < SCAN_BAD_MAX {
+                        bad[nbad] = blk;
+                        nbad += 1;
+                    }
+                }
+                bytes += bs_bytes;
+                blk += 1;
             }
-            bytes += len as u64;
-            blk = end;
         }
-        c.scan.buf = Some(buf);
-        c.scan.position = start + n;
+
+        let mut c = self.core.lock();
+        if c.scan.buf.is_none() {
+            c.scan.buf = Some(buf);
+        }
         self.stats.add(Counter::ScanBytes, bytes);
+        if !c.scan.running || c.scan.position != start {
+            // Stopped (or restarted) meanwhile: this step's results belong
+            // to a scan that is over.
+            return;
+        }
+        let mut pending_changed = false;
+        for &x in &bad[..nbad] {
+            if self.table.lookup(x).is_none()
+                && !c.remaps.pending().contains(&x)
+                && self.mark_pending(dev, &mut c, x)
+            {
+                pending_changed = true;
+            }
+        }
+        c.scan.found += found;
+        c.scan.position = blk;
         if pending_changed {
             self.pending.set(c.remaps.pending());
             self.commit(dev, &mut c, 1, 0);
         }
         self.update_stats(&mut c);
+        if c.suspended || self.halt.load(Ordering::Relaxed) {
+            return;
+        }
         // Keep the average to the rate over whole chunks, skipped blocks
         // included: each step is due one chunk's time after the previous
         // one (twice that after foreground I/O). A scanner that fell behind
         // (slow reads) does not catch up more than a second's worth.
-        let mut step_ms = c.policy.scan_delay_ms(n * bs_bytes);
+        let mut step_ms = c.policy.scan_delay_ms((blk - start) * bs_bytes);
         if self.busy.swap(false, Ordering::Relaxed) {
             step_ms = step_ms.saturating_mul(2);
         }

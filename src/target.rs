@@ -22,10 +22,10 @@ use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::stats::Stats;
 use crate::dm::target::{
-    CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, StatusKind, Target,
-    TargetOps,
+    CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, SpareClaim, StatusKind,
+    Target, TargetOps,
 };
-use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, PASS};
+use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, ON_SPARE, PASS, REDO};
 use crate::dm::worker::{self, Worker};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES};
@@ -40,7 +40,7 @@ use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::ffi::c_int;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -109,12 +109,25 @@ pub(crate) struct Remap {
     pub(crate) scanning: AtomicBool,
     /// Foreground I/O happened since the scanner's last step.
     pub(crate) busy: AtomicBool,
+    /// The main block the worker is writing (plus one; 0: none). `map`
+    /// holds writes to it back for the worker, so none lands where the
+    /// worker may have read the block from before it moves.
+    pub(crate) relocating: AtomicU64,
+    /// Counts the worker's writes (bumped after `relocating` is set). A
+    /// write `map` issued under an older count may have landed where its
+    /// block was moved away from: `end_io` checks it against the table.
+    pub(crate) relocations: AtomicU64,
+    /// Set from `postsuspend` until `resume`: a scanner step in flight
+    /// ends after its current read.
+    pub(crate) halt: AtomicBool,
     /// Messages, `preresume`, the worker and the scanner take the lock.
     pub(crate) core: Pin<KBox<Mutex<Core>>>,
     /// Metadata and error-path I/O.
     pub(crate) io_client: IoClient,
     /// The mapped device's counters (`/sys/module/dm_remap/stat/dm-N/`).
     pub(crate) stats: Stats,
+    /// The spare is ours (no other remap target's).
+    _claim: SpareClaim,
 }
 
 impl Remap {
@@ -161,6 +174,23 @@ impl Remap {
         );
         self.stats.set(Gauge::ScanPasses, c.scan.passes);
         self.stats.set(Gauge::ScanFound, c.scan.found);
+    }
+
+    /// Whether a block of `bio` (as `map` recorded it) is the one the
+    /// worker is writing, or is remapped now.
+    fn moved_under(&self, bio: &Bio) -> bool {
+        let origin = bio.origin();
+        let sectors = u64::from(bio.recorded_size() >> 9);
+        if sectors == 0 {
+            return false;
+        }
+        let first = self.block_of(origin);
+        let last = self.block_of(origin + sectors - 1);
+        let busy = self.relocating.load(Ordering::SeqCst);
+        if busy != 0 && (first..=last).contains(&(busy - 1)) {
+            return true;
+        }
+        !self.table.is_empty() && self.table.read(|t| (first..=last).any(|b| t.lookup(b).is_some()))
     }
 
     pub(crate) fn spare_io(&self) -> SpareIo<'_> {
@@ -224,6 +254,12 @@ pub(crate) fn log_event(dev: &str, ev: Event) {
         Event::Repaired { copy, defect } => {
             dmr_info!("{}: metadata copy {} repaired ({})\n", dev, copy, defect)
         }
+        Event::MainGrown { from, to } => dmr_info!(
+            "{}: main grew from {} to {} sectors: metadata updated\n",
+            dev,
+            from,
+            to
+        ),
         Event::Formatted { copies } => {
             dmr_info!("{}: spare formatted with {} metadata copies\n", dev, copies)
         }
@@ -239,6 +275,13 @@ impl TargetOps for Remap {
         let spare = ctx
             .get_device(line.spare)
             .map_err(|e| CtrError::new(c"Spare device lookup failed", e))?;
+        let claim = ctx.claim_spare(&spare).map_err(|e| {
+            if e == EBUSY {
+                CtrError::new(c"Spare device is in use by another remap target", e)
+            } else {
+                CtrError::new(c"Cannot allocate spare claim", e)
+            }
+        })?;
         let geometry = geometry::validate(
             ctx.target().len(),
             &facts(&main),
@@ -263,7 +306,6 @@ impl TargetOps for Remap {
         check_spare::<KernelEnv>(
             &mut sio,
             &layout,
-            &geometry,
             &pair,
             line.features.format,
             io::crc32,
@@ -328,9 +370,13 @@ impl TargetOps for Remap {
             fail: AtomicBool::new(false),
             scanning: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            relocating: AtomicU64::new(0),
+            relocations: AtomicU64::new(0),
+            halt: AtomicBool::new(false),
             core,
             io_client,
             stats,
+            _claim: claim,
         })
     }
 
@@ -339,19 +385,21 @@ impl TargetOps for Remap {
         if size == 0 {
             if bio.is_preflush() {
                 // Empty flush: clone 0 goes to main, clone 1 to the spare.
-                let dev = if bio.target_bio_nr() == 1 {
-                    &self.spare
+                if bio.target_bio_nr() == 1 {
+                    bio.set_dev(&self.spare);
+                    // Its errors go to the caller as they are
+                    // (device-mapper does not zero the per-bio data, so
+                    // `end_io` must be told).
+                    bio.set_flags(PASS | ON_SPARE);
                 } else {
-                    &self.main
-                };
-                bio.set_dev(dev);
+                    bio.set_dev(&self.main);
+                    bio.set_flags(PASS);
+                }
             } else {
                 bio.set_dev(&self.main);
                 bio.set_sector(ti.offset(bio.sector()));
+                bio.set_flags(PASS);
             }
-            // Its errors go to the caller as they are (device-mapper does not
-            // zero the per-bio data, so `end_io` must be told).
-            bio.set_flags(PASS);
             return MapResult::Remapped;
         }
         if !bio.is_read() && self.fail.load(Ordering::Relaxed) {
@@ -361,6 +409,8 @@ impl TargetOps for Remap {
         if self.scanning.load(Ordering::Relaxed) && !self.busy.load(Ordering::Relaxed) {
             self.busy.store(true, Ordering::Relaxed);
         }
+        // Before routing: see `relocations`.
+        let epoch = self.relocations.load(Ordering::SeqCst);
         let offset = ti.offset(bio.sector());
         let sectors = u64::from(size >> 9);
         let r = if self.table.is_empty() {
@@ -376,17 +426,23 @@ impl TargetOps for Remap {
         };
         let mut len = r.len;
         let mut deferred = false;
-        if !r.to_spare
-            && !self.pending.is_empty()
-            && bio.is_write()
-            && self.auto_remap.load(Ordering::Relaxed)
-        {
+        if bio.is_write() {
             // A write to a pending block goes to the spare through the
-            // worker; the blocks before it go to main as usual.
+            // worker, and so does one to the block the worker is writing;
+            // the blocks before it go where they go as usual.
             let bs = self.geometry.block_sectors;
             let first = self.block_of(offset);
             let n = self.block_of(offset + len + bs - 1) - first;
-            if let Some(p) = self.pending.first_in(first, n) {
+            let mut hold = None;
+            if !r.to_spare && !self.pending.is_empty() && self.auto_remap.load(Ordering::Relaxed)
+            {
+                hold = self.pending.first_in(first, n);
+            }
+            let busy = self.relocating.load(Ordering::SeqCst);
+            if busy != 0 && (first..first + n).contains(&(busy - 1)) {
+                hold = Some(hold.map_or(busy - 1, |p| p.min(busy - 1)));
+            }
+            if let Some(p) = hold {
                 let start = p * bs;
                 if start <= offset {
                     deferred = true;
@@ -402,7 +458,7 @@ impl TargetOps for Remap {
         }
         bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
         bio.set_sector(r.sector);
-        bio.record();
+        bio.record(offset, if r.to_spare { ON_SPARE } else { 0 }, epoch);
         #[cfg(not(dmr_no_stats))]
         self.count(bio, r.to_spare, len << 9);
         if deferred {
@@ -494,7 +550,9 @@ impl TargetOps for Remap {
                 let r = c
                     .remaps
                     .handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
-                if matches!(r, Err(MsgError::Io)) {
+                // A failed commit, or one kept with copies missing it.
+                let degraded = c.remaps.take_degraded();
+                if degraded || matches!(r, Err(MsgError::Io)) {
                     self.enter_fail(dev);
                 }
                 r
@@ -509,6 +567,10 @@ impl TargetOps for Remap {
             let mut c = self.core.lock();
             if !c.scan.running {
                 c.scan.buf = None;
+            } else if !c.suspended {
+                // A `scan start` came in between and queued a step, which
+                // the cancel may have taken away: queue it again.
+                self.worker.scan_after(0);
             }
         }
         r.map_err(|e| {
@@ -524,26 +586,43 @@ impl TargetOps for Remap {
     }
 
     fn iterate_devices(&self, ti: &Target, visit: &mut DeviceVisitor<'_>) -> c_int {
+        // The spare's area is what the target uses of it: the metadata area
+        // and the whole blocks of the pool, not a tail shorter than a block
+        // (device-mapper checks the area against the queue limits).
+        let g = &self.geometry;
+        let used = g.spare_data_start + g.spare_data_blocks * g.block_sectors;
         match visit.visit(&self.main, 0, ti.len()) {
-            0 => visit.visit(&self.spare, 0, self.spare.sectors()),
+            0 => visit.visit(&self.spare, 0, used),
             r => r,
         }
     }
 
     fn io_hints(&self, _ti: &Target, limits: &mut QueueLimits) {
-        limits.raise_block_size(self.geometry.block_size);
+        limits.prefer_block_size(self.geometry.block_size, kernel::page::PAGE_SIZE as u32);
     }
 
     fn end_io(&self, _ti: &Target, bio: &mut Bio, status: u8) -> EndIo {
+        let flags = bio.flags();
         if status == worker::status::OK {
+            if bio.is_write()
+                && flags & (PASS | HANDLED | DEFERRED) == 0
+                && bio.epoch() != self.relocations.load(Ordering::SeqCst)
+                && self.moved_under(bio)
+            {
+                // Written where the worker has moved (or is moving) a block
+                // of it away from: write it again where the table says,
+                // before it is acknowledged.
+                bio.set_flags(flags | HANDLED | REDO);
+                self.worker.queue(bio);
+                return EndIo::Incomplete;
+            }
             return EndIo::Done;
         }
-        let flags = bio.flags();
         if flags & (HANDLED | DEFERRED) != 0 {
             // Completed by the worker, which counted the error.
             return EndIo::Done;
         }
-        let c = if bio.is_on(&self.spare) {
+        let c = if flags & ON_SPARE != 0 {
             Counter::SpareErrors
         } else {
             Counter::MainErrors
@@ -563,12 +642,16 @@ impl TargetOps for Remap {
     }
 
     fn postsuspend(&self, _ti: &Target) {
+        // First, without the lock: a scanner step reading a slow disk
+        // ends after its current read, and then waits for nothing here.
+        self.halt.store(true, Ordering::Relaxed);
         self.core.lock().suspended = true;
         self.worker.scan_cancel();
     }
 
     fn resume(&self, _ti: &Target) {
         let mut c = self.core.lock();
+        self.halt.store(false, Ordering::Relaxed);
         c.suspended = false;
         if c.scan.running {
             c.scan.due_ms = worker::now_ms();

@@ -103,12 +103,31 @@ static struct dmr_bio_data *dmr_pd(struct bio *bio)
 	return dm_per_bio_data(bio, sizeof(struct dmr_bio_data));
 }
 
-void dmr_bio_record(struct bio *bio)
+void dmr_bio_record(struct bio *bio, sector_t origin, unsigned int flags,
+		    u64 epoch)
 {
 	struct dmr_bio_data *pd = dmr_pd(bio);
 
 	pd->iter = bio->bi_iter;
-	pd->flags = 0;
+	pd->origin = origin;
+	pd->epoch = epoch;
+	pd->flags = flags;
+}
+
+sector_t dmr_bio_origin(struct bio *bio)
+{
+	return dmr_pd(bio)->origin;
+}
+
+u64 dmr_bio_epoch(struct bio *bio)
+{
+	return dmr_pd(bio)->epoch;
+}
+
+/* The bio's size as map saw it (bi_size is consumed by completion). */
+unsigned int dmr_bio_recorded_size(struct bio *bio)
+{
+	return dmr_pd(bio)->iter.bi_size;
 }
 
 void dmr_bio_restore(struct bio *bio)

@@ -11,14 +11,6 @@
 . /tests/lib.sh
 load_module
 
-# scan NAME KEY: a value from `scan status` (state, position, passes, ...).
-scan() {
-	dmsetup message $1 0 scan status | awk -v k=$2 '{ for (i = 1; i < NF; i += 2) if ($i == k) print $(i + 1) }'
-}
-now() {
-	cut -d' ' -f1 /proc/uptime
-}
-
 M0=$(new_loop 256M)
 S=$(new_loop 16M)
 dm_wrap w $M0 || fail "wrapper over main refused"

@@ -148,6 +148,16 @@ dm_devt() {
 	dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '
 }
 
+# scan NAME KEY: a value from `scan status` (state, position, passes, ...).
+scan() {
+	dmsetup message $1 0 scan status | awk -v k=$2 '{ for (i = 1; i < NF; i += 2) if ($i == k) print $(i + 1) }'
+}
+
+# now: seconds since boot, to 10 ms (the guest's clock).
+now() {
+	cut -d' ' -f1 /proc/uptime
+}
+
 # dm_field NAME N: field N of `dmsetup status NAME` ($4 is the state).
 dm_field() {
 	dmsetup status "$1" | awk -v n="$2" '{ print $n }'

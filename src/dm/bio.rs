@@ -79,12 +79,37 @@ impl Bio {
         self.opf() & (b::REQ_FUA | b::REQ_PREFLUSH) != 0
     }
 
-    /// Records where the bio's data is, for the error path (per-bio data).
+    /// Records, for the error path (per-bio data), where the bio's data is,
+    /// the target-relative main sector `origin` it covers and the error-path
+    /// `flags` (`DMR_BIO_*`): what `end_io` and the worker go by, since a
+    /// lower driver may change `bi_bdev` and `bi_sector` in place.
     #[inline]
-    pub(crate) fn record(&mut self) {
+    pub(crate) fn record(&mut self, origin: u64, flags: u32, epoch: u64) {
         // SAFETY: A bio of our target, whose per-bio data the constructor
         // reserved (`CtrContext::reserve_bio_data`).
-        unsafe { b::dmr_bio_record(self.raw()) }
+        unsafe { b::dmr_bio_record(self.raw(), origin, flags, epoch) }
+    }
+
+    /// The relocation count [`Self::record`] recorded.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        // SAFETY: As in `record`.
+        unsafe { b::dmr_bio_epoch(self.raw()) }
+    }
+
+    /// The size in bytes [`Self::record`] recorded (valid after
+    /// completion, when `bi_size` is consumed).
+    #[inline]
+    pub(crate) fn recorded_size(&self) -> u32 {
+        // SAFETY: As in `record`.
+        unsafe { b::dmr_bio_recorded_size(self.raw()) }
+    }
+
+    /// The main sector [`Self::record`] recorded.
+    #[inline]
+    pub(crate) fn origin(&self) -> u64 {
+        // SAFETY: As in `record`.
+        unsafe { b::dmr_bio_origin(self.raw()) }
     }
 
     /// The error-path flags of the per-bio data (`DMR_BIO_*`).
@@ -127,13 +152,6 @@ impl Bio {
         // SAFETY: The bio is a valid target bio of ours (type invariant);
         // callers pass a length within it.
         unsafe { b::dm_accept_partial_bio(self.raw(), sectors) }
-    }
-
-    /// Whether the bio is addressed to `dev`.
-    #[inline]
-    pub(crate) fn is_on(&self, dev: &DmDev) -> bool {
-        // SAFETY: By the type invariant the bio is valid.
-        unsafe { (*self.raw()).bi_bdev == dev.bdev() }
     }
 
     /// Addresses the bio to `dev`.

@@ -55,6 +55,9 @@ pub(crate) mod flags {
     pub(crate) const PREFLUSH: u32 = b::DMR_IO_PREFLUSH;
     /// Idle I/O priority (the scanner).
     pub(crate) const IDLE: u32 = b::DMR_IO_IDLE;
+    /// No retries below (`REQ_FAILFAST_*`, where the lower driver honours
+    /// them): the caller retries, or moves on, itself.
+    pub(crate) const FAILFAST: u32 = b::DMR_IO_FAILFAST;
 }
 
 /// Synchronous I/O of whole sectors of `dev` at `sector`, into `buf` or,

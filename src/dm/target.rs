@@ -189,6 +189,16 @@ impl CtrContext<'_> {
         Ok(unsafe { DmDev::from_raw(self.ti, dev) })
     }
 
+    /// Claims `dev` as this target's spare (see [`SpareClaim`]): `EBUSY`
+    /// while another remap target holds it.
+    pub(crate) fn claim_spare(&mut self, dev: &DmDev) -> Result<SpareClaim> {
+        let mut claim: *mut c_void = core::ptr::null_mut();
+        // SAFETY: `ti` is the valid target under construction (type
+        // invariant), with its table; `claim` is a valid out-pointer.
+        to_result(unsafe { b::dmr_claim_spare(self.ti.as_ptr(), dev.devt(), &mut claim) })?;
+        NonNull::new(claim).map(SpareClaim).ok_or(ENOMEM)
+    }
+
     /// A reference to the statistics of the target's mapped device.
     pub(crate) fn stats(&mut self) -> Option<super::stats::Stats> {
         // SAFETY: `ti` is the valid target under construction (type
@@ -224,6 +234,23 @@ impl CtrContext<'_> {
     }
 }
 
+/// A spare held by one remap target: two targets writing one spare's
+/// metadata would destroy each other's remaps. Released on drop.
+pub(crate) struct SpareClaim(NonNull<c_void>);
+
+// SAFETY: The claim is an opaque token, released under the C side's mutex
+// from whichever thread drops it.
+unsafe impl Send for SpareClaim {}
+// SAFETY: `&SpareClaim` allows nothing.
+unsafe impl Sync for SpareClaim {}
+
+impl Drop for SpareClaim {
+    fn drop(&mut self) {
+        // SAFETY: From `dmr_claim_spare`, released once.
+        unsafe { b::dmr_release_spare(self.0.as_ptr()) }
+    }
+}
+
 /// Hands ranges of underlying devices to device-mapper's iterate callout.
 pub(crate) struct DeviceVisitor<'a> {
     ti: *mut b::dm_target,
@@ -251,13 +278,17 @@ pub(crate) struct QueueLimits(Opaque<b::queue_limits>);
 impl QueueLimits {
     /// Makes every I/O cover whole blocks of `block_size` bytes: raises the
     /// logical and physical block sizes and the minimum I/O size to it.
-    pub(crate) fn raise_block_size(&mut self, block_size: u32) {
+    /// Asks for I/O in units of `block_size` (the remap granularity)
+    /// without requiring it: the logical block size stays the devices' own,
+    /// so data laid out in those units on main (a file system, a partition
+    /// table) still fits. The physical block size is raised up to a page
+    /// (larger ones confuse tools that take it as a sector size).
+    pub(crate) fn prefer_block_size(&mut self, block_size: u32, page: u32) {
         let l = self.0.get();
         // SAFETY: device-mapper passes valid limits for the duration of
         // `io_hints`, and nothing else touches them meanwhile.
         unsafe {
-            (*l).logical_block_size = (*l).logical_block_size.max(block_size);
-            (*l).physical_block_size = (*l).physical_block_size.max(block_size);
+            (*l).physical_block_size = (*l).physical_block_size.max(block_size.min(page));
             (*l).io_min = (*l).io_min.max(block_size);
         }
     }

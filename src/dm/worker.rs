@@ -145,6 +145,11 @@ pub(crate) mod bio_flags {
     pub(crate) const DEFERRED: u32 = b::DMR_BIO_DEFERRED;
     /// Errors pass through (empty flushes).
     pub(crate) const PASS: u32 = b::DMR_BIO_PASS;
+    /// `map` sent the bio to the spare.
+    pub(crate) const ON_SPARE: u32 = b::DMR_BIO_ON_SPARE;
+    /// Written fine, but where a relocation moved its block away from
+    /// meanwhile: the worker writes it again where the table says.
+    pub(crate) const REDO: u32 = b::DMR_BIO_REDO;
 }
 
 /// Block status codes.

@@ -98,6 +98,16 @@ impl Identity {
             && self.spare_sectors == other.spare_sectors
             && self.block_size == other.block_size
     }
+
+    /// Whether metadata recorded for `recorded` serves this pair: the same
+    /// pair, or one whose main has grown since (`lvextend`): every remap
+    /// still names a block inside main. A main that shrank, another spare
+    /// size or block size is another pair.
+    pub fn serves(&self, recorded: &Identity) -> bool {
+        recorded.main_sectors <= self.main_sectors
+            && self.spare_sectors == recorded.spare_sectors
+            && self.block_size == recorded.block_size
+    }
 }
 
 /// Where the copies live.
@@ -193,6 +203,15 @@ pub enum Defect {
     },
     /// Layout fields that contradict each other or this area.
     BadLayout,
+    /// A generation no commit can follow (the largest value): never
+    /// written by a commit, so crafted or damaged.
+    BadGeneration,
+    /// A whole, valid copy of an older generation than the one loaded (a
+    /// commit stopped before it reached this copy).
+    Stale {
+        /// The copy's generation.
+        generation: u64,
+    },
     /// An entry or pending sector newer than its header: an interrupted
     /// commit.
     Torn {
@@ -249,6 +268,8 @@ impl fmt::Display for Defect {
                 write!(f, "sector at {at} claims location {found}")
             }
             Defect::BadLayout => f.write_str("inconsistent layout"),
+            Defect::BadGeneration => f.write_str("generation out of range"),
+            Defect::Stale { generation } => write!(f, "stale: generation {generation}"),
             Defect::Torn { at } => {
                 write!(f, "interrupted commit (sector {at} newer than header)")
             }
@@ -359,6 +380,10 @@ pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<H
     if found != at || layout.copy_start(copy_index) != at {
         return Err(Defect::BadLocation { found, at });
     }
+    let generation = get_u64(b, H_GENERATION);
+    if generation == u64::MAX {
+        return Err(Defect::BadGeneration);
+    }
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&b[H_UUID..H_UUID + 16]);
     Ok(Header {
@@ -368,7 +393,7 @@ pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<H
             spare_sectors: get_u64(b, H_SPARE_SECTORS),
             block_size: get_u32(b, H_BLOCK_SIZE),
         },
-        generation: get_u64(b, H_GENERATION),
+        generation,
         copy_index,
         layout,
         remaps: get_u64(b, H_REMAPS),
@@ -479,6 +504,11 @@ pub fn check_copy(
     crc: Crc,
 ) -> Result<Header, Defect> {
     let h = decode_header(buf, at, area_sectors, crc)?;
+    // Blocks are checked against the main the header records too: a copy
+    // written for a larger main is a whole copy of another pair (`decide`
+    // tells them apart), not a damaged one.
+    let bs = u64::from(h.identity.block_size / 512).max(1);
+    let main_blocks = main_blocks.min(h.identity.main_sectors / bs);
     let sectors = h.layout.entry_sectors() as usize;
     if buf.len() < (2 + sectors) * SECTOR {
         return Err(Defect::BadLayout);
@@ -571,7 +601,7 @@ pub fn decide(states: &[CopyState], pair: &Identity, format: bool) -> Decision {
     let mut foreign = false;
     for (i, s) in states.iter().enumerate() {
         if let CopyState::Valid(h) = s {
-            if !h.identity.same_pair(pair) {
+            if !pair.serves(&h.identity) {
                 foreign = true;
                 continue;
             }
@@ -596,7 +626,7 @@ pub fn decide(states: &[CopyState], pair: &Identity, format: bool) -> Decision {
     }
     if foreign {
         Decision::Refuse(
-            c"Spare belongs to a different device pair (sizes or block size differ); add the 'format' feature to overwrite it",
+            c"Spare belongs to a different device pair (main smaller, or spare size or block size differ); add the 'format' feature to overwrite it",
         )
     } else {
         Decision::Refuse(
@@ -1136,9 +1166,18 @@ mod tests {
                 None => assert!(matches!(d, Decision::Refuse(_)), "{kinds:?}"),
             }
         }
-        // Foreign metadata is refused, unless formatting is asked for.
+        // A main that grew since is the same pair.
+        let mut grown = header(0, 3);
+        grown.identity.main_sectors = p.main_sectors - 8;
+        let states = [CopyState::Valid(grown), CopyState::Bad(Defect::Blank)];
+        assert!(matches!(
+            decide(&states, &p, false),
+            Decision::Load { copy: 0, .. }
+        ));
+        // Foreign metadata (here: a main that shrank) is refused, unless
+        // formatting is asked for.
         let mut other = header(0, 3);
-        other.identity.main_sectors = 999;
+        other.identity.main_sectors = p.main_sectors + 8;
         let states = [CopyState::Valid(other), CopyState::Bad(Defect::Blank)];
         assert!(
             matches!(decide(&states, &p, false), Decision::Refuse(m) if m.to_str().unwrap().contains("different device pair"))

@@ -291,13 +291,27 @@ impl<E: Env> RemapTable<E> {
 
     /// Adds `main → spare`.
     pub fn insert(&self, w: &mut Writer, main: u64, spare: u64) -> Result<(), TableError> {
+        let node = Nodes::new(1)
+            .and_then(|mut n| n.pop())
+            .ok_or(TableError::NoMemory)?;
+        self.insert_node(w, main, spare, node)
+    }
+
+    /// [`Self::insert`] into a node allocated beforehand (see [`Nodes`]):
+    /// fails only for an existing entry or a foreign writer token.
+    pub fn insert_node(
+        &self,
+        w: &mut Writer,
+        main: u64,
+        spare: u64,
+        node: NodeBox<E>,
+    ) -> Result<(), TableError> {
         self.check(w)?;
         if self.lookup(main).is_some() {
             return Err(TableError::Exists);
         }
         let head = self.version(w).bucket(main);
-        let node =
-            new_node::<E>(main, spare, head.load(Ordering::Relaxed)).ok_or(TableError::NoMemory)?;
+        let node = node.fill(main, spare, head.load(Ordering::Relaxed));
         // Publish: the node (with its `next`) is complete before readers can
         // reach it.
         head.store(node.as_ptr(), Ordering::Release);
@@ -337,6 +351,22 @@ impl<E: Env> RemapTable<E> {
         spare: u64,
         retired: &mut Retired<E>,
     ) -> Result<u64, TableError> {
+        let node = Nodes::new(1)
+            .and_then(|mut n| n.pop())
+            .ok_or(TableError::NoMemory)?;
+        self.replace_node(w, main, spare, node, retired)
+    }
+
+    /// [`Self::replace`] with a node allocated beforehand: fails only for a
+    /// missing entry or a foreign writer token.
+    pub fn replace_node(
+        &self,
+        w: &mut Writer,
+        main: u64,
+        spare: u64,
+        node: NodeBox<E>,
+        retired: &mut Retired<E>,
+    ) -> Result<u64, TableError> {
         self.check(w)?;
         let mut link = self.version(w).bucket(main);
         loop {
@@ -344,8 +374,7 @@ impl<E: Env> RemapTable<E> {
             // SAFETY: Reachable nodes are valid; only the writer frees them.
             let n = unsafe { p.as_ref() };
             if n.main == main {
-                let node = new_node::<E>(main, spare, n.next.load(Ordering::Relaxed))
-                    .ok_or(TableError::NoMemory)?;
+                let node = node.fill(main, spare, n.next.load(Ordering::Relaxed));
                 // The new node is complete before readers can reach it;
                 // readers already on the old one follow its intact `next`.
                 link.store(node.as_ptr(), Ordering::Release);
@@ -415,8 +444,16 @@ impl<E: Env> RemapTable<E> {
     /// Removes every entry, leaving [`MIN_BUCKETS`] buckets. Sleeps for a
     /// grace period. Returns how many entries were removed.
     pub fn clear(&self, w: &mut Writer) -> Result<u64, TableError> {
+        let empty = Empty::new().ok_or(TableError::NoMemory)?;
+        self.clear_into(w, empty)
+    }
+
+    /// [`Self::clear`] with the empty table allocated beforehand, so that
+    /// it cannot fail for memory after a commit has made the clear durable.
+    pub fn clear_into(&self, w: &mut Writer, empty: Empty<E>) -> Result<u64, TableError> {
         self.check(w)?;
-        let new = Version::<E>::alloc(MIN_BUCKETS).ok_or(TableError::NoMemory)?;
+        let new = empty.0;
+        core::mem::forget(empty);
         let old = self.current.swap(new.as_ptr(), Ordering::AcqRel);
         let n = self.count.swap(0, Ordering::AcqRel);
         self.buckets.store(MIN_BUCKETS, Ordering::Relaxed);
@@ -426,6 +463,92 @@ impl<E: Env> RemapTable<E> {
             unsafe { Version::free(old) };
         }
         Ok(n)
+    }
+}
+
+/// Table nodes allocated ahead of a change that must not fail for memory
+/// once it is durable ([`RemapTable::insert_node`],
+/// [`RemapTable::replace_node`]); those not used are freed on drop.
+pub struct Nodes<E: Env> {
+    /// Unpublished nodes, linked through `next`.
+    head: *mut Node,
+    _env: core::marker::PhantomData<E>,
+}
+
+impl<E: Env> Nodes<E> {
+    /// `n` nodes; `None` (nothing kept) when memory is short.
+    pub fn new(n: u64) -> Option<Self> {
+        let mut nodes = Self {
+            head: core::ptr::null_mut(),
+            _env: core::marker::PhantomData,
+        };
+        for _ in 0..n {
+            // On failure `nodes` drops and frees what it holds.
+            let p = new_node::<E>(0, 0, nodes.head)?;
+            nodes.head = p.as_ptr();
+        }
+        Some(nodes)
+    }
+
+    /// One of the nodes, if any is left.
+    pub fn pop(&mut self) -> Option<NodeBox<E>> {
+        let p = NonNull::new(self.head)?;
+        // SAFETY: Nodes on the list are valid and ours alone.
+        self.head = unsafe { p.as_ref() }.next.load(Ordering::Relaxed);
+        Some(NodeBox(p, core::marker::PhantomData))
+    }
+}
+
+impl<E: Env> Drop for Nodes<E> {
+    fn drop(&mut self) {
+        while let Some(n) = self.pop() {
+            drop(n);
+        }
+    }
+}
+
+/// One unpublished node; freed on drop unless published.
+pub struct NodeBox<E: Env>(NonNull<Node>, core::marker::PhantomData<E>);
+
+impl<E: Env> NodeBox<E> {
+    /// Fills the node in for publishing; the caller publishes it.
+    fn fill(self, main: u64, spare: u64, next: *mut Node) -> NonNull<Node> {
+        let p = self.0;
+        core::mem::forget(self);
+        // SAFETY: Ours alone until published.
+        unsafe {
+            p.as_ptr().write(Node {
+                main,
+                spare,
+                next: AtomicPtr::new(next),
+            })
+        };
+        p
+    }
+}
+
+impl<E: Env> Drop for NodeBox<E> {
+    fn drop(&mut self) {
+        // SAFETY: From `new_node::<E>`, never published.
+        unsafe { free_node::<E>(self.0) }
+    }
+}
+
+/// An empty table version allocated ahead of [`RemapTable::clear_into`];
+/// freed if unused.
+pub struct Empty<E: Env>(NonNull<Version<E>>);
+
+impl<E: Env> Empty<E> {
+    /// `None` when memory is short.
+    pub fn new() -> Option<Self> {
+        Version::<E>::alloc(MIN_BUCKETS).map(Self)
+    }
+}
+
+impl<E: Env> Drop for Empty<E> {
+    fn drop(&mut self) {
+        // SAFETY: Never published; ours alone.
+        unsafe { Version::free(self.0) };
     }
 }
 
