@@ -311,7 +311,7 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-fn seal(b: &mut [u8], crc: Crc) {
+pub(crate) fn seal(b: &mut [u8], crc: Crc) {
     let c = crc(&b[..CRC_AT]);
     put_u32(b, CRC_AT, c);
 }

@@ -630,16 +630,7 @@ mod tests {
 
     type T = RemapTable<HostEnv>;
 
-    /// A small deterministic generator (xorshift).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::logic::TestRng as Rng;
 
     #[test]
     fn replace_keeps_the_entry_visible() {
