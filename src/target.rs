@@ -381,24 +381,25 @@ impl TargetOps for Remap {
     }
 
     fn map(&self, ti: &Target, bio: &mut Bio) -> MapResult {
+        // Before routing: see `relocations`.
+        let epoch = self.relocations.load(Ordering::SeqCst);
         let size = bio.size();
         if size == 0 {
             if bio.is_preflush() {
                 // Empty flush: clone 0 goes to main, clone 1 to the spare.
+                // Its errors go to the caller as they are (device-mapper
+                // does not zero the per-bio data, so `end_io` must be told).
                 if bio.target_bio_nr() == 1 {
                     bio.set_dev(&self.spare);
-                    // Its errors go to the caller as they are
-                    // (device-mapper does not zero the per-bio data, so
-                    // `end_io` must be told).
-                    bio.set_flags(PASS | ON_SPARE);
+                    bio.record(0, PASS | ON_SPARE, epoch);
                 } else {
                     bio.set_dev(&self.main);
-                    bio.set_flags(PASS);
+                    bio.record(0, PASS, epoch);
                 }
             } else {
                 bio.set_dev(&self.main);
                 bio.set_sector(ti.offset(bio.sector()));
-                bio.set_flags(PASS);
+                bio.record(0, PASS, epoch);
             }
             return MapResult::Remapped;
         }
@@ -409,8 +410,6 @@ impl TargetOps for Remap {
         if self.scanning.load(Ordering::Relaxed) && !self.busy.load(Ordering::Relaxed) {
             self.busy.store(true, Ordering::Relaxed);
         }
-        // Before routing: see `relocations`.
-        let epoch = self.relocations.load(Ordering::SeqCst);
         let offset = ti.offset(bio.sector());
         let sectors = u64::from(size >> 9);
         let r = if self.table.is_empty() {
@@ -602,22 +601,23 @@ impl TargetOps for Remap {
     }
 
     fn end_io(&self, _ti: &Target, bio: &mut Bio, status: u8) -> EndIo {
-        let flags = bio.flags();
         if status == worker::status::OK {
-            if bio.is_write()
-                && flags & (PASS | HANDLED | DEFERRED) == 0
-                && bio.epoch() != self.relocations.load(Ordering::SeqCst)
-                && self.moved_under(bio)
-            {
-                // Written where the worker has moved (or is moving) a block
-                // of it away from: write it again where the table says,
-                // before it is acknowledged.
-                bio.set_flags(flags | HANDLED | REDO);
-                self.worker.queue(bio);
-                return EndIo::Incomplete;
+            // The usual case costs one comparison of the worker's write
+            // count (a read does not even need that).
+            if bio.is_write() && bio.epoch() != self.relocations.load(Ordering::SeqCst) {
+                let flags = bio.flags();
+                if flags & (PASS | HANDLED | DEFERRED) == 0 && self.moved_under(bio) {
+                    // Written where the worker has moved (or is moving) a
+                    // block of it away from: write it again where the table
+                    // says, before it is acknowledged.
+                    bio.set_flags(flags | HANDLED | REDO);
+                    self.worker.queue(bio);
+                    return EndIo::Incomplete;
+                }
             }
             return EndIo::Done;
         }
+        let flags = bio.flags();
         if flags & (HANDLED | DEFERRED) != 0 {
             // Completed by the worker, which counted the error.
             return EndIo::Done;
