@@ -43,6 +43,9 @@ commands:
           dm-linear (format: scripts/bench.sh)
             --rounds N       rounds per phase (default 2)
             --runtime S      guest seconds per fio run (default 5)
+  coverage
+          region, function and line coverage of the host tests over the
+          module's pure logic (src/logic/), per file (scripts/coverage.sh)
   demo    boots the guest and walks through creating and using a remap device
   guest   boots the guest with the module and tools ready and runs FILE or CMD,
           returning its output and exit status; with neither, a shell
@@ -158,6 +161,10 @@ fn run() -> Result<ExitCode> {
         "test" => x.test(&opts),
         "bench" => x.bench(&opts),
         "demo" => x.demo(&opts),
+        "coverage" => {
+            cmd!(x.sh, "bash scripts/coverage.sh").run()?;
+            Ok(ExitCode::SUCCESS)
+        }
         "monitor" => x.monitor(&opts),
         "guest" => x.guest(&opts),
         "kernel" => {
