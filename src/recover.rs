@@ -204,23 +204,28 @@ impl Remap {
                     // Still on main, where it was written.
                     continue;
                 }
-                self.guard(p.block);
-                let st = if p.len == bs {
+                if p.len == bs {
+                    // The whole block: a write to it in flight meanwhile
+                    // overlaps this one, and either may end up on top.
                     bio.copy_out(off, &mut c.buf[..n]);
                     self.rewrite(dev, &mut c, p.block, deferred, fua)
                 } else {
+                    // Merged into the rest of the block as read now: a write
+                    // to another sector of it must not land where it was
+                    // read from, unseen (see `guard`).
+                    self.guard(p.block);
                     let (st, marked) = self.reread(dev, &mut c, p.block, 0, bs);
                     pending_changed |= marked;
-                    if st == sts::OK {
+                    let st = if st == sts::OK {
                         let at = (p.in_block << 9) as usize;
                         bio.copy_out(off, &mut c.buf[at..at + n]);
                         self.rewrite(dev, &mut c, p.block, deferred, fua)
                     } else {
                         st
-                    }
-                };
-                self.relocating.store(0, Ordering::SeqCst);
-                st
+                    };
+                    self.relocating.store(0, Ordering::SeqCst);
+                    st
+                }
             } else {
                 let (st, marked) = self.reread(dev, &mut c, p.block, p.in_block, p.len);
                 pending_changed |= marked;
