@@ -28,13 +28,13 @@ use crate::dm::target::{
 use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, ON_SPARE, PASS, REDO};
 use crate::dm::worker::{self, Worker};
 use crate::logic::emit::Emitter;
-use crate::logic::format::{Identity, DEFAULT_COPIES};
+use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::mem::RawArray;
 use crate::logic::message::{self, Message, ScanCmd};
 use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
-use crate::logic::remaps::{self, check_spare, Event, LoadError, MsgError, Remaps};
+use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, MsgError, Remaps};
 use crate::logic::stats::{Counter, Gauge};
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
@@ -296,21 +296,19 @@ impl TargetOps for Remap {
             spare_sectors: spare.sectors(),
             block_size: geometry.block_size,
         };
-        let copies = line.features.copies.unwrap_or(DEFAULT_COPIES);
+        let req = LayoutRequest {
+            copies: line.features.copies.unwrap_or(DEFAULT_COPIES),
+            max_slots: line.features.metadata_slots.unwrap_or(DEFAULT_MAX_SLOTS),
+            format: line.features.format,
+        };
         let mut sio = SpareIo {
             client: &io_client,
             spare: &spare,
         };
-        let layout =
-            Remaps::<KernelEnv>::layout(&mut sio, &geometry, copies, io::crc32).map_err(load_error)?;
-        check_spare::<KernelEnv>(
-            &mut sio,
-            &layout,
-            &pair,
-            line.features.format,
-            io::crc32,
-        )
-        .map_err(load_error)?;
+        let (layout, _) = check_spare::<KernelEnv>(&mut sio, &geometry, &pair, &req, io::crc32)
+            .map_err(load_error)?;
+        // The pool starts where the spare's metadata layout puts it.
+        let geometry = geometry.with_pool(layout.pool_start, spare.sectors());
         let (table, remaps) = Remaps::new(geometry, layout, pair, io::crc32)
             .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
         line.features

@@ -15,11 +15,12 @@
 //! ```
 
 use dm_remap::logic::format::{
-    self, check_copy, decode_header, decode_pending, entry_slot, pending_block, CopyState, Defect,
-    Header, Layout, RETIRED, SECTOR, SLOTS_PER_SECTOR,
+    self, check_copy, decode_header, entry_slot, CopyState, Defect, Header, Layout,
+    MIN_AREA_SECTORS, RETIRED, SECTOR,
 };
-use dm_remap::logic::layout::METADATA_AREA_SECTORS;
+use dm_remap::logic::remaps::{self, MetaIo};
 use dm_remap::logic::stats;
+use dm_remap::HostEnv;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -180,19 +181,41 @@ struct Spare {
     best: Option<Header>,
     problems: Vec<String>,
     blank: bool,
+    /// Format version of the newest valid copy.
+    version: Option<u32>,
+}
+
+/// A spare (device or image file) read through the metadata I/O trait the
+/// module uses; reads past its end fail.
+struct SpareFile {
+    file: File,
+    size: u64,
+}
+
+impl MetaIo for SpareFile {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+        let at = sector.checked_mul(512).ok_or(())?;
+        if at.saturating_add(buf.len() as u64) > self.size {
+            return Err(());
+        }
+        self.file.seek(SeekFrom::Start(at)).map_err(|_| ())?;
+        self.file.read_exact(buf).map_err(|_| ())
+    }
+    fn write(&mut self, _sector: u64, _buf: &[u8], _durable: bool) -> Result<(), ()> {
+        Err(())
+    }
 }
 
 fn read_spare(path: &str) -> Result<Spare, String> {
-    let mut f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let size = f
+    let mut file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let size = file
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{path}: {e}"))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{path}: {e}"))?;
-    let area_bytes = (METADATA_AREA_SECTORS as usize * SECTOR).min(size as usize);
-    let mut area = vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR];
-    f.read_exact(&mut area[..area_bytes])
-        .map_err(|e| format!("{path}: {e}"))?;
+    let mut io = SpareFile { file, size };
+    // Blank: the least area any version takes is zero.
+    let mut area = vec![0u8; (MIN_AREA_SECTORS as usize * SECTOR).min(size as usize)];
+    io.read(0, &mut area)
+        .map_err(|()| format!("{path}: read error"))?;
     let mut s = Spare {
         size_sectors: size / SECTOR as u64,
         layout: None,
@@ -202,53 +225,44 @@ fn read_spare(path: &str) -> Result<Spare, String> {
         best: None,
         problems: Vec::new(),
         blank: area.iter().all(|&b| b == 0),
+        version: None,
     };
     if s.blank {
         return Ok(s);
     }
-    // The layout: from copy 0, or from the first valid header at any of the
-    // places a copy count would put one.
-    let mut layout = decode_header(&area, 0, METADATA_AREA_SECTORS, crc)
-        .ok()
-        .map(|h| h.layout);
-    if layout.is_none() {
-        'search: for copies in 1..=format::MAX_COPIES {
-            let step = METADATA_AREA_SECTORS / u64::from(copies);
-            for i in 1..copies {
-                let at = u64::from(i) * step;
-                let off = at as usize * SECTOR;
-                if let Ok(h) =
-                    decode_header(&area[off..off + SECTOR], at, METADATA_AREA_SECTORS, crc)
-                {
-                    layout = Some(h.layout);
-                    break 'search;
-                }
-            }
-        }
-    }
+    // The layout, found as the module finds it.
+    let (layout, newer) = remaps::discover::<HostEnv>(&mut io, s.size_sectors, crc)
+        .map_err(|e| format!("{path}: {e:?}"))?;
     let Some(layout) = layout else {
-        s.problems
-            .push("no valid header in any copy, and the metadata area is not blank".into());
+        s.problems.push(match newer {
+            Some(v) => format!("format version {v} is newer than this tool knows"),
+            None => "no valid header in any copy, and the metadata area is not blank".into(),
+        });
         return Ok(s);
     };
     s.layout = Some(layout);
     let mut best: Option<(u32, Header)> = None;
-    // Header, entry sectors and pending sector.
-    let copy_len = (1 + layout.pending_offset() as usize) * SECTOR;
+    let mut bufs = Vec::new();
     for i in 0..layout.copies {
         let at = layout.copy_start(i);
-        let off = at as usize * SECTOR;
-        let buf = &area[off..off + copy_len];
-        let main_blocks = decode_header(buf, at, METADATA_AREA_SECTORS, crc)
-            .map(|h| h.identity.main_sectors / (u64::from(h.identity.block_size) / 512).max(1))
-            .unwrap_or(u64::MAX);
-        let mut state = match check_copy(buf, at, METADATA_AREA_SECTORS, main_blocks, crc) {
-            Ok(h) if h.layout == layout => CopyState::Valid(h),
-            Ok(_) => CopyState::Bad(Defect::BadLayout),
-            Err(d) => CopyState::Bad(d),
+        let mut buf = vec![0u8; layout.copy_bytes()];
+        let mut state = match io.read(at, &mut buf) {
+            Err(()) => CopyState::Bad(Defect::Unreadable),
+            Ok(()) => {
+                let main_blocks = decode_header(&buf, at, layout.area_sectors(), crc)
+                    .map(|h| {
+                        h.identity.main_sectors / (u64::from(h.identity.block_size) / 512).max(1)
+                    })
+                    .unwrap_or(u64::MAX);
+                match check_copy(&buf, at, layout.area_sectors(), main_blocks, crc) {
+                    Ok(h) if h.layout == layout => CopyState::Valid(h),
+                    Ok(_) => CopyState::Bad(Defect::BadLayout),
+                    Err(d) => CopyState::Bad(d),
+                }
+            }
         };
         if let CopyState::Valid(h) = state {
-            if let Some(block) = duplicate(buf, &h) {
+            if let Some(block) = duplicate(&buf, &h) {
                 state = CopyState::Bad(Defect::Duplicate { block });
             }
         }
@@ -258,6 +272,7 @@ fn read_spare(path: &str) -> Result<Spare, String> {
             }
         }
         s.copies.push((at, state));
+        bufs.push(buf);
     }
     let Some((bi, bh)) = best else {
         s.problems.push("no valid metadata copy".into());
@@ -268,27 +283,21 @@ fn read_spare(path: &str) -> Result<Spare, String> {
         }
         return Ok(s);
     };
-    let off = layout.copy_start(bi) as usize * SECTOR;
+    s.version = Some(layout.version);
+    let unit = layout.unit();
+    let spu = layout.slots_per_unit();
+    let best_buf = &bufs[bi as usize];
     s.slots = (0..layout.slots)
         .map(|slot| {
-            let k = (slot / SLOTS_PER_SECTOR as u64) as usize;
+            let k = layout.unit_of(slot) as usize;
             entry_slot(
-                &area[off + (1 + k) * SECTOR..off + (2 + k) * SECTOR],
-                slot as usize % SLOTS_PER_SECTOR,
+                &best_buf[(1 + k) * unit..(2 + k) * unit],
+                slot as usize % spu,
             )
         })
         .collect();
-    let pend = &area[off + layout.pending_offset() as usize * SECTOR..off + copy_len];
-    let main_blocks = bh.identity.main_sectors / (u64::from(bh.identity.block_size) / 512).max(1);
-    // The copy was validated, the pending sector with it.
-    if let Ok((_, n)) = decode_pending(
-        pend,
-        layout.copy_start(bi) + layout.pending_offset(),
-        main_blocks,
-        crc,
-    ) {
-        s.pending = (0..n).map(|i| pending_block(pend, i)).collect();
-    }
+    // The copy was validated, its pending units with it.
+    s.pending = format::pending_list(best_buf, &bh).collect();
     s.best = Some(bh);
     // Every copy must be valid, as new as the best and hold the same slots.
     for (i, (at, st)) in s.copies.iter().enumerate() {
@@ -301,27 +310,19 @@ fn read_spare(path: &str) -> Result<Spare, String> {
             CopyState::Valid(h) if h.identity != bh.identity => s
                 .problems
                 .push(format!("copy {i} (sector {at}): another device pair")),
-            CopyState::Valid(_) => {
-                let o = *at as usize * SECTOR;
-                // The payload of sector `k` of this copy and of the best:
-                // everything between generation and location, and the CRC.
-                let payload = |k: usize| {
-                    (
-                        &area[o + k * SECTOR + 16..o + k * SECTOR + 504],
-                        &area[off + k * SECTOR + 16..off + k * SECTOR + 504],
-                    )
-                };
-                let differs = (0..layout.entry_sectors() as usize).any(|k| {
-                    let (a, b) = payload(1 + k);
-                    a != b
+            CopyState::Valid(h) => {
+                let buf = &bufs[i];
+                let slots_differ = (0..layout.slots).any(|slot| {
+                    let k = layout.unit_of(slot) as usize;
+                    entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], slot as usize % spu)
+                        != s.slots[slot as usize]
                 });
-                if differs {
+                if slots_differ {
                     s.problems.push(format!(
                         "copy {i} (sector {at}): same generation, different remaps"
                     ));
                 }
-                let (a, b) = payload(layout.pending_offset() as usize);
-                if a != b {
+                if !format::pending_list(buf, h).eq(s.pending.iter().copied()) {
                     s.problems.push(format!(
                         "copy {i} (sector {at}): same generation, different pending blocks"
                     ));
@@ -340,13 +341,12 @@ fn read_spare(path: &str) -> Result<Spare, String> {
 
 /// A main block two slots of the copy in `buf` name, if any.
 fn duplicate(buf: &[u8], h: &Header) -> Option<u64> {
+    let l = h.layout;
+    let (unit, spu) = (l.unit(), l.slots_per_unit());
     let mut seen = HashMap::new();
-    for slot in 0..h.layout.slots {
-        let k = (slot / SLOTS_PER_SECTOR as u64) as usize;
-        let v = entry_slot(
-            &buf[(1 + k) * SECTOR..(2 + k) * SECTOR],
-            slot as usize % SLOTS_PER_SECTOR,
-        );
+    for slot in 0..l.slots {
+        let k = l.unit_of(slot) as usize;
+        let v = entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], slot as usize % spu);
         if v != 0 && v != RETIRED && seen.insert(v - 1, slot).is_some() {
             return Some(v - 1);
         }
@@ -441,7 +441,11 @@ fn json_str(s: &str) -> String {
 
 fn dump_json(s: &Spare) -> String {
     let mut o = String::from("{");
-    let _ = write!(o, "\"format_version\":{},", format::FORMAT_VERSION);
+    let _ = write!(
+        o,
+        "\"format_version\":{},",
+        s.version.map_or("null".into(), |v| v.to_string())
+    );
     let _ = write!(o, "\"blank\":{},", s.blank);
     let _ = write!(o, "\"spare_sectors\":{},", s.size_sectors);
     if let (Some(h), Some(l)) = (s.best, s.layout) {
@@ -513,7 +517,7 @@ fn dump_text(s: &Spare) -> String {
         return o;
     }
     if let (Some(h), Some(l)) = (s.best, s.layout) {
-        let _ = writeln!(o, "format version {}", format::FORMAT_VERSION);
+        let _ = writeln!(o, "format version {}", l.version);
         let _ = writeln!(o, "uuid           {}", uuid(&h.identity.uuid));
         let _ = writeln!(o, "generation     {}", h.generation);
         let _ = writeln!(o, "block size     {}", h.identity.block_size);
@@ -644,7 +648,7 @@ mod tests {
     use dm_remap::logic::format::Identity;
     use dm_remap::logic::geometry::{validate, DeviceFacts};
     use dm_remap::logic::message::parse;
-    use dm_remap::logic::remaps::{MetaIo, Remaps};
+    use dm_remap::logic::remaps::{LayoutRequest, Remaps};
     use dm_remap::logic::table_line::Features;
     use dm_remap::HostEnv;
     use std::io::Write as _;
@@ -688,7 +692,15 @@ mod tests {
             spare_sectors: 32768,
             block_size: 512,
         };
-        let layout = Remaps::<HostEnv>::layout(&mut img, &g, 5, crc).unwrap();
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        let layout = remaps::find_layout::<HostEnv>(&mut img, &g, 32768, &req, crc).unwrap();
+        // 28,672 pool blocks: 57 entry units, 5 copies 96 units apart.
+        assert_eq!((layout.version, layout.copy_sectors), (3, 768));
+        assert_eq!((layout.pool_start, layout.slots), (4096, 28_672));
         let (t, mut r) = Remaps::<HostEnv>::new(g, layout, pair, crc).unwrap();
         r.load(&t, &mut img, false, [3; 16], &mut |_| {}).unwrap();
         for m in ["add_remap 100 auto 10", "add_remap 7 5000"] {
@@ -731,13 +743,13 @@ mod tests {
         assert_eq!(json["pending"], serde_json::json!([]));
         assert_eq!(json["retired"], serde_json::json!([]));
 
-        // Flip a bit in copy 2's first entry sector.
+        // Flip a bit in copy 2's first entry unit.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .unwrap();
-        let at = (2 * 819 + 1) * 512 + 30;
+        let at = (2 * 768 + 8) * 512 + 30;
         let mut b = [0u8; 1];
         f.seek(SeekFrom::Start(at)).unwrap();
         f.read_exact(&mut b).unwrap();
@@ -746,7 +758,7 @@ mod tests {
         f.write_all(&b).unwrap();
         drop(f);
         let s = read_spare(p).unwrap();
-        assert_eq!(s.problems, vec![format!("copy 2 (sector 1638): bad CRC")]);
+        assert_eq!(s.problems, vec![format!("copy 2 (sector 1536): bad CRC")]);
         assert_eq!(extents(&s).len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -785,21 +797,21 @@ mod tests {
         assert_eq!(json["pending"], serde_json::json!([5, 102, 3000]));
         assert_eq!(json["retired"], serde_json::json!([4098, 4116]));
 
-        // Damage copy 3's pending sector (after 471 entry sectors for 28,672
+        // Damage copy 3's pending unit (after 57 entry units for 28,672
         // pool blocks): check names it; the others still agree.
         let l = s.layout.unwrap();
-        assert_eq!(l.pending_offset(), 472);
+        assert_eq!(l.pending_offset(), 58);
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .unwrap();
-        let at = (3 * 819 + 472) * 512 + 40;
+        let at = (3 * 768 + 58 * 8) * 512 + 40;
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&[0xff]).unwrap();
         drop(f);
         let s = read_spare(p).unwrap();
-        assert_eq!(s.problems, vec![format!("copy 3 (sector 2457): bad CRC")]);
+        assert_eq!(s.problems, vec![format!("copy 3 (sector 2304): bad CRC")]);
         assert_eq!(s.pending, [5, 102, 3000]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -811,12 +823,12 @@ mod tests {
         let path = dir.join("spare.img");
         make_image(&path, true);
         let p = path.to_str().unwrap();
-        // Rewrite copy 4's pending sector, validly, with another list.
+        // Rewrite copy 4's pending unit, validly, with another list.
         let s = read_spare(p).unwrap();
         let (h, l) = (s.best.unwrap(), s.layout.unwrap());
-        let at = l.copy_start(4) + l.pending_offset();
-        let mut sector = [0u8; SECTOR];
-        format::encode_pending(h.generation, at, &[5], crc, &mut sector);
+        let at = l.unit_at(4, l.pending_offset());
+        let mut sector = [0u8; format::UNIT];
+        format::encode_pending(l.unit(), h.generation, at, &[5, 6, 7], crc, &mut sector);
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.seek(SeekFrom::Start(at * 512)).unwrap();
         f.write_all(&sector).unwrap();
@@ -825,7 +837,7 @@ mod tests {
         assert_eq!(
             s.problems,
             vec![format!(
-                "copy 4 (sector 3276): same generation, different pending blocks"
+                "copy 4 (sector 3072): same generation, different pending blocks"
             )]
         );
         std::fs::remove_dir_all(&dir).unwrap();

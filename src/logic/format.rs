@@ -4,38 +4,65 @@
 //! `docs/on-disk-format.md`): encoding, decoding, validation of copies and the
 //! choice of the copy to load.
 //!
-//! The area holds `copies` equal copies at fixed places. A copy is a header
-//! sector, the entry sectors, and a pending sector. Entry slot `i` describes
-//! spare pool block `i`: the main block whose data it holds, plus one, 0 when
-//! it is free, or [`RETIRED`] when the pool block is bad. The pending sector
-//! lists main blocks awaiting a remap. Every sector carries a CRC-32 (IEEE, as
-//! zlib and `crc32fast` compute it), its own location and a generation; a copy
-//! is only valid if none of its entry sectors is newer than its header, which
-//! is written last, and its pending sector is exactly as new as the header.
+//! The area holds `copies` equal copies. A copy is a header unit, the entry
+//! units, and the pending units. Entry slot `i` describes spare pool block
+//! `i`: the main block whose data it holds, plus one, 0 when it is free, or
+//! [`RETIRED`] when the pool block is bad. The pending units list main blocks
+//! awaiting a remap. Every unit carries a CRC-32 (IEEE, as zlib and
+//! `crc32fast` compute it), its own location and a generation; a copy is only
+//! valid if none of its units is newer than its header, which is written
+//! last.
+//!
+//! Version 3 (written by this module) uses units of [`UNIT`] bytes at 4 KiB
+//! aligned offsets, copy `i` at `i × stride`; version 2 (still read, and
+//! converted on request) used 512-byte sectors at `i × ⌊4096 / copies⌋`.
 
 use core::fmt;
 
-/// Bytes of a sector.
+/// Bytes of a sector: the unit of version 2.
 pub const SECTOR: usize = 512;
+/// Bytes of a metadata unit of version 3.
+pub const UNIT: usize = 4096;
+/// Sectors of a version-3 unit.
+pub const UNIT_SECTORS: u64 = (UNIT / SECTOR) as u64;
 /// Magic at the start of every header.
 pub const MAGIC: [u8; 8] = *b"dmremap\0";
-/// Version of this format.
-pub const FORMAT_VERSION: u32 = 2;
-/// Entry slots in one entry sector.
+/// Version of the format this module writes.
+pub const FORMAT_VERSION: u32 = 3;
+/// The previous version: read, and converted when the operator asks.
+pub const FORMAT_V2: u32 = 2;
+/// Entry slots in one version-2 entry sector.
 pub const SLOTS_PER_SECTOR: usize = 61;
+/// Entry slots in one version-3 entry unit.
+pub const SLOTS_PER_UNIT: usize = (UNIT - 24) / 8;
+/// Main blocks one version-3 pending unit lists.
+pub const PENDING_PER_UNIT: usize = (UNIT - 32) / 8;
+/// Pending units of a version-3 copy: room for [`PENDING_ROOM`] blocks.
+pub const PENDING_UNITS: u64 = 9;
+/// Main blocks the pending units of a version-3 copy have room for.
+pub const PENDING_ROOM: usize = PENDING_UNITS as usize * PENDING_PER_UNIT;
 /// Copies written by default.
 pub const DEFAULT_COPIES: u32 = 5;
 /// Most copies accepted.
 pub const MAX_COPIES: u32 = 16;
 /// Slot value of a spare pool block that is bad and never used again.
 pub const RETIRED: u64 = u64::MAX;
-/// Most main blocks a pending sector lists.
+/// Most main blocks the module keeps pending (and a version-2 pending sector
+/// lists).
 pub const PENDING_MAX: usize = 60;
+/// Size of the version-2 metadata area, and the least a version-3 area
+/// takes: the pool never starts before sector 4096.
+pub const MIN_AREA_SECTORS: u64 = 4096;
+/// Pool blocks a version-3 spare describes by default: the whole pool, up to
+/// this many (feature `metadata_slots` changes it).
+pub const DEFAULT_MAX_SLOTS: u64 = 1 << 20;
+/// Largest stride (units per copy) a version-3 header may name.
+pub const MAX_STRIDE_UNITS: u64 = 3 << 20;
 
 /// A CRC-32 (IEEE) function: the kernel's `crc32_le` or `crc32fast`.
 pub type Crc = fn(&[u8]) -> u32;
 
-// Header field offsets.
+// Header field offsets (both versions up to H_END).
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_COPY_INDEX: usize = 12;
@@ -53,30 +80,51 @@ const H_SLOTS_PER_SECTOR: usize = 92;
 const H_REMAPS: usize = 96;
 const H_RETIRED: usize = 104;
 const H_END: usize = 112;
-// Entry sector offsets.
+// Version 3 only.
+const H_STRIDE: usize = 112;
+const H_PENDING_UNITS: usize = 120;
+const H_PENDING_PER_UNIT: usize = 124;
+const H_PENDING: usize = 128;
+const H3_END: usize = 136;
+// Entry unit offsets.
 const E_GENERATION: usize = 0;
 const E_LOCATION: usize = 8;
 const E_SLOTS: usize = 16;
-const E_END: usize = E_SLOTS + 8 * SLOTS_PER_SECTOR;
-// Pending sector offsets.
+// Pending unit offsets.
 const P_GENERATION: usize = 0;
 const P_LOCATION: usize = 8;
 const P_COUNT: usize = 16;
 const P_ZERO: usize = 20;
 const P_BLOCKS: usize = 24;
-const P_END: usize = P_BLOCKS + 8 * PENDING_MAX;
-/// Every sector kind ends with the CRC of the bytes before it.
-const CRC_AT: usize = SECTOR - 4;
 
-const _: () = assert!(H_END <= CRC_AT);
-const _: () = assert!(E_END <= CRC_AT);
+/// Every unit kind ends with the CRC of the bytes before it.
+const fn crc_at(unit: usize) -> usize {
+    unit - 4
+}
+/// Entry slots in a unit of `unit` bytes.
+const fn slots_in(unit: usize) -> usize {
+    (unit - E_SLOTS - 8) / 8
+}
+/// Pending blocks in a unit of `unit` bytes.
+const fn pending_in(unit: usize) -> usize {
+    (unit - P_BLOCKS - 8) / 8
+}
+
+const _: () = assert!(H3_END <= crc_at(SECTOR));
+const _: () = assert!(H_END <= crc_at(SECTOR));
 const _: () = assert!(H_UUID + 16 == H_GENERATION);
 const _: () = assert!(H_REMAPS + 8 == H_RETIRED);
 const _: () = assert!(H_RETIRED + 8 == H_END);
 const _: () = assert!(P_COUNT + 4 == P_ZERO);
 const _: () = assert!(P_ZERO + 4 == P_BLOCKS);
-const _: () = assert!(P_END == 504);
-const _: () = assert!(P_END + 4 == CRC_AT);
+const _: () = assert!(slots_in(SECTOR) == SLOTS_PER_SECTOR);
+const _: () = assert!(slots_in(UNIT) == SLOTS_PER_UNIT);
+const _: () = assert!(SLOTS_PER_UNIT == 509);
+const _: () = assert!(pending_in(SECTOR) == PENDING_MAX);
+const _: () = assert!(pending_in(UNIT) == PENDING_PER_UNIT);
+const _: () = assert!(PENDING_ROOM >= 4096);
+const _: () = assert!(E_SLOTS + 8 * SLOTS_PER_UNIT + 4 == crc_at(UNIT));
+const _: () = assert!(P_BLOCKS + 8 * PENDING_PER_UNIT + 4 == crc_at(UNIT));
 
 /// Who a spare belongs to: fixed when the spare is formatted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,12 +158,31 @@ impl Identity {
     }
 }
 
+/// Whether `units` is a stride a version-3 spare may use: at most two
+/// significant bits (`2^k` or `3 × 2^k`), so that a loader finds the copies
+/// by probing few places.
+pub fn valid_stride(units: u64) -> bool {
+    units != 0
+        && units <= MAX_STRIDE_UNITS
+        && (units.is_power_of_two() || (units % 3 == 0 && (units / 3).is_power_of_two()))
+}
+
+/// The valid strides in ascending order, up to `max` units.
+pub fn strides(max: u64) -> impl Iterator<Item = u64> {
+    // 1, then 2^k and 3 × 2^(k-1) for k ≥ 1: 1, 2, 3, 4, 6, 8, 12, ...
+    core::iter::once(1)
+        .chain((1..40u32).flat_map(|k| [1u64 << k, 3u64 << (k - 1)]))
+        .take_while(move |&s| s <= max.min(MAX_STRIDE_UNITS))
+}
+
 /// Where the copies live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// Format version: 2 (sectors) or 3 (4 KiB units).
+    pub version: u32,
     /// Number of copies.
     pub copies: u32,
-    /// Sectors per copy (header and pending sector included).
+    /// Sectors per copy (the stride): copy `i` starts at `i × copy_sectors`.
     pub copy_sectors: u64,
     /// First sector of the data pool.
     pub pool_start: u64,
@@ -124,8 +191,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of `copies` copies in an area of `area_sectors` for a pool
-    /// of `pool_blocks` blocks starting at `pool_start`.
+    /// The version-2 layout of `copies` copies in an area of `area_sectors`
+    /// for a pool of `pool_blocks` blocks starting at `pool_start`.
     pub fn new(copies: u32, area_sectors: u64, pool_start: u64, pool_blocks: u64) -> Option<Self> {
         if copies == 0 || copies > MAX_COPIES {
             return None;
@@ -137,6 +204,7 @@ impl Layout {
         }
         let capacity = (copy_sectors - 2) * SLOTS_PER_SECTOR as u64;
         Some(Self {
+            version: FORMAT_V2,
             copies,
             copy_sectors,
             pool_start,
@@ -144,25 +212,158 @@ impl Layout {
         })
     }
 
+    /// The version-3 layout of `copies` copies `stride` units apart,
+    /// describing `slots` pool blocks from `pool_start`; `None` if these do
+    /// not fit together.
+    pub fn v3(copies: u32, stride: u64, pool_start: u64, slots: u64) -> Option<Self> {
+        let l = Self {
+            version: FORMAT_VERSION,
+            copies,
+            copy_sectors: stride.checked_mul(UNIT_SECTORS)?,
+            pool_start,
+            slots,
+        };
+        let fits = (1..=MAX_COPIES).contains(&copies)
+            && valid_stride(stride)
+            && slots != 0
+            && 1 + l.entry_units() + PENDING_UNITS <= stride
+            && pool_start % UNIT_SECTORS == 0
+            && pool_start >= MIN_AREA_SECTORS
+            && pool_start >= l.area_sectors();
+        fits.then_some(l)
+    }
+
+    /// The version-3 layout for a new spare of `spare_sectors` with blocks
+    /// of `block_sectors`: `copies` copies describing the whole pool, up to
+    /// `max_slots` blocks. The pool starts after the area, at sector 4096 or
+    /// later, aligned to the block size; its size depends on the area's, so
+    /// the two are solved together.
+    pub fn plan(
+        copies: u32,
+        spare_sectors: u64,
+        block_sectors: u64,
+        max_slots: u64,
+    ) -> Option<Self> {
+        let align = block_sectors.max(UNIT_SECTORS);
+        let pool = |area: u64| -> Option<(u64, u64)> {
+            let start = area.div_ceil(align).checked_mul(align)?;
+            Some((start, spare_sectors.checked_sub(start)? / block_sectors))
+        };
+        let mut slots = max_slots.min(pool(MIN_AREA_SECTORS)?.1);
+        // Each round shrinks `slots` to what the pool left by its area
+        // holds; the second round finds the same area or a smaller one.
+        for _ in 0..4 {
+            if slots == 0 {
+                return None;
+            }
+            let need = 1 + slots.div_ceil(SLOTS_PER_UNIT as u64) + PENDING_UNITS;
+            let stride = strides(MAX_STRIDE_UNITS).find(|&s| s >= need)?;
+            let area = (u64::from(copies) * stride * UNIT_SECTORS).max(MIN_AREA_SECTORS);
+            let (start, blocks) = pool(area)?;
+            if blocks >= slots {
+                let room = (stride - 1 - PENDING_UNITS) * SLOTS_PER_UNIT as u64;
+                return Self::v3(copies, stride, start, blocks.min(max_slots).min(room));
+            }
+            slots = blocks;
+        }
+        None
+    }
+
+    /// Bytes of one unit: 512 (version 2) or 4096.
+    pub fn unit(&self) -> usize {
+        if self.version == FORMAT_V2 {
+            SECTOR
+        } else {
+            UNIT
+        }
+    }
+
+    /// Sectors of one unit.
+    pub fn unit_sectors(&self) -> u64 {
+        (self.unit() / SECTOR) as u64
+    }
+
+    /// Entry slots in one entry unit.
+    pub fn slots_per_unit(&self) -> usize {
+        slots_in(self.unit())
+    }
+
+    /// Main blocks in one pending unit.
+    pub fn pending_per_unit(&self) -> usize {
+        pending_in(self.unit())
+    }
+
+    /// Pending units per copy.
+    pub fn pending_units(&self) -> u64 {
+        if self.version == FORMAT_V2 {
+            1
+        } else {
+            PENDING_UNITS
+        }
+    }
+
+    /// Main blocks the pending units have room for.
+    pub fn pending_room(&self) -> usize {
+        self.pending_units() as usize * self.pending_per_unit()
+    }
+
+    /// Sectors of the area the copies take.
+    pub fn area_sectors(&self) -> u64 {
+        if self.version == FORMAT_V2 {
+            MIN_AREA_SECTORS
+        } else {
+            u64::from(self.copies) * self.copy_sectors
+        }
+    }
+
+    /// Entry units one copy has room for.
+    pub fn entry_room(&self) -> u64 {
+        (self.copy_sectors / self.unit_sectors()).saturating_sub(1 + self.pending_units())
+    }
+
     /// First sector of copy `i` (its header).
     pub fn copy_start(&self, i: u32) -> u64 {
         u64::from(i) * self.copy_sectors
     }
 
-    /// Entry sectors in use per copy.
-    pub fn entry_sectors(&self) -> u64 {
-        self.slots.div_ceil(SLOTS_PER_SECTOR as u64)
+    /// Sector of unit `u` of copy `i` (0: the header).
+    pub fn unit_at(&self, i: u32, u: u64) -> u64 {
+        self.copy_start(i) + u * self.unit_sectors()
     }
 
-    /// Place of the pending sector, relative to the start of a copy: right
-    /// after the entry sectors in use.
+    /// Entry units in use per copy.
+    pub fn entry_units(&self) -> u64 {
+        self.slots.div_ceil(self.slots_per_unit() as u64)
+    }
+
+    /// Place of the first pending unit, in units from the start of a copy:
+    /// right after the entry units in use.
     pub fn pending_offset(&self) -> u64 {
-        1 + self.entry_sectors()
+        1 + self.entry_units()
     }
 
-    /// Entry sector (0-based, within a copy) holding `slot`.
-    pub fn sector_of(slot: u64) -> u64 {
-        slot / SLOTS_PER_SECTOR as u64
+    /// Units a copy uses: header, entry units, pending units.
+    pub fn copy_units(&self) -> u64 {
+        self.pending_offset() + self.pending_units()
+    }
+
+    /// Bytes a copy uses.
+    pub fn copy_bytes(&self) -> usize {
+        self.copy_units() as usize * self.unit()
+    }
+
+    /// Entry unit (0-based, within a copy) holding `slot`.
+    pub fn unit_of(&self, slot: u64) -> u64 {
+        slot / self.slots_per_unit() as u64
+    }
+
+    /// Pending units a list of `n` blocks fills.
+    pub fn pending_units_for(&self, n: usize) -> u64 {
+        if self.version == FORMAT_V2 {
+            1
+        } else {
+            n.div_ceil(self.pending_per_unit()) as u64
+        }
     }
 }
 
@@ -181,6 +382,9 @@ pub struct Header {
     pub remaps: u64,
     /// Retired pool blocks in the copy (slots holding [`RETIRED`]).
     pub retired: u64,
+    /// Pending main blocks the copy lists (version 3; 0 for version 2,
+    /// whose pending sector carries its own count).
+    pub pending: u64,
 }
 
 /// What is wrong with a sector or a copy.
@@ -311,69 +515,132 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Seals one unit (`b` is exactly one unit long): its last 4 bytes become
+/// the CRC of the rest.
 pub(crate) fn seal(b: &mut [u8], crc: Crc) {
-    let c = crc(&b[..CRC_AT]);
-    put_u32(b, CRC_AT, c);
+    let at = crc_at(b.len());
+    let c = crc(&b[..at]);
+    put_u32(b, at, c);
 }
 
 fn check_crc(b: &[u8], crc: Crc) -> Result<(), Defect> {
     if b.iter().all(|&x| x == 0) {
         return Err(Defect::Blank);
     }
-    if crc(&b[..CRC_AT]) != get_u32(b, CRC_AT) {
+    let at = crc_at(b.len());
+    if crc(&b[..at]) != get_u32(b, at) {
         return Err(Defect::BadCrc);
     }
     Ok(())
 }
 
-/// Writes header `h` for copy `h.copy_index` into `out` (one sector).
+/// Writes header `h` for copy `h.copy_index` into `out` (one unit of its
+/// layout's version).
 pub fn encode_header(h: &Header, crc: Crc, out: &mut [u8]) {
-    let out = &mut out[..SECTOR];
+    let l = &h.layout;
+    let out = &mut out[..l.unit()];
     out.fill(0);
     out[H_MAGIC..H_MAGIC + 8].copy_from_slice(&MAGIC);
-    put_u32(out, H_VERSION, FORMAT_VERSION);
+    put_u32(out, H_VERSION, l.version);
     put_u32(out, H_COPY_INDEX, h.copy_index);
-    put_u32(out, H_COPIES, h.layout.copies);
+    put_u32(out, H_COPIES, l.copies);
     put_u32(out, H_BLOCK_SIZE, h.identity.block_size);
     out[H_UUID..H_UUID + 16].copy_from_slice(&h.identity.uuid);
     put_u64(out, H_GENERATION, h.generation);
-    put_u64(out, H_LOCATION, h.layout.copy_start(h.copy_index));
+    put_u64(out, H_LOCATION, l.copy_start(h.copy_index));
     put_u64(out, H_MAIN_SECTORS, h.identity.main_sectors);
     put_u64(out, H_SPARE_SECTORS, h.identity.spare_sectors);
-    put_u64(out, H_POOL_START, h.layout.pool_start);
-    put_u64(out, H_SLOTS, h.layout.slots);
-    put_u32(
-        out,
-        H_ENTRY_SECTORS,
-        h.layout.copy_sectors.saturating_sub(2) as u32,
-    );
-    put_u32(out, H_SLOTS_PER_SECTOR, SLOTS_PER_SECTOR as u32);
+    put_u64(out, H_POOL_START, l.pool_start);
+    put_u64(out, H_SLOTS, l.slots);
+    put_u32(out, H_ENTRY_SECTORS, l.entry_room() as u32);
+    put_u32(out, H_SLOTS_PER_SECTOR, l.slots_per_unit() as u32);
     put_u64(out, H_REMAPS, h.remaps);
     put_u64(out, H_RETIRED, h.retired);
-    seal(out, crc);
+    if l.version != FORMAT_V2 {
+        put_u64(out, H_STRIDE, l.copy_sectors / UNIT_SECTORS);
+        put_u32(out, H_PENDING_UNITS, l.pending_units() as u32);
+        put_u32(out, H_PENDING_PER_UNIT, l.pending_per_unit() as u32);
+        put_u64(out, H_PENDING, h.pending);
+    }
+    // Version 3 too: the header is the unit's first sector, the rest zero,
+    // so that a write torn at a sector boundary leaves it whole or absent.
+    seal(&mut out[..SECTOR], crc);
 }
 
-/// Decodes the header read at sector `at` of an area of `area_sectors`.
+/// The version a header unit claims: `Some` when `b` starts with our magic.
+pub fn header_version(b: &[u8]) -> Option<u32> {
+    (b.len() >= SECTOR && b[H_MAGIC..H_MAGIC + 8] == MAGIC).then(|| get_u32(b, H_VERSION))
+}
+
+/// Decodes the header read at sector `at`. A version-2 header is one sector
+/// (the area it lays copies out in is `area_sectors`); a version-3 header is
+/// one [`UNIT`], and `b` must hold it whole. A header of a later version
+/// (its unit's CRC correct) is [`Defect::BadVersion`].
 pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<Header, Defect> {
-    let b = &b[..SECTOR];
+    let s = b.get(..SECTOR).ok_or(Defect::BadLayout)?;
+    match header_version(s) {
+        Some(FORMAT_V2) => decode_v2(s, at, area_sectors, crc),
+        Some(v) if v >= FORMAT_VERSION => {
+            // Every version from 3 on starts with a header sector sealed
+            // like this one.
+            check_crc(s, crc)?;
+            if v > FORMAT_VERSION {
+                return Err(Defect::BadVersion(v));
+            }
+            decode_v3(b.get(..UNIT).ok_or(Defect::BadLayout)?, at)
+        }
+        Some(v) => {
+            check_crc(s, crc)?;
+            Err(Defect::BadVersion(v))
+        }
+        None => {
+            check_crc(s, crc)?;
+            Err(Defect::BadMagic)
+        }
+    }
+}
+
+fn decode_v2(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<Header, Defect> {
     check_crc(b, crc)?;
-    if b[H_MAGIC..H_MAGIC + 8] != MAGIC {
-        return Err(Defect::BadMagic);
-    }
-    let version = get_u32(b, H_VERSION);
-    if version != FORMAT_VERSION {
-        return Err(Defect::BadVersion(version));
-    }
     let copies = get_u32(b, H_COPIES);
-    let copy_index = get_u32(b, H_COPY_INDEX);
     let pool_start = get_u64(b, H_POOL_START);
     let slots = get_u64(b, H_SLOTS);
     let layout = Layout::new(copies, area_sectors, pool_start, slots).ok_or(Defect::BadLayout)?;
-    if copy_index >= copies
-        || layout.slots != slots
+    if layout.slots != slots
         || u64::from(get_u32(b, H_ENTRY_SECTORS)) != layout.copy_sectors - 2
         || get_u32(b, H_SLOTS_PER_SECTOR) as usize != SLOTS_PER_SECTOR
     {
+        return Err(Defect::BadLayout);
+    }
+    header_rest(b, at, layout, 0)
+}
+
+fn decode_v3(b: &[u8], at: u64) -> Result<Header, Defect> {
+    let layout = Layout::v3(
+        get_u32(b, H_COPIES),
+        get_u64(b, H_STRIDE),
+        get_u64(b, H_POOL_START),
+        get_u64(b, H_SLOTS),
+    )
+    .ok_or(Defect::BadLayout)?;
+    let pending = get_u64(b, H_PENDING);
+    if u64::from(get_u32(b, H_ENTRY_SECTORS)) != layout.entry_room()
+        || get_u32(b, H_SLOTS_PER_SECTOR) as usize != SLOTS_PER_UNIT
+        || u64::from(get_u32(b, H_PENDING_UNITS)) != PENDING_UNITS
+        || get_u32(b, H_PENDING_PER_UNIT) as usize != PENDING_PER_UNIT
+        || pending > PENDING_ROOM as u64
+        || b[H3_END..crc_at(SECTOR)].iter().any(|&x| x != 0)
+        || b[SECTOR..].iter().any(|&x| x != 0)
+    {
+        return Err(Defect::BadLayout);
+    }
+    header_rest(b, at, layout, pending)
+}
+
+/// The fields both versions share, once the layout is known.
+fn header_rest(b: &[u8], at: u64, layout: Layout, pending: u64) -> Result<Header, Defect> {
+    let copy_index = get_u32(b, H_COPY_INDEX);
+    if copy_index >= layout.copies {
         return Err(Defect::BadLayout);
     }
     let found = get_u64(b, H_LOCATION);
@@ -398,25 +665,34 @@ pub fn decode_header(b: &[u8], at: u64, area_sectors: u64, crc: Crc) -> Result<H
         layout,
         remaps: get_u64(b, H_REMAPS),
         retired: get_u64(b, H_RETIRED),
+        pending,
     })
 }
 
-/// Writes an entry sector at `location` with generation `generation` holding
-/// `slots` (each the main block plus one, or 0).
-pub fn encode_entries(generation: u64, location: u64, slots: &[u64], crc: Crc, out: &mut [u8]) {
-    let out = &mut out[..SECTOR];
+/// Writes an entry unit of `unit` bytes at `location` with generation
+/// `generation` holding `slots` (each the main block plus one, or 0).
+pub fn encode_entries(
+    unit: usize,
+    generation: u64,
+    location: u64,
+    slots: &[u64],
+    crc: Crc,
+    out: &mut [u8],
+) {
+    let out = &mut out[..unit];
     out.fill(0);
     put_u64(out, E_GENERATION, generation);
     put_u64(out, E_LOCATION, location);
-    for (i, s) in slots.iter().take(SLOTS_PER_SECTOR).enumerate() {
+    for (i, s) in slots.iter().take(slots_in(unit)).enumerate() {
         put_u64(out, E_SLOTS + 8 * i, *s);
     }
     seal(out, crc);
 }
 
-/// Decodes an entry sector read at `at`; returns its generation.
-pub fn decode_entries(b: &[u8], at: u64, crc: Crc) -> Result<u64, Defect> {
-    let b = &b[..SECTOR];
+/// Decodes an entry unit of `unit` bytes read at `at`; returns its
+/// generation.
+pub fn decode_entries(unit: usize, b: &[u8], at: u64, crc: Crc) -> Result<u64, Defect> {
+    let b = b.get(..unit).ok_or(Defect::BadLayout)?;
     check_crc(b, crc)?;
     let found = get_u64(b, E_LOCATION);
     if found != at {
@@ -425,18 +701,25 @@ pub fn decode_entries(b: &[u8], at: u64, crc: Crc) -> Result<u64, Defect> {
     Ok(get_u64(b, E_GENERATION))
 }
 
-/// Slot `i` (0..61) of an entry sector that decoded fine.
+/// Slot `i` of an entry unit that decoded fine.
 pub fn entry_slot(b: &[u8], i: usize) -> u64 {
     get_u64(b, E_SLOTS + 8 * i)
 }
 
-/// Writes a pending sector at `location` with generation `generation`
-/// listing `blocks` (main blocks, ascending and distinct; at most
-/// [`PENDING_MAX`] are written).
-pub fn encode_pending(generation: u64, location: u64, blocks: &[u64], crc: Crc, out: &mut [u8]) {
-    let out = &mut out[..SECTOR];
+/// Writes a pending unit of `unit` bytes at `location` with generation
+/// `generation` listing `blocks` (main blocks, ascending and distinct; as
+/// many as the unit holds are written).
+pub fn encode_pending(
+    unit: usize,
+    generation: u64,
+    location: u64,
+    blocks: &[u64],
+    crc: Crc,
+    out: &mut [u8],
+) {
+    let out = &mut out[..unit];
     out.fill(0);
-    let blocks = &blocks[..blocks.len().min(PENDING_MAX)];
+    let blocks = &blocks[..blocks.len().min(pending_in(unit))];
     put_u64(out, P_GENERATION, generation);
     put_u64(out, P_LOCATION, location);
     put_u32(out, P_COUNT, blocks.len() as u32);
@@ -446,27 +729,31 @@ pub fn encode_pending(generation: u64, location: u64, blocks: &[u64], crc: Crc, 
     seal(out, crc);
 }
 
-/// Decodes a pending sector read at `at` for a main device of `main_blocks`
-/// blocks; returns its generation and how many blocks it lists.
+/// Decodes a pending unit of `unit` bytes read at `at` for a main device of
+/// `main_blocks` blocks; returns its generation and how many blocks it
+/// lists.
 pub fn decode_pending(
+    unit: usize,
     b: &[u8],
     at: u64,
     main_blocks: u64,
     crc: Crc,
 ) -> Result<(u64, usize), Defect> {
-    let b = &b[..SECTOR];
+    let b = b.get(..unit).ok_or(Defect::BadLayout)?;
     check_crc(b, crc)?;
     let found = get_u64(b, P_LOCATION);
     if found != at {
         return Err(Defect::BadLocation { found, at });
     }
     let bad = Err(Defect::BadPending { at });
+    let max = pending_in(unit);
     let count = get_u32(b, P_COUNT) as usize;
-    if count > PENDING_MAX || get_u32(b, P_ZERO) != 0 || get_u32(b, P_END) != 0 {
+    let end = P_BLOCKS + 8 * max;
+    if count > max || get_u32(b, P_ZERO) != 0 || get_u32(b, end) != 0 {
         return bad;
     }
     let mut prev: Option<u64> = None;
-    for i in 0..PENDING_MAX {
+    for i in 0..max {
         let block = pending_block(b, i);
         if i >= count {
             if block != 0 {
@@ -486,16 +773,17 @@ pub fn decode_pending(
     Ok((get_u64(b, P_GENERATION), count))
 }
 
-/// Block `i` (0..[`PENDING_MAX`]) of a pending sector that decoded fine.
+/// Block `i` of a pending unit that decoded fine.
 pub fn pending_block(b: &[u8], i: usize) -> u64 {
     get_u64(b, P_BLOCKS + 8 * i)
 }
 
-/// Validates a copy read whole into `buf` (its header, entry sectors and
-/// pending sector: `2 + entry_sectors` sectors) from sector `at` of an area
-/// of `area_sectors`, for a main device of `main_blocks` blocks. Checks every
-/// sector, the generations, the slot values, the counts and the pending list;
-/// duplicates are found by the loader (it needs a table for that).
+/// Validates a copy read whole into `buf` (its header, entry units and
+/// pending units: [`Layout::copy_bytes`]) from sector `at` (of an area of
+/// `area_sectors`, for version 2), for a main device of `main_blocks`
+/// blocks. Checks every unit, the generations, the slot values, the counts
+/// and the pending list; duplicates are found by the loader (it needs a
+/// table for that).
 pub fn check_copy(
     buf: &[u8],
     at: u64,
@@ -504,50 +792,44 @@ pub fn check_copy(
     crc: Crc,
 ) -> Result<Header, Defect> {
     let h = decode_header(buf, at, area_sectors, crc)?;
+    let l = h.layout;
+    let unit = l.unit();
     // Blocks are checked against the main the header records too: a copy
     // written for a larger main is a whole copy of another pair (`decide`
     // tells them apart), not a damaged one.
     let bs = u64::from(h.identity.block_size / 512).max(1);
     let main_blocks = main_blocks.min(h.identity.main_sectors / bs);
-    let sectors = h.layout.entry_sectors() as usize;
-    if buf.len() < (2 + sectors) * SECTOR {
+    let units = l.entry_units() as usize;
+    if buf.len() < l.copy_bytes() {
         return Err(Defect::BadLayout);
     }
+    let spu = l.slots_per_unit();
     let mut used = 0u64;
     let mut retired = 0u64;
-    for k in 0..sectors {
-        let loc = at + 1 + k as u64;
-        let s = &buf[(1 + k) * SECTOR..(2 + k) * SECTOR];
-        let generation = decode_entries(s, loc, crc)?;
+    for k in 0..units {
+        let loc = l.unit_at(h.copy_index, 1 + k as u64);
+        let s = &buf[(1 + k) * unit..(2 + k) * unit];
+        let generation = decode_entries(unit, s, loc, crc)?;
         if generation > h.generation {
             return Err(Defect::Torn { at: loc });
         }
-        for i in 0..SLOTS_PER_SECTOR {
-            let slot = (k * SLOTS_PER_SECTOR + i) as u64;
+        for i in 0..spu {
+            let slot = (k * spu + i) as u64;
             let v = entry_slot(s, i);
             if v == 0 {
                 continue;
             }
-            if v == RETIRED && slot < h.layout.slots {
+            if v == RETIRED && slot < l.slots {
                 retired += 1;
                 continue;
             }
-            if slot >= h.layout.slots || v > main_blocks {
+            if slot >= l.slots || v > main_blocks {
                 return Err(Defect::BadSlot { slot });
             }
             used += 1;
         }
     }
-    let p = 1 + sectors;
-    let loc = at + p as u64;
-    let (generation, _) =
-        decode_pending(&buf[p * SECTOR..(p + 1) * SECTOR], loc, main_blocks, crc)?;
-    if generation > h.generation {
-        return Err(Defect::Torn { at: loc });
-    }
-    if generation < h.generation {
-        return Err(Defect::StalePending { at: loc });
-    }
+    check_pending(buf, &h, main_blocks, crc)?;
     if used != h.remaps {
         return Err(Defect::BadCount {
             header: h.remaps,
@@ -561,6 +843,64 @@ pub fn check_copy(
         });
     }
     Ok(h)
+}
+
+/// Checks the pending units of a copy whose header `h` decoded. Version 2:
+/// one sector, exactly as new as the header (every commit writes it).
+/// Version 3: the units that the header's count fills, none newer than the
+/// header (they are written only when the list changes), full but for the
+/// last, ascending across units.
+fn check_pending(buf: &[u8], h: &Header, main_blocks: u64, crc: Crc) -> Result<(), Defect> {
+    let l = h.layout;
+    let unit = l.unit();
+    let p = l.pending_offset();
+    if l.version == FORMAT_V2 {
+        let loc = l.unit_at(h.copy_index, p);
+        let o = p as usize * unit;
+        let (generation, _) = decode_pending(unit, &buf[o..o + unit], loc, main_blocks, crc)?;
+        if generation > h.generation {
+            return Err(Defect::Torn { at: loc });
+        }
+        if generation < h.generation {
+            return Err(Defect::StalePending { at: loc });
+        }
+        return Ok(());
+    }
+    let per = l.pending_per_unit();
+    let total = h.pending as usize;
+    let mut prev: Option<u64> = None;
+    for j in 0..l.pending_units_for(total) {
+        let loc = l.unit_at(h.copy_index, p + j);
+        let o = (p + j) as usize * unit;
+        let s = &buf[o..o + unit];
+        let (generation, count) = decode_pending(unit, s, loc, main_blocks, crc)?;
+        if generation > h.generation {
+            return Err(Defect::Torn { at: loc });
+        }
+        let want = (total - j as usize * per).min(per);
+        if count != want || prev.is_some_and(|b| pending_block(s, 0) <= b) {
+            return Err(Defect::BadPending { at: loc });
+        }
+        prev = Some(pending_block(s, count - 1));
+    }
+    Ok(())
+}
+
+/// The pending list of a copy that [`check_copy`] accepted, block by block.
+pub fn pending_list<'a>(buf: &'a [u8], h: &Header) -> impl Iterator<Item = u64> + 'a {
+    let l = h.layout;
+    let unit = l.unit();
+    let per = l.pending_per_unit();
+    let p = l.pending_offset() as usize;
+    let total = if l.version == FORMAT_V2 {
+        get_u32(&buf[p * unit..], P_COUNT) as usize
+    } else {
+        h.pending as usize
+    };
+    (0..total.min(l.pending_room())).map(move |i| {
+        let o = (p + i / per) * unit;
+        pending_block(&buf[o..o + unit], i % per)
+    })
 }
 
 /// What a copy turned out to be.
@@ -702,6 +1042,7 @@ mod tests {
             layout: Layout::new(5, 4096, 4096, 126976).unwrap(),
             remaps: 0,
             retired: 0,
+            pending: 0,
         }
     }
 
@@ -711,7 +1052,7 @@ mod tests {
         assert_eq!(crc_bitwise(b"123456789"), 0xcbf4_3926);
         let mut s = [0u8; SECTOR];
         encode_header(&header(2, 9), crc, &mut s);
-        assert_eq!(crc(&s[..CRC_AT]), crc_bitwise(&s[..CRC_AT]));
+        assert_eq!(crc(&s[..crc_at(SECTOR)]), crc_bitwise(&s[..crc_at(SECTOR)]));
     }
 
     /// A copy built byte by byte from the tables of `docs/on-disk-format.md`
@@ -788,7 +1129,7 @@ mod tests {
         assert_eq!(entry_slot(&e0, 3), 11);
         assert_eq!(entry_slot(&e1, 38), 501);
         assert_eq!(entry_slot(&e1, 0), RETIRED);
-        assert_eq!(decode_pending(&pend, 822, 65536, crc), Ok((77, 3)));
+        assert_eq!(decode_pending(SECTOR, &pend, 822, 65536, crc), Ok((77, 3)));
         assert_eq!(
             [0, 1, 2, 3].map(|i| pending_block(&pend, i)),
             [4, 10, 65535, 0]
@@ -797,7 +1138,7 @@ mod tests {
         let mut again = [0u8; 512];
         encode_header(&h, crc, &mut again);
         assert_eq!(again, hdr);
-        encode_pending(77, 822, &[4, 10, 65535], crc, &mut again);
+        encode_pending(SECTOR, 77, 822, &[4, 10, 65535], crc, &mut again);
         assert_eq!(again, pend);
         // One block beyond main makes the copy invalid.
         assert_eq!(
@@ -813,14 +1154,14 @@ mod tests {
         assert_eq!(l.slots, 817 * 61);
         assert_eq!(l.slots, 49_837);
         assert_eq!(l.copy_start(4), 3276);
-        assert_eq!(l.entry_sectors(), 817);
+        assert_eq!(l.entry_units(), 817);
         assert_eq!(l.pending_offset(), 818);
         let two = Layout::new(2, 4096, 4096, 1 << 20).unwrap();
         assert_eq!(two.slots, 124_806);
         assert_eq!(two.pending_offset(), 2047);
         let small = Layout::new(5, 4096, 4096, 100).unwrap();
         assert_eq!(small.slots, 100);
-        assert_eq!(small.entry_sectors(), 2);
+        assert_eq!(small.entry_units(), 2);
         assert_eq!(small.pending_offset(), 3);
         // A copy needs a header, an entry sector and a pending sector.
         assert!(Layout::new(1, 2, 4096, 1).is_none());
@@ -858,8 +1199,8 @@ mod tests {
         seal(&mut other, crc);
         assert_eq!(decode_header(&other, at, 4096, crc), Err(Defect::BadMagic));
         assert_eq!(get_u64(&s, 104), 5);
-        // Version 1 is not read (it never shipped), nor anything newer.
-        for v in [1, 3] {
+        // Version 1 is not read (it never shipped), nor 0.
+        for v in [0, 1] {
             let mut old = s;
             put_u32(&mut old, H_VERSION, v);
             seal(&mut old, crc);
@@ -879,34 +1220,37 @@ mod tests {
     #[test]
     fn pending_round_trip_and_defects() {
         let mut s = [0u8; SECTOR];
-        encode_pending(9, 822, &[], crc, &mut s);
-        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, 0)));
-        encode_pending(9, 822, &[0, 5, 99], crc, &mut s);
-        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, 3)));
+        encode_pending(SECTOR, 9, 822, &[], crc, &mut s);
+        assert_eq!(decode_pending(SECTOR, &s, 822, 100, crc), Ok((9, 0)));
+        encode_pending(SECTOR, 9, 822, &[0, 5, 99], crc, &mut s);
+        assert_eq!(decode_pending(SECTOR, &s, 822, 100, crc), Ok((9, 3)));
         assert_eq!(pending_block(&s, 2), 99);
         assert_eq!(
-            decode_pending(&s, 823, 100, crc),
+            decode_pending(SECTOR, &s, 823, 100, crc),
             Err(Defect::BadLocation {
                 found: 822,
                 at: 823
             })
         );
         assert_eq!(
-            decode_pending(&s, 822, 99, crc),
+            decode_pending(SECTOR, &s, 822, 99, crc),
             Err(Defect::BadPending { at: 822 })
         );
         let full: std::vec::Vec<u64> = (0..PENDING_MAX as u64 + 5).collect();
-        encode_pending(9, 822, &full, crc, &mut s);
-        assert_eq!(decode_pending(&s, 822, 100, crc), Ok((9, PENDING_MAX)));
+        encode_pending(SECTOR, 9, 822, &full, crc, &mut s);
+        assert_eq!(
+            decode_pending(SECTOR, &s, 822, 100, crc),
+            Ok((9, PENDING_MAX))
+        );
         assert_eq!(pending_block(&s, PENDING_MAX - 1), PENDING_MAX as u64 - 1);
         // Each broken rule, with a valid CRC: (offset, width, value) put
         // into a sector listing 3 and 7.
         let bad = |at: usize, width: usize, v: u64| {
             let mut b = [0u8; SECTOR];
-            encode_pending(9, 822, &[3, 7], crc, &mut b);
+            encode_pending(SECTOR, 9, 822, &[3, 7], crc, &mut b);
             b[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
             seal(&mut b, crc);
-            decode_pending(&b, 822, 100, crc)
+            decode_pending(SECTOR, &b, 822, 100, crc)
         };
         assert_eq!(bad(P_BLOCKS + 8, 8, 7), Ok((9, 2)));
         let cases = [
@@ -915,7 +1259,7 @@ mod tests {
             (P_BLOCKS + 16, 8, 8), // beyond the count
             (P_COUNT, 4, PENDING_MAX as u64 + 1),
             (P_ZERO, 4, 1),
-            (P_END, 4, 1),
+            ((P_BLOCKS + 8 * PENDING_MAX), 4, 1),
         ];
         for (at, width, v) in cases {
             assert_eq!(
@@ -926,9 +1270,12 @@ mod tests {
         }
         let mut flipped = s;
         flipped[30] ^= 1;
-        assert_eq!(decode_pending(&flipped, 822, 100, crc), Err(Defect::BadCrc));
         assert_eq!(
-            decode_pending(&[0u8; SECTOR], 822, 100, crc),
+            decode_pending(SECTOR, &flipped, 822, 100, crc),
+            Err(Defect::BadCrc)
+        );
+        assert_eq!(
+            decode_pending(SECTOR, &[0u8; SECTOR], 822, 100, crc),
             Err(Defect::Blank)
         );
     }
@@ -937,11 +1284,11 @@ mod tests {
     fn entries_round_trip() {
         let mut s = [0u8; SECTOR];
         let slots: [u64; 3] = [0, 11, 5];
-        encode_entries(8, 100, &slots, crc, &mut s);
-        assert_eq!(decode_entries(&s, 100, crc), Ok(8));
+        encode_entries(SECTOR, 8, 100, &slots, crc, &mut s);
+        assert_eq!(decode_entries(SECTOR, &s, 100, crc), Ok(8));
         assert_eq!(entry_slot(&s, 1), 11);
         assert_eq!(entry_slot(&s, 60), 0);
-        assert!(decode_entries(&s, 101, crc).is_err());
+        assert!(decode_entries(SECTOR, &s, 101, crc).is_err());
     }
 
     /// Builds a whole copy image for `slots`.
@@ -959,9 +1306,10 @@ mod tests {
     ) -> std::vec::Vec<u8> {
         extern crate std;
         let at = h.layout.copy_start(h.copy_index);
-        let n = h.layout.entry_sectors() as usize;
+        let n = h.layout.entry_units() as usize;
         let mut v = std::vec![0u8; (2 + n) * SECTOR];
         encode_pending(
+            SECTOR,
             pending_generation,
             at + h.layout.pending_offset(),
             pending,
@@ -973,6 +1321,7 @@ mod tests {
             let lo = (k * SLOTS_PER_SECTOR).min(slots.len());
             let hi = ((k + 1) * SLOTS_PER_SECTOR).min(slots.len());
             encode_entries(
+                SECTOR,
                 entry_generation,
                 at + 1 + k as u64,
                 &slots[lo..hi],
@@ -1192,5 +1541,191 @@ mod tests {
             decide(&states, &p, true),
             Decision::Load { copy: 0, repair: 2 }
         );
+    }
+    /// A version-3 copy built byte by byte from the tables of
+    /// `docs/on-disk-format.md` (not with the encoder) decodes to what the
+    /// doc says it holds.
+    #[test]
+    fn golden_v3_image_from_the_doc() {
+        fn le(b: &mut [u8], at: usize, v: u64, n: usize) {
+            b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        }
+        fn seal_at(b: &mut [u8], end: usize) {
+            let c = crc32fast::hash(&b[..end - 4]);
+            le(b, end - 4, u64::from(c), 4);
+        }
+        // 3 copies, stride 12 units (96 sectors), copy 1 at sector 96,
+        // 4096-byte blocks, 600 usable slots (2 entry units), pool at 4096;
+        // units of copy 1: header 96, entries 104 and 112, pending 120...
+        let mut hdr = [0u8; 4096];
+        hdr[0..8].copy_from_slice(b"dmremap\0");
+        le(&mut hdr, 8, 3, 4); // format version
+        le(&mut hdr, 12, 1, 4); // copy index
+        le(&mut hdr, 16, 3, 4); // copies
+        le(&mut hdr, 20, 4096, 4); // block size
+        hdr[24..40].copy_from_slice(&[0xcd; 16]); // uuid
+        le(&mut hdr, 40, 9, 8); // generation
+        le(&mut hdr, 48, 96, 8); // self-location (sectors)
+        le(&mut hdr, 56, 65536, 8); // main sectors
+        le(&mut hdr, 64, 8192, 8); // spare sectors
+        le(&mut hdr, 72, 4096, 8); // pool start
+        le(&mut hdr, 80, 600, 8); // usable slots
+        le(&mut hdr, 88, 2, 4); // entry units a copy has room for: 12 - 1 - 9
+        le(&mut hdr, 92, 509, 4); // slots per entry unit
+        le(&mut hdr, 96, 1, 8); // remaps
+        le(&mut hdr, 104, 1, 8); // retired
+        le(&mut hdr, 112, 12, 8); // stride in units
+        le(&mut hdr, 120, 9, 4); // pending units
+        le(&mut hdr, 124, 508, 4); // blocks per pending unit
+        le(&mut hdr, 128, 2, 8); // pending blocks
+        seal_at(&mut hdr[..512], 512); // the header's CRC ends its first sector
+
+        let mut e0 = [0u8; 4096];
+        le(&mut e0, 0, 8, 8); // generation: older than the header is fine
+        le(&mut e0, 8, 104, 8); // self-location
+        le(&mut e0, 16 + 8 * 7, 33, 8); // slot 7: main block 32
+        seal_at(&mut e0, 4096);
+        let mut e1 = [0u8; 4096];
+        le(&mut e1, 0, 9, 8);
+        le(&mut e1, 8, 112, 8);
+        le(&mut e1, 16 + 8 * (599 - 509), u64::MAX, 8); // slot 599: retired
+        seal_at(&mut e1, 4096);
+        let mut p0 = [0u8; 4096];
+        le(&mut p0, 0, 5, 8); // generation: written when the list last changed
+        le(&mut p0, 8, 120, 8); // self-location
+        le(&mut p0, 16, 2, 4); // count in this unit
+        le(&mut p0, 24, 3, 8); // main block 3
+        le(&mut p0, 32, 8191, 8); // main block 8191, the last
+        seal_at(&mut p0, 4096);
+
+        let mut image = std::vec::Vec::new();
+        for u in [&hdr, &e0, &e1, &p0] {
+            image.extend_from_slice(u);
+        }
+        // The 8 other pending units are not read (2 blocks fill one).
+        image.resize(12 * 4096, 0xee);
+        let h = check_copy(&image, 96, 0, 8192, crc).unwrap();
+        assert_eq!(h.layout, Layout::v3(3, 12, 4096, 600).unwrap());
+        assert_eq!(h.layout.copy_start(2), 192);
+        assert_eq!((h.copy_index, h.generation), (1, 9));
+        assert_eq!((h.remaps, h.retired, h.pending), (1, 1, 2));
+        assert_eq!(h.identity.uuid, [0xcd; 16]);
+        assert_eq!(h.identity.block_size, 4096);
+        assert_eq!(
+            pending_list(&image, &h).collect::<std::vec::Vec<_>>(),
+            [3, 8191]
+        );
+        // The encoders produce the same bytes.
+        let mut again = [0u8; 4096];
+        encode_header(&h, crc, &mut again);
+        assert_eq!(again, hdr);
+        encode_pending(UNIT, 5, 120, &[3, 8191], crc, &mut again);
+        assert_eq!(again, p0);
+        // An entry unit newer than the header: torn.
+        let mut torn = image.clone();
+        le(&mut torn[4096..], 0, 10, 8);
+        seal_at(&mut torn[4096..8192], 4096);
+        assert_eq!(
+            check_copy(&torn, 96, 0, 8192, crc),
+            Err(Defect::Torn { at: 104 })
+        );
+        // A pending block beyond main.
+        assert_eq!(
+            check_copy(&image, 96, 0, 8191, crc),
+            Err(Defect::BadPending { at: 120 })
+        );
+        // Anything in the header unit after its first sector.
+        let mut tail = image.clone();
+        tail[600] = 1;
+        assert_eq!(check_copy(&tail, 96, 0, 8192, crc), Err(Defect::BadLayout));
+    }
+
+    #[test]
+    fn a_newer_version_is_named_and_an_older_header_of_ours_is_not_blank() {
+        let mut h = header(0, 4);
+        h.layout = Layout::v3(5, 12, 4096, 100).unwrap();
+        let mut u = [0u8; UNIT];
+        encode_header(&h, crc, &mut u);
+        assert_eq!(decode_header(&u, 0, 0, crc), Ok(h));
+        for v in [4, 17, u32::MAX] {
+            let mut newer = u;
+            put_u32(&mut newer, H_VERSION, v);
+            seal(&mut newer[..SECTOR], crc);
+            assert_eq!(decode_header(&newer, 0, 0, crc), Err(Defect::BadVersion(v)));
+            // Not sealed: damage, not a version.
+            let mut flipped = newer;
+            flipped[41] ^= 1;
+            assert_eq!(decode_header(&flipped, 0, 0, crc), Err(Defect::BadCrc));
+        }
+        // A version-3 header in too short a buffer.
+        assert_eq!(
+            decode_header(&u[..SECTOR], 0, 0, crc),
+            Err(Defect::BadLayout)
+        );
+    }
+
+    #[test]
+    fn v3_layout_arithmetic() {
+        // Strides have at most two significant bits, ascending.
+        let s: std::vec::Vec<u64> = strides(64).collect();
+        assert_eq!(s, [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]);
+        assert!(strides(u64::MAX).all(valid_stride));
+        assert_eq!(strides(u64::MAX).count(), 43);
+        // A small spare: 16 MiB, 512-byte blocks: 28,672 blocks, 57 entry
+        // units + header + 9 pending = 67 -> stride 96; 5 copies = 1.875 MiB,
+        // so the area stays 2 MiB and the pool at 4096.
+        let l = Layout::plan(5, 32768, 1, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!((l.copy_sectors, l.pool_start, l.slots), (768, 4096, 28_672));
+        assert_eq!(l.entry_units(), 57);
+        // 1,000,000 blocks of 4 KiB (a 3.9 GB spare): 1965 entry units,
+        // 1975 with header and pending units -> stride 2048 units (8 MiB);
+        // 5 copies: 40 MiB, 1 % of the pool.
+        let spare = 1_000_000 * 8 + 40 * 2048;
+        let l = Layout::plan(5, spare, 8, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!(l.copy_sectors, 2048 * 8);
+        assert_eq!(l.pool_start, 40 * 2048);
+        assert_eq!(l.slots, 1_000_000);
+        assert_eq!(l.entry_units(), 1965);
+        assert_eq!(l.area_sectors() * 512, 40 << 20);
+        // 1,048,576 blocks (the default most) and more: the default stops
+        // at 2^20 slots; stride 3072 units (12 MiB), 5 copies 60 MiB.
+        let l = Layout::plan(5, 1 << 30, 8, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!(l.slots, DEFAULT_MAX_SLOTS);
+        assert_eq!(l.copy_sectors, 3072 * 8);
+        assert_eq!(l.area_sectors() * 512, 60 << 20);
+        // `metadata_slots` asks for more.
+        let l = Layout::plan(2, 1 << 40, 8, 4_000_000).unwrap();
+        assert_eq!(l.slots, 4_000_000);
+        assert!(l.entry_room() * SLOTS_PER_UNIT as u64 >= 4_000_000);
+        // The pool is aligned to the block size and starts after the area.
+        let l = Layout::plan(3, 1 << 22, 128, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!(l.pool_start % 128, 0);
+        assert!(l.pool_start >= l.area_sectors().max(4096));
+        // Every plan is a layout a header may name.
+        for copies in 1..=MAX_COPIES {
+            for spare in [4096 + 8, 8192, 1 << 16, 1 << 21, 1 << 26] {
+                for bs in [1, 8, 128] {
+                    if let Some(l) = Layout::plan(copies, spare, bs, DEFAULT_MAX_SLOTS) {
+                        let again = Layout::v3(copies, l.copy_sectors / 8, l.pool_start, l.slots);
+                        assert_eq!(again, Some(l));
+                        assert!(l.pool_start + l.slots * bs <= spare);
+                        assert!(l.copy_units() <= l.copy_sectors / 8);
+                    }
+                }
+            }
+        }
+        // Too small: no block after the area.
+        assert!(Layout::plan(5, 4096, 8, DEFAULT_MAX_SLOTS).is_none());
+        // Layouts a header may not name.
+        assert!(Layout::v3(0, 12, 4096, 1).is_none());
+        assert!(Layout::v3(17, 12, 4096, 1).is_none());
+        assert!(Layout::v3(1, 10, 4096, 1).is_none()); // not 2 bits
+        assert!(Layout::v3(1, 8, 4096, 1).is_none()); // no room
+        assert!(Layout::v3(1, 12, 4096, 0).is_none());
+        assert!(Layout::v3(1, 12, 4097, 1).is_none());
+        assert!(Layout::v3(1, 12, 2048, 1).is_none()); // pool below 4096
+        assert!(Layout::v3(16, 48, 4096, 1).is_none()); // area past the pool
+        assert!(Layout::v3(1, 12, 4096, 2 * 509 + 1).is_none());
+        assert!(Layout::v3(1, 12, 4096, 2 * 509).is_some());
     }
 }

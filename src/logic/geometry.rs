@@ -40,6 +40,16 @@ pub struct Geometry {
     pub spare_data_blocks: u64,
 }
 
+impl Geometry {
+    /// This geometry with the data pool starting at `start` on a spare of
+    /// `spare_sectors`: where the metadata layout puts it.
+    pub fn with_pool(mut self, start: u64, spare_sectors: u64) -> Self {
+        self.spare_data_start = start;
+        self.spare_data_blocks = spare_sectors.saturating_sub(start) / self.block_sectors;
+        self
+    }
+}
+
 /// Validates the devices of a table line against each other and the target.
 ///
 /// `target_len` is the target's length in sectors (the table line's `<len>`).

@@ -9,7 +9,7 @@
 //! Allocation is next-fit from a cursor, so consecutive allocations are
 //! usually contiguous on the spare; retired blocks are never handed out.
 
-use super::format::{RETIRED, SLOTS_PER_SECTOR};
+use super::format::RETIRED;
 use super::mem::{Env, RawArray};
 
 /// Allocation state of the spare's data pool.
@@ -173,11 +173,11 @@ impl<E: Env> SparePool<E> {
         self.cursor = 0;
     }
 
-    /// The slots of entry sector `k` (fewer than 61 in the last sector), as
-    /// stored on disk.
-    pub fn sector_slots(&self, k: u64) -> &[u64] {
-        let lo = (k as usize * SLOTS_PER_SECTOR).min(self.slots.len());
-        let hi = (lo + SLOTS_PER_SECTOR).min(self.slots.len());
+    /// The slots of entry unit `k` of `per` slots (fewer in the last
+    /// unit), as stored on disk.
+    pub fn unit_slots(&self, k: u64, per: usize) -> &[u64] {
+        let lo = (k as usize).saturating_mul(per).min(self.slots.len());
+        let hi = lo.saturating_add(per).min(self.slots.len());
         &self.slots[lo..hi]
     }
 }
@@ -185,6 +185,7 @@ impl<E: Env> SparePool<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::format::SLOTS_PER_SECTOR;
     use crate::HostEnv;
 
     #[test]
@@ -223,10 +224,10 @@ mod tests {
         assert!(!p.take(7, 1));
         assert!(!p.take(70, 1));
         assert!(!p.release(8));
-        assert_eq!(p.sector_slots(0)[7], 1);
-        assert_eq!(p.sector_slots(0).len(), 61);
-        assert_eq!(p.sector_slots(1).len(), 9);
-        assert_eq!(p.sector_slots(2).len(), 0);
+        assert_eq!(p.unit_slots(0, SLOTS_PER_SECTOR)[7], 1);
+        assert_eq!(p.unit_slots(0, SLOTS_PER_SECTOR).len(), 61);
+        assert_eq!(p.unit_slots(1, SLOTS_PER_SECTOR).len(), 9);
+        assert_eq!(p.unit_slots(2, SLOTS_PER_SECTOR).len(), 0);
         p.reset();
         assert_eq!(p.used(), 0);
         assert!(!p.in_use(7));
@@ -253,7 +254,10 @@ mod tests {
             assert!(!p.release(b));
             assert!(p.in_use(b));
         }
-        assert_eq!(p.sector_slots(0)[..5], [RETIRED, 0, 0, RETIRED, 41]);
+        assert_eq!(
+            p.unit_slots(0, SLOTS_PER_SECTOR)[..5],
+            [RETIRED, 0, 0, RETIRED, 41]
+        );
         // Allocation skips them, and the pool is full when only they remain.
         let mut got = std::vec::Vec::new();
         while let Some(b) = p.alloc(100 + got.len() as u64) {

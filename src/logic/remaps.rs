@@ -16,7 +16,6 @@ use super::format::{
     Decision, Defect, Header, Identity, Layout, PENDING_MAX, RETIRED, SECTOR,
 };
 use super::geometry::Geometry;
-use super::layout::METADATA_AREA_SECTORS;
 use super::mem::{Env, RawArray};
 use super::message::{Message, SpareArg, HELP};
 use super::pool::SparePool;
@@ -274,6 +273,9 @@ struct Meta {
     /// Main blocks awaiting a remap, ascending: `pending[..pending_len]`.
     pending: [u64; PENDING_MAX],
     pending_len: usize,
+    /// The pending list changed since the last commit: the next one writes
+    /// the pending units (version 3 writes them only then).
+    pending_dirty: bool,
 }
 
 /// Reads every copy of `layout` and validates it.
@@ -283,9 +285,8 @@ fn survey<E: Env>(
     pair: &Identity,
     crc: Crc,
 ) -> Result<([CopyState; format::MAX_COPIES as usize], RawArray<u8, E>), LoadError> {
-    // Header, entry sectors and pending sector.
-    let bytes = (1 + layout.pending_offset() as usize) * SECTOR;
-    let mut buf = RawArray::<u8, E>::new(bytes).ok_or(LoadError::NoMemory)?;
+    // Header, entry units and pending units.
+    let mut buf = RawArray::<u8, E>::new(layout.copy_bytes()).ok_or(LoadError::NoMemory)?;
     let mut states = [CopyState::Bad(Defect::Blank); format::MAX_COPIES as usize];
     for i in 0..layout.copies {
         let at = layout.copy_start(i);
@@ -293,17 +294,21 @@ fn survey<E: Env>(
             Err(()) => CopyState::Bad(Defect::Unreadable),
             // Bounded by the main each header records (`check_copy`): whether
             // that main is ours is `decide`'s question.
-            Ok(()) => match check_copy(&buf, at, METADATA_AREA_SECTORS, u64::MAX, crc) {
+            Ok(()) => match check_copy(&buf, at, layout.area_sectors(), u64::MAX, crc) {
                 // Another pair's metadata is valid, just not ours: `decide`
                 // tells the two apart.
                 Ok(h) if h.layout == *layout || !pair.serves(&h.identity) => CopyState::Valid(h),
                 Ok(_) => CopyState::Bad(Defect::BadLayout),
                 // Blank means the whole copy, not just its header, or a
                 // format that stopped before this copy's header: only empty
-                // sectors of generation 1, our own, at their places.
-                Err(Defect::Blank) if !unfinished_format(&buf, at, crc) => {
+                // units of generation 1, our own, at their places.
+                Err(Defect::Blank) if !unfinished_format(&buf, layout, i, crc) => {
                     CopyState::Bad(Defect::BadMagic)
                 }
+                // A copy formatting was writing when the machine stopped:
+                // an empty generation-1 header over units torn on their way
+                // to disk. It holds nothing, like a blank one.
+                Err(_) if empty_format(&buf, layout, i, crc) => CopyState::Bad(Defect::Blank),
                 Err(d) => CopyState::Bad(d),
             },
         };
@@ -311,42 +316,66 @@ fn survey<E: Env>(
     Ok((states, buf))
 }
 
-/// Whether a copy whose header is blank holds nothing but what formatting
-/// writes before the header: each other sector zero, or an empty entry or
-/// pending sector of generation 1 that names its own place (CRC-checked).
-/// Such a copy is blank for `decide`: a crash while formatting leaves a
-/// spare that formats again, with nothing lost. Anything else (data that is
-/// not ours) is not blank.
-fn unfinished_format(copy: &[u8], at: u64, crc: Crc) -> bool {
-    copy.chunks(SECTOR).enumerate().skip(1).all(|(k, s)| {
-        let loc = at + k as u64;
+/// Whether copy `i` of `layout`, whose header is blank, holds nothing but
+/// what formatting writes before the header: each other unit zero, or an
+/// empty entry or pending unit of generation 1 that names its own place
+/// (CRC-checked). Such a copy is blank for `decide`: a crash while
+/// formatting leaves a spare that formats again, with nothing lost. Anything
+/// else (data that is not ours) is not blank.
+fn unfinished_format(copy: &[u8], layout: &Layout, i: u32, crc: Crc) -> bool {
+    let unit = layout.unit();
+    copy.chunks(unit).enumerate().skip(1).all(|(k, s)| {
+        let loc = layout.unit_at(i, k as u64);
         s.iter().all(|&b| b == 0)
-            || (format::decode_entries(s, loc, crc) == Ok(1)
-                && (0..format::SLOTS_PER_SECTOR).all(|i| format::entry_slot(s, i) == 0))
-            || format::decode_pending(s, loc, 0, crc) == Ok((1, 0))
+            || (format::decode_entries(unit, s, loc, crc) == Ok(1)
+                && (0..layout.slots_per_unit()).all(|i| format::entry_slot(s, i) == 0))
+            || format::decode_pending(unit, s, loc, 0, crc) == Ok((1, 0))
+            || empty_entries_torn(s, loc)
     })
 }
 
-/// The layout of the copies on a spare: the copy count recorded in the
-/// newest valid header found at any place where some copy count puts a copy
-/// (so a spare whose copy 0 is lost is still found by its other copies),
-/// else `copies` (from the table line). The area is read in one piece, or
-/// header by header when that fails (one unreadable sector must not hide
-/// the rest).
-fn find_layout<E: Env>(
-    io: &mut dyn MetaIo,
-    geo: &Geometry,
-    copies: u32,
-    crc: Crc,
-) -> Result<Layout, LoadError> {
-    let area = METADATA_AREA_SECTORS;
+/// Whether copy `i` of `layout` is what formatting writes, cut short: a
+/// header of generation 1 with no remaps, retired or pending blocks, and
+/// units as [`unfinished_format`] allows.
+fn empty_format(copy: &[u8], layout: &Layout, i: u32, crc: Crc) -> bool {
+    let at = layout.copy_start(i);
+    matches!(format::decode_header(copy, at, layout.area_sectors(), crc),
+        Ok(h) if h.generation == 1 && h.remaps == 0 && h.retired == 0 && h.pending == 0
+            && h.layout == *layout)
+        && unfinished_format(copy, layout, i, crc)
+}
+
+/// Whether `s` is an empty generation-1 entry unit for `loc` torn by a
+/// crash: its first sector as formatting writes it (generation 1, its
+/// location, no slots), every other sector either zero or as written (the
+/// CRC at its end is the only other non-zero field).
+fn empty_entries_torn(s: &[u8], loc: u64) -> bool {
+    let Some((first, rest)) = s.split_first_chunk::<SECTOR>() else {
+        return false;
+    };
+    let head = first[..8] == 1u64.to_le_bytes()
+        && first[8..16] == loc.to_le_bytes()
+        && first[16..].iter().all(|&b| b == 0);
+    let end = rest.len().saturating_sub(4);
+    head && rest[..end].iter().all(|&b| b == 0)
+}
+
+/// The layout of the newest header found, with its generation.
+type Found = Option<(u64, Layout)>;
+
+/// The version-2 layout recorded in the newest valid version-2 header found
+/// at any place where some copy count puts a copy, with its generation. The
+/// area is read in one piece, or header by header when that fails (one
+/// unreadable sector must not hide the rest).
+fn find_v2<E: Env>(io: &mut dyn MetaIo, crc: Crc) -> Result<Found, LoadError> {
+    let area = format::MIN_AREA_SECTORS;
     // On the heap: stack memory is not valid for I/O.
     let mut all = RawArray::<u8, E>::new(area as usize * SECTOR).ok_or(LoadError::NoMemory)?;
     let whole = io.read(0, &mut all).is_ok();
     let mut one = RawArray::<u8, E>::new(SECTOR).ok_or(LoadError::NoMemory)?;
-    let mut best: Option<(u64, u32)> = None;
+    let mut best: Option<(u64, Layout)> = None;
     for c in 1..=format::MAX_COPIES {
-        let Some(l) = Layout::new(c, area, geo.spare_data_start, geo.spare_data_blocks) else {
+        let Some(l) = Layout::new(c, area, area, 1) else {
             continue;
         };
         for i in 0..c {
@@ -359,37 +388,175 @@ fn find_layout<E: Env>(
             } else {
                 continue;
             };
+            if format::header_version(s) != Some(format::FORMAT_V2) {
+                continue;
+            }
             if let Ok(h) = format::decode_header(s, at, area, crc) {
                 if h.layout.copies == c && best.map_or(true, |(g, _)| h.generation > g) {
-                    best = Some((h.generation, c));
+                    best = Some((h.generation, h.layout));
                 }
             }
         }
     }
-    let copies = best.map_or(copies, |(_, c)| c);
-    Layout::new(
-        copies,
-        METADATA_AREA_SECTORS,
-        geo.spare_data_start,
-        geo.spare_data_blocks,
-    )
-    .ok_or(LoadError::Refused(c"Invalid number of metadata copies"))
+    Ok(best)
 }
 
-/// Checks, without writing, whether a spare's metadata area (with the copies
-/// of `layout`, see [`Remaps::layout`]) can be used by a target whose
-/// devices form `pair`: what the constructor runs.
+/// The version-3 layout recorded in the newest valid header found at unit
+/// 0 or, when that is not one, at copy `i` (1–15) of every stride the spare
+/// can hold; and the newest version found that this module does not know.
+fn find_v3<E: Env>(
+    io: &mut dyn MetaIo,
+    spare_sectors: u64,
+    crc: Crc,
+) -> Result<(Found, Option<u32>), LoadError> {
+    // On the heap: stack memory is not valid for I/O.
+    let mut one = RawArray::<u8, E>::new(format::UNIT).ok_or(LoadError::NoMemory)?;
+    // Each layout found, with its generation and how many headers name it.
+    let mut seen = [(0u64, None::<Layout>, 0u32); format::MAX_COPIES as usize];
+    let mut newer: Option<u32> = None;
+    let mut look = |at: u64, index: u32, seen: &mut [(u64, Option<Layout>, u32)]| {
+        if at.saturating_add(format::UNIT_SECTORS) > spare_sectors || io.read(at, &mut one).is_err()
+        {
+            return;
+        }
+        match format::decode_header(&one, at, format::MIN_AREA_SECTORS, crc) {
+            Ok(h)
+                if h.layout.version == format::FORMAT_VERSION
+                    && fits(&h, spare_sectors)
+                    && h.copy_index == index =>
+            {
+                let key = (h.generation, Some(h.layout));
+                if let Some(e) = seen.iter_mut().find(|e| (e.0, e.1) == key || e.1.is_none()) {
+                    *e = (h.generation, Some(h.layout), e.2 + 1);
+                }
+            }
+            Err(Defect::BadVersion(v)) if v > format::FORMAT_VERSION => {
+                newer = Some(newer.map_or(v, |n| n.max(v)));
+            }
+            _ => {}
+        }
+    };
+    look(0, 0, &mut seen);
+    // With copy 0's header: the other places of its stride. Without: every
+    // place some stride and copy index put a header (a header at `i × s`
+    // names its own location, so it is found only where it belongs).
+    let units = spare_sectors / format::UNIT_SECTORS;
+    let stride = seen[0].1.map(|l| l.copy_sectors / format::UNIT_SECTORS);
+    for s in format::strides(units / 2) {
+        if stride.is_some_and(|x| x != s) {
+            continue;
+        }
+        for i in 1..format::MAX_COPIES {
+            let at = u64::from(i) * s * format::UNIT_SECTORS;
+            if at >= spare_sectors {
+                break;
+            }
+            look(at, i, &mut seen);
+        }
+    }
+    // The newest generation; among layouts of that generation, the one
+    // most headers name (commits write every copy with the same layout: a
+    // header that disagrees is crafted or damaged).
+    let best = seen
+        .iter()
+        .filter_map(|&(g, l, n)| l.map(|l| (g, n, l)))
+        .max_by_key(|&(g, n, l)| (g, n, l.copies))
+        .map(|(g, _, l)| (g, l));
+    Ok((best, newer))
+}
+
+/// The layout of the newest valid header on the spare behind `io` (of
+/// `spare_sectors`), version 3 or 2, if any; and the newest format version
+/// found that this module does not know, if any.
+pub fn discover<E: Env>(
+    io: &mut dyn MetaIo,
+    spare_sectors: u64,
+    crc: Crc,
+) -> Result<(Option<Layout>, Option<u32>), LoadError> {
+    let (v3, newer) = find_v3::<E>(io, spare_sectors, crc)?;
+    let v2 = find_v2::<E>(io, crc)?;
+    let found = match (v3, v2) {
+        (Some((g3, l3)), Some((g2, l2))) => Some(if g2 > g3 { l2 } else { l3 }),
+        (Some((_, l)), None) | (None, Some((_, l))) => Some(l),
+        (None, None) => None,
+    };
+    Ok((found, newer))
+}
+
+/// Whether the pool `h` describes lies on a spare of `spare_sectors`,
+/// aligned to its blocks.
+fn fits(h: &Header, spare_sectors: u64) -> bool {
+    let bs = u64::from(h.identity.block_size / 512);
+    let l = &h.layout;
+    bs != 0
+        && l.pool_start % bs == 0
+        && l.slots
+            .checked_mul(bs)
+            .and_then(|n| n.checked_add(l.pool_start))
+            .is_some_and(|end| end <= spare_sectors)
+}
+
+/// What a table line asks of the metadata layout of a new spare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayoutRequest {
+    /// Copies (`copies`).
+    pub copies: u32,
+    /// Most pool blocks described (`metadata_slots`).
+    pub max_slots: u64,
+    /// `format`.
+    pub format: bool,
+}
+
+/// The layout of the copies on a spare: the newest valid header found
+/// (version 3 or 2; a spare whose copy 0 is lost is found by its other
+/// copies) gives it; a spare with none is laid out as a new version-3 spare
+/// for `req`. A header of a newer version than this module knows refuses the
+/// spare (unless formatting is asked for).
+pub fn find_layout<E: Env>(
+    io: &mut dyn MetaIo,
+    geo: &Geometry,
+    spare_sectors: u64,
+    req: &LayoutRequest,
+    crc: Crc,
+) -> Result<Layout, LoadError> {
+    let (found, newer) = discover::<E>(io, spare_sectors, crc)?;
+    if let Some(l) = found {
+        return Ok(l);
+    }
+    if newer.is_some() && !req.format {
+        return Err(LoadError::Refused(
+            c"Spare metadata has a newer format version than this module knows (3); use a newer dm-remap, or add the 'format' feature to overwrite it",
+        ));
+    }
+    plan(geo, spare_sectors, req)
+}
+
+/// The version-3 layout of a new spare.
+fn plan(geo: &Geometry, spare_sectors: u64, req: &LayoutRequest) -> Result<Layout, LoadError> {
+    Layout::plan(req.copies, spare_sectors, geo.block_sectors, req.max_slots).ok_or(
+        LoadError::Refused(c"Spare device too small for its metadata and one data block"),
+    )
+}
+
+/// Finds the layout of the spare behind `io` (see [`find_layout`]) and
+/// checks, without writing, whether the spare can be used by a target whose
+/// devices form `pair`: what the constructor runs. A spare to be formatted
+/// is laid out as a new version-3 spare, whatever it held.
 pub fn check_spare<E: Env>(
     io: &mut dyn MetaIo,
-    layout: &Layout,
+    geo: &Geometry,
     pair: &Identity,
-    format_requested: bool,
+    req: &LayoutRequest,
     crc: Crc,
-) -> Result<Decision, LoadError> {
-    let (states, _) = survey::<E>(io, layout, pair, crc)?;
-    match decide(&states[..layout.copies as usize], pair, format_requested) {
+) -> Result<(Layout, Decision), LoadError> {
+    let layout = find_layout::<E>(io, geo, pair.spare_sectors, req, crc)?;
+    let (states, _) = survey::<E>(io, &layout, pair, crc)?;
+    match decide(&states[..layout.copies as usize], pair, req.format) {
         Decision::Refuse(m) => Err(LoadError::Refused(m)),
-        d => Ok(d),
+        Decision::Format if layout.version != format::FORMAT_VERSION => {
+            Ok((plan(geo, pair.spare_sectors, req)?, Decision::Format))
+        }
+        d => Ok((layout, d)),
     }
 }
 
@@ -415,6 +582,7 @@ impl<E: Env> Remaps<E> {
     ) -> Option<(RemapTable<E>, Self)> {
         let (table, writer) = RemapTable::new()?;
         let pool = SparePool::new(layout.slots)?;
+        let geo = geo.with_pool(layout.pool_start, pair.spare_sectors);
         let meta = Meta {
             layout,
             identity: pair,
@@ -426,6 +594,7 @@ impl<E: Env> Remaps<E> {
             loaded: false,
             pending: [0; PENDING_MAX],
             pending_len: 0,
+            pending_dirty: false,
         };
         Some((
             table,
@@ -436,17 +605,6 @@ impl<E: Env> Remaps<E> {
                 meta,
             },
         ))
-    }
-
-    /// The metadata layout of the spare behind `io` for a table line asking
-    /// for `copies` copies: the count already on the spare wins.
-    pub fn layout(
-        io: &mut dyn MetaIo,
-        geo: &Geometry,
-        copies: u32,
-        crc: Crc,
-    ) -> Result<Layout, LoadError> {
-        find_layout::<E>(io, geo, copies, crc)
     }
 
     /// Spare pool blocks in use.
@@ -519,6 +677,7 @@ impl<E: Env> Remaps<E> {
         list.copy_within(at..n, at + 1);
         list[at] = block;
         self.meta.pending_len = n + 1;
+        self.meta.pending_dirty = true;
         PendingAdd::Added
     }
 
@@ -533,6 +692,7 @@ impl<E: Env> Remaps<E> {
         list.copy_within(at + 1..n, at);
         list[n - 1] = 0;
         self.meta.pending_len = n - 1;
+        self.meta.pending_dirty = true;
         true
     }
 
@@ -542,6 +702,7 @@ impl<E: Env> Remaps<E> {
         let n = self.meta.pending_len.min(PENDING_MAX);
         self.meta.pending = [0; PENDING_MAX];
         self.meta.pending_len = 0;
+        self.meta.pending_dirty = true;
         n as u64
     }
 
@@ -653,10 +814,13 @@ impl<E: Env> Remaps<E> {
         self.pool.reset();
         self.clear_pending();
         self.resize_for(t, h.remaps, ev);
-        for slot in 0..h.layout.slots {
-            let k = format::Layout::sector_of(slot) as usize;
-            let i = slot as usize % format::SLOTS_PER_SECTOR;
-            let v = format::entry_slot(&buf[(1 + k) * SECTOR..(2 + k) * SECTOR], i);
+        let l = h.layout;
+        let unit = l.unit();
+        let spu = l.slots_per_unit();
+        for slot in 0..l.slots {
+            let k = l.unit_of(slot) as usize;
+            let i = slot as usize % spu;
+            let v = format::entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], i);
             if v == 0 {
                 continue;
             }
@@ -676,90 +840,115 @@ impl<E: Env> Remaps<E> {
             }
             self.pool.take(slot, main);
         }
-        // The copy was validated: the list is ascending, distinct, inside
-        // main and at most `PENDING_MAX` long.
-        let p = h.layout.pending_offset() as usize;
-        let s = &buf[p * SECTOR..(p + 1) * SECTOR];
-        let at = h.layout.copy_start(h.copy_index) + p as u64;
-        let n = match format::decode_pending(s, at, self.geo.main_blocks, self.meta.crc) {
-            Ok((_, n)) => n.min(PENDING_MAX),
-            Err(d) => {
+        // The copy was validated: the list is ascending, distinct and inside
+        // main. This module keeps at most `PENDING_MAX` blocks pending.
+        let mut n = 0;
+        for block in format::pending_list(buf, h) {
+            if n == PENDING_MAX || block >= self.geo.main_blocks {
                 let _ = t.clear(&mut self.writer);
                 self.pool.reset();
-                return Err(Some(d));
+                return Err(Some(Defect::BadPending {
+                    at: l.unit_at(h.copy_index, l.pending_offset()),
+                }));
             }
-        };
-        for i in 0..n {
-            self.meta.pending[i] = format::pending_block(s, i);
+            self.meta.pending[n] = block;
+            n += 1;
         }
         self.meta.pending_len = n;
+        self.meta.pending_dirty = false;
         Ok(())
     }
 
     /// Writes copy `i` whole from memory, at the current generation.
     fn write_copy(&mut self, io: &mut dyn MetaIo, i: u32) -> Result<(), LoadError> {
-        let k1 = self.meta.layout.entry_sectors();
-        let mut buf = Self::sectors_buf(0, k1).ok_or(LoadError::NoMemory)?;
-        self.write_sectors(io, &mut buf, i, 0, k1, self.meta.generation)
+        let k1 = self.meta.layout.entry_units();
+        let mut buf = self.units_buf(0, k1, true).ok_or(LoadError::NoMemory)?;
+        self.write_units(io, &mut buf, i, (0, k1), true, self.meta.generation)
             .map_err(|()| LoadError::Io)
     }
 
-    /// A buffer for [`Self::write_sectors`] of entry sectors `k0..k1`: on
-    /// the heap (stack memory is not valid for I/O), and allocated before a
-    /// commit writes anything, so that memory never runs out part-way.
-    fn sectors_buf(k0: u64, k1: u64) -> Option<RawArray<u8, E>> {
-        let n = usize::try_from(k1.saturating_sub(k0)).ok()?;
-        RawArray::new((n + 2) * SECTOR)
+    /// Pending units a commit writes: none unless `pending` (a version-2
+    /// pending sector is written by every commit).
+    fn pending_units(&self, pending: bool) -> u64 {
+        let l = &self.meta.layout;
+        if l.version == format::FORMAT_V2 {
+            1
+        } else if pending {
+            l.pending_units_for(self.pending().len())
+        } else {
+            0
+        }
     }
 
-    /// Writes entry sectors `k0..k1` of copy `i` and its pending sector,
-    /// then its header durably (the header's PREFLUSH makes the others
-    /// durable first). The pending sector directly follows the last entry
-    /// sector: when `k1` is that sector they go out in one write.
-    fn write_sectors(
+    /// A buffer for [`Self::write_units`] of entry units `k0..k1`: on the
+    /// heap (stack memory is not valid for I/O), and allocated before a
+    /// commit writes anything, so that memory never runs out part-way.
+    fn units_buf(&self, k0: u64, k1: u64, pending: bool) -> Option<RawArray<u8, E>> {
+        let n = usize::try_from(k1.saturating_sub(k0)).ok()?;
+        let p = self.pending_units(pending) as usize;
+        RawArray::new((n + p + 1).checked_mul(self.meta.layout.unit())?)
+    }
+
+    /// Writes entry units `k0..k1` of copy `i` and, with `pending`, its
+    /// pending units, then its header durably (the header's PREFLUSH makes
+    /// the others durable first). The pending units directly follow the last
+    /// entry unit: when `k1` is that unit they go out in one write.
+    fn write_units(
         &mut self,
         io: &mut dyn MetaIo,
         buf: &mut [u8],
         i: u32,
-        k0: u64,
-        k1: u64,
+        (k0, k1): (u64, u64),
+        pending: bool,
         generation: u64,
     ) -> Result<(), ()> {
         let layout = self.meta.layout;
-        let at = layout.copy_start(i);
+        let unit = layout.unit();
         let crc = self.meta.crc;
-        let pending_at = at + layout.pending_offset();
-        let (k0, k1) = (k0.min(k1), k1.min(layout.entry_sectors()));
+        let pending_at = layout.unit_at(i, layout.pending_offset());
+        let (k0, k1) = (k0.min(k1), k1.min(layout.entry_units()));
         let n = k1.saturating_sub(k0) as usize;
-        // Entry sectors, the pending sector, then the header.
+        let p = self.pending_units(pending) as usize;
+        // Entry units, the pending units, then the header.
         let (buf, hdr) = buf
-            .get_mut(..(n + 2) * SECTOR)
+            .get_mut(..(n + p + 1) * unit)
             .ok_or(())?
-            .split_at_mut((n + 1) * SECTOR);
+            .split_at_mut((n + p) * unit);
         for k in k0..k1 {
-            let off = (k - k0) as usize * SECTOR;
+            let off = (k - k0) as usize * unit;
             encode_entries(
+                unit,
                 generation,
-                at + 1 + k,
-                self.pool.sector_slots(k),
+                layout.unit_at(i, 1 + k),
+                self.pool.unit_slots(k, layout.slots_per_unit()),
                 crc,
-                &mut buf[off..off + SECTOR],
+                &mut buf[off..off + unit],
             );
         }
-        encode_pending(
-            generation,
-            pending_at,
-            self.pending(),
-            crc,
-            &mut buf[n * SECTOR..(n + 1) * SECTOR],
-        );
+        let per = layout.pending_per_unit();
+        for j in 0..p {
+            let list = self.pending();
+            let from = (j * per).min(list.len());
+            let off = (n + j) * unit;
+            encode_pending(
+                unit,
+                generation,
+                pending_at + j as u64 * layout.unit_sectors(),
+                &list[from..],
+                crc,
+                &mut buf[off..off + unit],
+            );
+        }
+        let first = layout.unit_at(i, 1 + k0);
         if n == 0 {
-            io.write(pending_at, buf, false)?;
-        } else if at + 1 + k1 == pending_at {
-            io.write(at + 1 + k0, buf, false)?;
+            if p != 0 {
+                io.write(pending_at, buf, false)?;
+            }
+        } else if p == 0 || 1 + k1 == layout.pending_offset() {
+            io.write(first, buf, false)?;
         } else {
-            io.write(at + 1 + k0, &buf[..n * SECTOR], false)?;
-            io.write(pending_at, &buf[n * SECTOR..], false)?;
+            io.write(first, &buf[..n * unit], false)?;
+            io.write(pending_at, &buf[n * unit..], false)?;
         }
         encode_header(
             &Header {
@@ -769,11 +958,16 @@ impl<E: Env> Remaps<E> {
                 layout,
                 remaps: self.pool.used(),
                 retired: self.pool.retired(),
+                pending: if layout.version == format::FORMAT_V2 {
+                    0
+                } else {
+                    self.pending().len() as u64
+                },
             },
             crc,
             hdr,
         );
-        io.write(at, hdr, true)
+        io.write(layout.copy_start(i), hdr, true)
     }
 
     /// Makes the in-memory state durable: the entry sectors holding slots
@@ -790,9 +984,13 @@ impl<E: Env> Remaps<E> {
     /// the next commit rewrites every copy at a generation above any on
     /// disk. Memory runs out (`NoMemory`) only before anything is written.
     pub fn commit(&mut self, io: &mut dyn MetaIo, lo: u64, hi: u64) -> Result<(), MsgError> {
-        // A loaded header's generation is below `u64::MAX`
-        // (`Defect::BadGeneration`), and each commit adds one.
-        let generation = self.meta.generation.checked_add(1).ok_or(MsgError::Io)?;
+        // The largest generation is never written: a load refuses it.
+        let generation = self
+            .meta
+            .generation
+            .checked_add(1)
+            .filter(|&g| g < u64::MAX)
+            .ok_or(MsgError::Io)?;
         let (lo, hi) = if self.meta.dirty.0 > self.meta.dirty.1 {
             (lo, hi)
         } else if lo > hi {
@@ -800,17 +998,19 @@ impl<E: Env> Remaps<E> {
         } else {
             (lo.min(self.meta.dirty.0), hi.max(self.meta.dirty.1))
         };
+        let l = self.meta.layout;
         let (k0, k1) = if self.meta.full_rewrite {
-            (0, self.meta.layout.entry_sectors())
+            (0, l.entry_units())
         } else if lo > hi {
             (0, 0)
         } else {
-            (Layout::sector_of(lo), Layout::sector_of(hi) + 1)
+            (l.unit_of(lo), l.unit_of(hi) + 1)
         };
-        let mut buf = Self::sectors_buf(k0, k1).ok_or(MsgError::NoMemory)?;
-        for i in 0..self.meta.layout.copies {
+        let pending = self.meta.full_rewrite || self.meta.pending_dirty;
+        let mut buf = self.units_buf(k0, k1, pending).ok_or(MsgError::NoMemory)?;
+        for i in 0..l.copies {
             if self
-                .write_sectors(io, &mut buf, i, k0, k1, generation)
+                .write_units(io, &mut buf, i, (k0, k1), pending, generation)
                 .is_err()
             {
                 // Copies now disagree; make the next commit rewrite them all,
@@ -834,6 +1034,7 @@ impl<E: Env> Remaps<E> {
         }
         self.meta.generation = generation;
         self.meta.full_rewrite = false;
+        self.meta.pending_dirty = false;
         self.meta.dirty = (u64::MAX, 0);
         Ok(())
     }
@@ -1360,6 +1561,9 @@ mod tests {
     use std::vec::Vec;
 
     const MIB: u64 = 2048;
+    /// Bytes of the spare the tests keep in memory: every metadata area
+    /// they lay out fits.
+    const TEST_AREA: usize = 8 << 20;
 
     fn geo(block_size: Option<u32>) -> Geometry {
         let d = |dev, sectors| DeviceFacts {
@@ -1393,7 +1597,7 @@ mod tests {
     impl Disk {
         fn new() -> Self {
             Self {
-                data: std::vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR],
+                data: std::vec![0u8; TEST_AREA],
                 writes_left: None,
                 log: Vec::new(),
             }
@@ -1402,8 +1606,16 @@ mod tests {
 
     impl MetaIo for Disk {
         fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            // The spare is 64 MiB; what was never written reads as zeros.
             let at = sector as usize * SECTOR;
-            buf.copy_from_slice(&self.data[at..at + buf.len()]);
+            if at + buf.len() > (64 * MIB) as usize * SECTOR {
+                return Err(());
+            }
+            buf.fill(0);
+            let have = self.data.len().saturating_sub(at).min(buf.len());
+            if have > 0 {
+                buf[..have].copy_from_slice(&self.data[at..at + have]);
+            }
             Ok(())
         }
         fn write(&mut self, sector: u64, buf: &[u8], _durable: bool) -> Result<(), ()> {
@@ -1414,6 +1626,9 @@ mod tests {
                 *n -= 1;
             }
             let at = sector as usize * SECTOR;
+            if self.data.len() < at + buf.len() {
+                self.data.resize(at + buf.len(), 0);
+            }
             self.data[at..at + buf.len()].copy_from_slice(buf);
             self.log.push((sector, buf.len() / SECTOR));
             Ok(())
@@ -1425,12 +1640,27 @@ mod tests {
         (0..layout.copies)
             .map(|i| {
                 let at = layout.copy_start(i);
-                let mut buf = std::vec![0u8; (1 + layout.pending_offset() as usize) * SECTOR];
+                let mut buf = std::vec![0u8; layout.copy_bytes()];
                 disk.read(at, &mut buf).unwrap();
-                check_copy(&buf, at, METADATA_AREA_SECTORS, 131072, crc32fast::hash)
+                check_copy(&buf, at, layout.area_sectors(), 131072, crc32fast::hash)
                     .unwrap_or_else(|d| panic!("{what}: copy {i}: {d}"))
             })
             .collect()
+    }
+
+    /// The layout a target of geometry `g` on a 64 MiB spare finds (or
+    /// plans) with `copies` on its table line.
+    fn test_layout(io: &mut dyn MetaIo, g: &Geometry, copies: u32) -> Layout {
+        try_layout(io, g, copies).unwrap()
+    }
+
+    fn try_layout(io: &mut dyn MetaIo, g: &Geometry, copies: u32) -> Result<Layout, LoadError> {
+        let req = LayoutRequest {
+            copies,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        find_layout::<HostEnv>(io, g, 64 * MIB, &req, crc32fast::hash)
     }
 
     struct Fixture {
@@ -1457,7 +1687,7 @@ mod tests {
         /// A target loading the metadata already on `disk`.
         fn on(bs: Option<u32>, mut disk: Disk) -> Result<Self, LoadError> {
             let g = geo(bs);
-            let layout = Remaps::<HostEnv>::layout(&mut disk, &g, 5, crc32fast::hash).unwrap();
+            let layout = try_layout(&mut disk, &g, 5)?;
             let (t, mut r) = Remaps::new(g, layout, pair(bs), crc32fast::hash).unwrap();
             let mut events = Vec::new();
             r.load(&t, &mut disk, false, [9; 16], &mut |e| events.push(e))?;
@@ -1564,7 +1794,7 @@ mod tests {
         };
         let g = validate(main, &d(1, main), &d(2, 64 * MIB), &Features::default()).unwrap();
         let mut disk = Disk::new();
-        let layout = Remaps::<HostEnv>::layout(&mut disk, &g, 5, crc32fast::hash).unwrap();
+        let layout = test_layout(&mut disk, &g, 5);
         let mut id = pair(None);
         id.main_sectors = main;
         let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
@@ -1572,7 +1802,7 @@ mod tests {
         let start = std::time::Instant::now();
         for line in [
             std::format!("add_remap 0 auto {main}"),
-            std::format!("add_remap 0 4096 {main}"),
+            std::format!("add_remap 0 10240 {main}"),
         ] {
             let words: Vec<&str> = line.split_whitespace().collect();
             let m = parse(&words).unwrap();
@@ -1601,14 +1831,15 @@ mod tests {
         f.msg("add_remap 8 auto").unwrap();
         let mut disk = f.disk.clone();
         let layout = f.r.meta.layout;
-        let mut hdr = std::vec![0u8; SECTOR];
+        let mut hdr = std::vec![0u8; layout.unit()];
         disk.read(0, &mut hdr).unwrap();
-        let mut h = format::decode_header(&hdr, 0, METADATA_AREA_SECTORS, crc32fast::hash).unwrap();
+        let mut h =
+            format::decode_header(&hdr, 0, format::MIN_AREA_SECTORS, crc32fast::hash).unwrap();
         h.generation = u64::MAX;
         encode_header(&h, crc32fast::hash, &mut hdr);
         disk.write(0, &hdr, true).unwrap();
         assert_eq!(
-            format::decode_header(&hdr, 0, METADATA_AREA_SECTORS, crc32fast::hash),
+            format::decode_header(&hdr, 0, format::MIN_AREA_SECTORS, crc32fast::hash),
             Err(Defect::BadGeneration)
         );
         let mut g = Fixture::on(None, disk).expect("loads from another copy");
@@ -1668,31 +1899,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn copies_are_found_when_copy_0_is_lost() {
-        // Formatted with 2 copies; then sector 0 (copy 0's header) is lost.
-        // A table line with the default 5 copies must still find copy 1,
-        // load it, and not format over it even when asked to.
+    /// A spare formatted with `copies` copies, 4096-byte blocks and main
+    /// block 100 remapped; its layout and the pool block of block 100.
+    fn one_remap_with_copies(copies: u32) -> (Disk, Layout, Option<u64>) {
         let g = geo(Some(4096));
         let mut disk = Disk::new();
-        let layout = Remaps::<HostEnv>::layout(&mut disk, &g, 2, crc32fast::hash).unwrap();
-        assert_eq!(layout.copies, 2);
+        let layout = test_layout(&mut disk, &g, copies);
         let (t, mut r) =
             Remaps::<HostEnv>::new(g, layout, pair(Some(4096)), crc32fast::hash).unwrap();
         r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
         let m = parse(&["add_remap", "800", "auto"]).unwrap();
         r.handle(&t, &mut disk, m, &mut String::new(), &mut |_| {})
             .unwrap();
+        (disk, layout, t.lookup(100))
+    }
+
+    /// Loads `d` with `layout` and the `format` feature; the table and what
+    /// the load reported.
+    fn load_asking_format(d: &mut Disk, layout: Layout) -> (RemapTable<HostEnv>, Vec<Event>) {
+        let g = geo(Some(4096));
+        let (t, mut r) =
+            Remaps::<HostEnv>::new(g, layout, pair(Some(4096)), crc32fast::hash).unwrap();
+        let mut events = Vec::new();
+        r.load(&t, d, true, [7; 16], &mut |e| events.push(e))
+            .unwrap();
+        (t, events)
+    }
+
+    #[test]
+    fn copies_are_found_when_copy_0_is_lost() {
+        // Formatted with 2 copies; then sector 0 (copy 0's header) is lost.
+        // A table line with the default 5 copies must still find copy 1,
+        // load it, and not format over it even when asked to.
+        let g = geo(Some(4096));
+        let (disk, layout, slot) = one_remap_with_copies(2);
+        assert_eq!(layout.copies, 2);
         for garbage in [0u8, 0x5a] {
             let mut d = disk.clone();
             d.data[..SECTOR].fill(garbage);
-            let found = Remaps::<HostEnv>::layout(&mut d, &g, 5, crc32fast::hash).unwrap();
+            let found = test_layout(&mut d, &g, 5);
             assert_eq!(found.copies, 2, "garbage {garbage:#x}");
-            let (t2, mut r2) =
-                Remaps::<HostEnv>::new(g, found, pair(Some(4096)), crc32fast::hash).unwrap();
-            let mut events = Vec::new();
-            r2.load(&t2, &mut d, true, [7; 16], &mut |e| events.push(e))
-                .unwrap();
+            let (t2, events) = load_asking_format(&mut d, found);
             assert!(
                 events.iter().any(|e| matches!(
                     e,
@@ -1705,9 +1952,90 @@ mod tests {
                 "{events:?}"
             );
             assert!(!events.iter().any(|e| matches!(e, Event::Formatted { .. })));
-            assert_eq!(t2.lookup(100), t.lookup(100));
+            assert_eq!(t2.lookup(100), slot);
             all_copies_valid(&mut d, &found, "after the repair");
         }
+    }
+
+    #[test]
+    fn copies_are_found_with_unit_0_and_all_but_one_copy_lost() {
+        // For every copy count: formatted with n copies, one remap; then
+        // unit 0 and every copy but copy k are overwritten with garbage. A
+        // table line asking for another count finds copy k by probing, and
+        // loads it; `format` does not format over it.
+        let g = geo(Some(4096));
+        let mut probes = 0;
+        for n in 1..=format::MAX_COPIES {
+            let (disk, layout, _) = one_remap_with_copies(n);
+            assert_eq!(layout.copies, n);
+            for k in 1..n {
+                let mut d = disk.clone();
+                for i in (0..n).filter(|&i| i != k) {
+                    let at = layout.copy_start(i) as usize * SECTOR;
+                    d.data[at..at + layout.copy_bytes()].fill(0x5a);
+                }
+                let found = test_layout(&mut d, &g, 17 - n);
+                assert_eq!(found, layout, "{n} copies, copy {k} left");
+                let (_, events) = load_asking_format(&mut d, found);
+                assert!(
+                    events
+                        .iter()
+                        .any(|e| matches!(e, Event::Loaded { copy, remaps: 1, .. } if *copy == k)),
+                    "{n} copies, copy {k}: {events:?}"
+                );
+                assert!(!events.iter().any(|e| matches!(e, Event::Formatted { .. })));
+                all_copies_valid(&mut d, &found, "after the repair");
+                probes += 1;
+            }
+            // Every copy lost: garbage, refused without `format`.
+            let mut d = disk.clone();
+            for i in 0..n {
+                let at = layout.copy_start(i) as usize * SECTOR;
+                d.data[at..at + layout.copy_bytes()].fill(0x5a);
+            }
+            assert!(matches!(
+                Fixture::on(Some(4096), d),
+                Err(LoadError::Refused(_))
+            ));
+        }
+        std::println!("copies found by probing in {probes} cases");
+    }
+
+    #[test]
+    fn a_newer_format_version_is_refused_and_kept() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto").unwrap();
+        let layout = f.r.meta.layout;
+        let mut disk = f.disk.clone();
+        for i in 0..layout.copies {
+            let at = layout.copy_start(i) as usize * SECTOR;
+            let hdr = &mut disk.data[at..at + SECTOR];
+            hdr[8..12].copy_from_slice(&4u32.to_le_bytes());
+            format::seal(hdr, crc32fast::hash);
+        }
+        let before = disk.data.clone();
+        let e = Fixture::on(Some(4096), disk.clone()).err();
+        match e {
+            Some(LoadError::Refused(m)) => {
+                assert!(
+                    m.to_str().unwrap().contains("newer format version"),
+                    "{m:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(disk.data, before, "nothing written");
+        // With `format`, it is formatted over.
+        let g = geo(Some(4096));
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: true,
+        };
+        let (l, d) =
+            check_spare::<HostEnv>(&mut disk, &g, &pair(Some(4096)), &req, crc32fast::hash)
+                .unwrap();
+        assert_eq!((l, d), (layout, Decision::Format));
     }
 
     #[test]
@@ -1727,7 +2055,7 @@ mod tests {
                 ..Features::default()
             };
             let g = validate(main, &d(1, main), &d(2, 64 * MIB), &features).unwrap();
-            let layout = Remaps::<HostEnv>::layout(disk, &g, 5, crc32fast::hash).unwrap();
+            let layout = test_layout(disk, &g, 5);
             let mut id = pair(Some(4096));
             id.main_sectors = main;
             let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
@@ -1768,9 +2096,14 @@ mod tests {
 
     impl MetaIo for Recorder {
         fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
-            let at = sector as usize * SECTOR;
-            buf.copy_from_slice(&self.image[at..at + buf.len()]);
-            Ok(())
+            let mut d = Disk {
+                data: core::mem::take(&mut self.image),
+                writes_left: None,
+                log: Vec::new(),
+            };
+            let r = d.read(sector, buf);
+            self.image = d.data;
+            r
         }
         fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {
             let at = sector as usize * SECTOR;
@@ -1966,13 +2299,13 @@ mod tests {
         }
         // Formatting a blank spare: a crash anywhere leaves a spare that
         // loads (formatting again if no copy was finished), empty.
-        let blank = std::vec![0u8; METADATA_AREA_SECTORS as usize * SECTOR];
+        let blank = std::vec![0u8; TEST_AREA];
         let mut rec = Recorder {
             image: blank.clone(),
             writes: Vec::new(),
         };
         let g = geo(Some(4096));
-        let layout = Remaps::<HostEnv>::layout(&mut rec, &g, 5, crc32fast::hash).unwrap();
+        let layout = test_layout(&mut rec, &g, 5);
         let (t, mut r) =
             Remaps::<HostEnv>::new(g, layout, pair(Some(4096)), crc32fast::hash).unwrap();
         r.load(&t, &mut rec, false, [9; 16], &mut |_| {}).unwrap();
@@ -2045,6 +2378,10 @@ mod tests {
             (92, 4),
             (96, 8),
             (104, 8),
+            (112, 8),
+            (120, 4),
+            (124, 4),
+            (128, 8),
         ];
         let edge = |rng: &mut crate::logic::TestRng, g: u64| -> u64 {
             let v = [
@@ -2054,6 +2391,10 @@ mod tests {
                 60,
                 61,
                 62,
+                9,
+                508,
+                509,
+                4572,
                 512,
                 4096,
                 4095,
@@ -2085,40 +2426,40 @@ mod tests {
                 } else {
                     first..first + 1
                 };
-                // Header, an entry sector or the pending sector.
+                // Header, an entry unit or a pending unit.
+                let unit = layout.unit();
                 let k = match rng.below(3) {
                     0 => 0,
-                    1 => 1 + rng.below(layout.entry_sectors()),
-                    _ => layout.pending_offset(),
+                    1 => 1 + rng.below(layout.entry_units()),
+                    _ => layout.pending_offset() + rng.below(2),
                 };
-                let o = (layout.copy_start(first) + k) as usize * SECTOR;
+                let o = layout.unit_at(first, k) as usize * SECTOR;
                 let g = u64::from_le_bytes(img[o + 40..o + 48].try_into().unwrap());
                 let (off, width) = match k {
                     0 => header[rng.below(header.len() as u64) as usize],
-                    _ if k == layout.pending_offset() => {
-                        let i = rng.below(2 + 1 + PENDING_MAX as u64) as usize;
+                    _ if k >= layout.pending_offset() => {
+                        let i = rng.below(2 + 1 + format::PENDING_PER_UNIT as u64) as usize;
                         match i {
                             0 | 1 => (8 * i, 8),
                             2 => (16, 4),
                             _ => (24 + 8 * (i - 3), 8),
                         }
                     }
-                    _ => (
-                        8 * rng.below(2 + format::SLOTS_PER_SECTOR as u64) as usize,
-                        8,
-                    ),
+                    _ => (8 * rng.below(2 + format::SLOTS_PER_UNIT as u64) as usize, 8),
                 };
                 let v = edge(&mut rng, g);
                 let damage =
-                    (rng.below(8) == 0).then(|| (rng.below(SECTOR as u64) as usize, rng.below(8)));
+                    (rng.below(8) == 0).then(|| (rng.below(unit as u64) as usize, rng.below(8)));
                 for copy in copies {
-                    let o = (layout.copy_start(copy) + k) as usize * SECTOR;
-                    let sector = &mut img[o..o + SECTOR];
-                    sector[off..off + width].copy_from_slice(&v.to_le_bytes()[..width]);
+                    let o = layout.unit_at(copy, k) as usize * SECTOR;
+                    let u = &mut img[o..o + unit];
+                    u[off..off + width].copy_from_slice(&v.to_le_bytes()[..width]);
                     match damage {
                         // Damage without a matching CRC.
-                        Some((b, bit)) => sector[b] ^= 1 << bit,
-                        None => format::seal(sector, crc32fast::hash),
+                        Some((b, bit)) => u[b] ^= 1 << bit,
+                        // A header is sealed in its first sector.
+                        None if k == 0 => format::seal(&mut u[..SECTOR], crc32fast::hash),
+                        None => format::seal(u, crc32fast::hash),
                     }
                 }
             }
@@ -2132,10 +2473,14 @@ mod tests {
                 continue;
             };
             accepted += 1;
-            all_copies_valid(&mut g.disk, &layout, "an accepted image after its repairs");
+            // A header crafted in every copy alike may name another layout:
+            // the copies of the layout loaded must be valid.
+            let loaded = g.r.meta.layout;
+            all_copies_valid(&mut g.disk, &loaded, "an accepted image after its repairs");
             assert_eq!(g.t.len(), g.r.spare_used(), "table and pool disagree");
             let st = g.state();
-            assert_eq!(Fixture::on(Some(4096), g.disk.clone()).unwrap().state(), st);
+            let again = Fixture::on(Some(4096), g.disk.clone());
+            assert_eq!(again.map(|mut a| a.state()), Ok(st), "{:?}", g.events);
             // And it works: a change commits and loads again.
             if g.msg("add_remap 12000 auto").is_ok() {
                 let st = g.state();
@@ -2260,7 +2605,7 @@ mod tests {
     fn blank_spare_is_formatted_and_reloads() {
         let mut f = Fixture::new(None);
         assert!(f.events.contains(&Event::Formatted { copies: 5 }));
-        f.msg("add_remap 1010 5010 10").unwrap();
+        f.msg("add_remap 1010 15010 10").unwrap();
         f.msg("add_remap 0 auto 3").unwrap();
         let want = f.state();
         let g = f.r.generation();
@@ -2283,13 +2628,14 @@ mod tests {
         let mut next = Fixture::on(None, f.disk.clone()).unwrap();
         next.msg("add_remap 500 auto 70").unwrap();
         let new = next.state();
-        // 5 copies x (entry write + pending write + header write).
-        for k in 0..=15 {
+        // 5 copies x (entry write + header write): the pending list did
+        // not change.
+        for k in 0..=10 {
             let mut g = Fixture::on(None, f.disk.clone()).unwrap();
             g.disk.writes_left = Some(k);
             let r = g.msg("add_remap 500 auto 70");
-            // Done once copy 0 is whole (3 writes): a load takes it.
-            assert_eq!(r.is_ok(), k >= 3, "k={k}");
+            // Done once copy 0 is whole (2 writes): a load takes it.
+            assert_eq!(r.is_ok(), k >= 2, "k={k}");
             // The power is cut: memory is gone; what loads is what the
             // message said.
             let mut disk = g.disk.clone();
@@ -2436,9 +2782,23 @@ mod tests {
 
     #[test]
     fn full_metadata_area_is_refused() {
-        let mut f = Fixture::new(None);
+        // Formatted to describe fewer blocks than the pool has
+        // (`metadata_slots 49837`).
+        let g = geo(None);
+        let mut disk = Disk::new();
+        let layout = Layout::plan(5, 64 * MIB, 1, 49_837).unwrap();
+        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, pair(None), crc32fast::hash).unwrap();
+        r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
         let slots = f.r.slots();
-        assert_eq!(slots, 817 * 61);
+        assert_eq!(slots, 49_837);
+        // 5 copies of 128 units.
+        assert_eq!(f.r.geo.spare_data_start, 5120);
         f.msg(&std::format!("add_remap 0 auto {slots}")).unwrap();
         assert_eq!(
             f.msg(&std::format!("add_remap {slots} auto")).unwrap_err(),
@@ -2446,7 +2806,7 @@ mod tests {
                 "metadata area full: it describes {slots} spare blocks and all are in use"
             )
         );
-        let beyond = 4096 + slots;
+        let beyond = 5120 + slots;
         assert!(f
             .msg(&std::format!("add_remap {} {beyond}", slots + 8))
             .unwrap_err()
@@ -2457,10 +2817,10 @@ mod tests {
     fn seed_loop_resizes_as_documented() {
         let mut f = Fixture::new(None);
         for i in 1..=200u64 {
-            let line = std::format!("add_remap {} {} 10", 1000 + i * 10, 5000 + i * 10);
+            let line = std::format!("add_remap {} {} 10", 1000 + i * 10, 15000 + i * 10);
             assert_eq!(
                 f.msg(&line).unwrap(),
-                std::format!("{} {} 10", 1000 + i * 10, 5000 + i * 10)
+                std::format!("{} {} 10", 1000 + i * 10, 15000 + i * 10)
             );
         }
         assert_eq!(f.msg("count").unwrap(), "2000");
@@ -2477,18 +2837,18 @@ mod tests {
             [(64, 256, 100), (256, 1024, 390), (1024, 4096, 1540)]
         );
         assert_eq!(f.t.resizes(), 3);
-        assert_eq!(f.msg("query 1015").unwrap(), "spare 5015");
+        assert_eq!(f.msg("query 1015").unwrap(), "spare 15015");
         assert_eq!(f.msg("query 999").unwrap(), "main 999");
         // Consecutive remaps list as one extent.
-        assert_eq!(f.msg("list").unwrap(), "1010 5010 2000");
+        assert_eq!(f.msg("list").unwrap(), "1010 15010 2000");
     }
 
     #[test]
     fn routing_splits_at_boundaries() {
         let mut f = Fixture::new(None);
-        f.msg("add_remap 100 5000 4").unwrap();
-        f.msg("add_remap 104 9000 2").unwrap();
-        let g = geo(None);
+        f.msg("add_remap 100 15000 4").unwrap();
+        f.msg("add_remap 104 19000 2").unwrap();
+        let g = f.r.geo;
         let lk = |b| f.t.lookup(b);
         // Before the remaps: main up to sector 100.
         assert_eq!(
@@ -2504,7 +2864,7 @@ mod tests {
             route(&g, lk, 100, 20),
             Route {
                 to_spare: true,
-                sector: 5000,
+                sector: 15000,
                 len: 4
             }
         );
@@ -2512,7 +2872,7 @@ mod tests {
             route(&g, lk, 104, 20),
             Route {
                 to_spare: true,
-                sector: 9000,
+                sector: 19000,
                 len: 2
             }
         );
@@ -2689,9 +3049,15 @@ mod tests {
         for i in 0..5 {
             f.msg(&std::format!("add_remap {} auto", i * 10)).unwrap();
         }
-        assert_eq!(f.msg("list 0 2").unwrap(), "0 4096 1\n10 4097 1\nnext 20");
-        assert_eq!(f.msg("list 20 2").unwrap(), "20 4098 1\n30 4099 1\nnext 40");
-        assert_eq!(f.msg("list 40 2").unwrap(), "40 4100 1");
+        // The pool of a 64 MiB spare of 512-byte blocks starts after a
+        // metadata area of 5 MiB (5 copies of 256 units).
+        assert_eq!(f.r.geo.spare_data_start, 10240);
+        assert_eq!(f.msg("list 0 2").unwrap(), "0 10240 1\n10 10241 1\nnext 20");
+        assert_eq!(
+            f.msg("list 20 2").unwrap(),
+            "20 10242 1\n30 10243 1\nnext 40"
+        );
+        assert_eq!(f.msg("list 40 2").unwrap(), "40 10244 1");
     }
 
     #[test]
@@ -2752,10 +3118,10 @@ mod tests {
         assert_eq!(again.r.pool.holder(3), None);
         assert_eq!(again.r.generation(), g);
         // Retired blocks are skipped by allocation and refused explicitly.
-        assert_eq!(again.msg("add_remap 100 auto 1").unwrap(), "100 4104 1");
+        assert_eq!(again.msg("add_remap 100 auto 1").unwrap(), "100 10248 1");
         assert_eq!(
-            again.msg("add_remap 200 4116").unwrap_err(),
-            "spare range is already in use (sector 4116)"
+            again.msg("add_remap 200 10260").unwrap_err(),
+            "spare range is already in use (sector 10260)"
         );
         // clear_remaps keeps them retired (and the pending list as it is).
         assert_eq!(again.msg("clear_remaps").unwrap(), "cleared 8");
@@ -2825,7 +3191,7 @@ mod tests {
         let mut ev = Vec::new();
         assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 0);
         // Damage an entry sector of copy 2 and the header of copy 4.
-        let at = (layout.copy_start(2) + 3) as usize * SECTOR;
+        let at = layout.unit_at(2, 1) as usize * SECTOR;
         f.disk.data[at + 20] ^= 0xff;
         let h4 = layout.copy_start(4) as usize * SECTOR;
         f.disk.data[h4 + 100] ^= 1;
@@ -2850,11 +3216,13 @@ mod tests {
         f.r.add_pending(77);
         f.disk.log.clear();
         f.r.commit(&mut f.disk, 1, 0).unwrap();
-        // Per copy: the pending sector, then the header; no entry sector.
+        // Per copy: the pending unit, then the header; no entry unit.
         let want: Vec<(u64, usize)> = (0..5)
             .flat_map(|i| {
-                let at = layout.copy_start(i);
-                [(at + layout.pending_offset(), 1), (at, 1)]
+                [
+                    (layout.unit_at(i, layout.pending_offset()), 8),
+                    (layout.copy_start(i), 8),
+                ]
             })
             .collect();
         assert_eq!(f.disk.log, want);
@@ -2872,13 +3240,25 @@ mod tests {
             Fixture::on(None, f.disk.clone()).unwrap().r.pending(),
             &[] as &[u64]
         );
-        // A change to the last entry sector goes out with the pending sector
-        // in one write.
+        // A change to the last entry unit goes out with the pending units
+        // in one write when the list changed too...
         let last = layout.slots - 1;
+        f.r.add_pending(78);
         f.disk.log.clear();
         f.r.commit(&mut f.disk, last, last).unwrap();
         let at = layout.copy_start(0);
-        assert_eq!(f.disk.log[..2], [(at + layout.entry_sectors(), 2), (at, 1)]);
+        let unit = layout.unit_at(0, layout.entry_units());
+        assert_eq!(f.disk.log[..2], [(unit, 16), (at, 8)]);
+        // ... and alone when it did not: the pending unit stays older than
+        // the header.
+        f.disk.log.clear();
+        f.r.commit(&mut f.disk, last, last).unwrap();
+        assert_eq!(f.disk.log[..2], [(unit, 8), (at, 8)]);
+        all_copies_valid(&mut f.disk, &layout, "pending unit older than header");
+        assert_eq!(
+            Fixture::on(None, f.disk.clone()).unwrap().r.pending(),
+            &[78]
+        );
     }
 
     #[test]
@@ -2900,12 +3280,12 @@ mod tests {
         let mut disk = g1.disk.clone();
         disk.writes_left = None;
         let at1 = layout.copy_start(1);
-        let mut buf = std::vec![0u8; (1 + layout.pending_offset() as usize) * SECTOR];
+        let mut buf = std::vec![0u8; layout.copy_bytes()];
         disk.read(at1, &mut buf).unwrap();
         assert_eq!(
-            check_copy(&buf, at1, METADATA_AREA_SECTORS, 131072, crc32fast::hash),
+            check_copy(&buf, at1, layout.area_sectors(), 131072, crc32fast::hash),
             Err(Defect::Torn {
-                at: at1 + layout.pending_offset()
+                at: layout.unit_at(1, layout.pending_offset())
             })
         );
         let after = Fixture::on(None, disk).unwrap();
@@ -2928,23 +3308,22 @@ mod tests {
         // A torn pending sector in the newest copy alone: the others, one
         // generation older, are loaded and it is rewritten from them.
         let mut disk = f.disk.clone();
-        let at0 = layout.copy_start(0);
-        let p = (at0 + layout.pending_offset()) as usize * SECTOR;
+        let pat = layout.unit_at(0, layout.pending_offset());
+        let p = pat as usize * SECTOR;
         format::encode_pending(
+            layout.unit(),
             g + 1,
-            at0 + layout.pending_offset(),
+            pat,
             &[1, 2],
             crc32fast::hash,
-            &mut disk.data[p..p + SECTOR],
+            &mut disk.data[p..p + layout.unit()],
         );
         let after = Fixture::on(None, disk).unwrap();
         assert_eq!(after.r.pending(), &[5]);
         assert_eq!(after.r.generation(), g);
         assert!(after.events.contains(&Event::Repaired {
             copy: 0,
-            defect: Defect::Torn {
-                at: at0 + layout.pending_offset()
-            }
+            defect: Defect::Torn { at: pat }
         }));
     }
 

@@ -15,6 +15,10 @@
 //!   block size.
 //! - `copies <n>`: metadata copies written when the spare is formatted, 1 to
 //!   16 (default 5). A formatted spare keeps the count it was formatted with.
+//! - `metadata_slots <n>`: pool blocks the metadata of a spare formatted
+//!   by this table describes, 1 to [`MAX_METADATA_SLOTS`] (default: the whole
+//!   pool, up to 1,048,576 blocks); it sizes the metadata area. A formatted
+//!   spare keeps the size it was formatted with.
 //! - `format`: allows formatting a spare whose metadata area holds no valid
 //!   metadata of this device pair (garbage, or another pair's). Valid metadata
 //!   of this pair is never overwritten.
@@ -23,12 +27,16 @@
 //!   `error_threshold <n>`, `spare_low <percent>`, `scan_rate <MiB/s>`,
 //!   `scan_chunk <KiB>`), each followed by its value.
 
-use super::number::parse_u32;
+use super::number::{parse_u32, parse_u64};
 use super::policy::{Policy, Setting};
 use super::Refusal;
 
 /// The largest remap block size accepted, in bytes.
 pub const MAX_BLOCK_SIZE: u32 = 64 * 1024;
+
+/// The most pool blocks `metadata_slots` may ask for: a copy of 64 GiB of
+/// entry units at most.
+pub const MAX_METADATA_SLOTS: u64 = 1 << 30;
 
 /// The smallest remap block size accepted, in bytes.
 pub const MIN_BLOCK_SIZE: u32 = 512;
@@ -40,6 +48,8 @@ pub struct Features {
     pub block_size: Option<u32>,
     /// `copies <n>`, if given.
     pub copies: Option<u32>,
+    /// `metadata_slots <n>`, if given.
+    pub metadata_slots: Option<u64>,
     /// `format`.
     pub format: bool,
     /// Error-handling and scanner settings (defaults unless given).
@@ -54,6 +64,9 @@ impl Features {
             n += 2;
         }
         if self.copies.is_some() {
+            n += 2;
+        }
+        if self.metadata_slots.is_some() {
             n += 2;
         }
         if self.format {
@@ -151,6 +164,24 @@ fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
                     _ => return Err(Refusal::new(c"Invalid copies: must be from 1 to 16")),
                 }
             }
+            "metadata_slots" => {
+                if features.metadata_slots.is_some() {
+                    return Err(Refusal::new(c"Feature metadata_slots given twice"));
+                }
+                let value = it
+                    .next()
+                    .ok_or(Refusal::new(c"Feature metadata_slots needs a number"))?;
+                match parse_u64(value) {
+                    Some(n) if (1..=MAX_METADATA_SLOTS).contains(&n) => {
+                        features.metadata_slots = Some(n)
+                    }
+                    _ => {
+                        return Err(Refusal::new(
+                            c"Invalid metadata_slots: must be from 1 to 1073741824",
+                        ))
+                    }
+                }
+            }
             "format" => {
                 if features.format {
                     return Err(Refusal::new(c"Feature format given twice"));
@@ -181,6 +212,9 @@ pub fn write_canonical<W: core::fmt::Write>(
         }
         if let Some(c) = features.copies {
             write!(w, " copies {c}")?;
+        }
+        if let Some(n) = features.metadata_slots {
+            write!(w, " metadata_slots {n}")?;
         }
         if features.format {
             write!(w, " format")?;
@@ -247,6 +281,18 @@ mod tests {
             ("a b 2 copies 17", "Invalid copies"),
             ("a b 4 copies 2 copies 3", "Feature copies given twice"),
             ("a b 2 format format", "Feature format given twice"),
+            (
+                "a b 1 metadata_slots",
+                "Feature metadata_slots needs a number",
+            ),
+            ("a b 2 metadata_slots 0", "Invalid metadata_slots"),
+            ("a b 2 metadata_slots 1073741825", "Invalid metadata_slots"),
+            ("a b 2 metadata_slots -5", "Invalid metadata_slots"),
+            ("a b 2 metadata_slots 12k", "Invalid metadata_slots"),
+            (
+                "a b 4 metadata_slots 9 metadata_slots 9",
+                "Feature metadata_slots given twice",
+            ),
         ];
         for (line, want) in cases {
             let got = p(line).expect_err(line);
@@ -260,6 +306,7 @@ mod tests {
             "7:0 7:1",
             "7:0 7:1 2 block_size 4096",
             "7:0 7:1 5 block_size 4096 copies 3 format",
+            "7:0 7:1 7 block_size 4096 copies 3 metadata_slots 1000000 format",
             "7:0 7:1 1 format",
             "7:0 7:1 6 block_size 512 auto_remap off scan_rate 64",
             "7:0 7:1 4 read_retries 0 error_threshold 5",
