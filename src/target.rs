@@ -538,7 +538,7 @@ impl TargetOps for Remap {
             | Message::Set(_)
             | Message::Policy
             | Message::Scan(_) => self.control(ti, &mut c, msg, out),
-            Message::Add { .. } | Message::Remove { .. } | Message::Clear
+            Message::Add { .. } | Message::Remove { .. } | Message::Clear | Message::Convert
                 if self.fail.load(Ordering::Relaxed) =>
             {
                 Err(MsgError::FailMode)

@@ -46,6 +46,8 @@ pub enum Message {
     },
     /// `clear_remaps`
     Clear,
+    /// `convert_metadata`: rewrites a version-2 spare as version 3.
+    Convert,
     /// `add_remap <main_sector> <spare_sector|auto> [<nr_sectors>]`
     Add {
         /// First main sector.
@@ -86,6 +88,7 @@ pub const HELP: &str = "\
 add_remap <main_sector> <spare_sector|auto> [<nr_sectors>]
 remove_remap <main_sector> [<nr_sectors>]
 clear_remaps
+convert_metadata
 query <main_sector>
 list [<start_block> [<max>]]
 count
@@ -135,6 +138,11 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
         match rest {
             [] => Ok(Message::Clear),
             _ => Err(Refusal::new(c"clear_remaps takes no arguments")),
+        }
+    } else if is("convert_metadata") {
+        match rest {
+            [] => Ok(Message::Convert),
+            _ => Err(Refusal::new(c"convert_metadata takes no arguments")),
         }
     } else if is("query") {
         match rest {
@@ -250,6 +258,11 @@ mod tests {
         assert_eq!(p("HELP"), Ok(Message::Help));
         assert_eq!(p("count"), Ok(Message::Count));
         assert_eq!(p("clear_remaps"), Ok(Message::Clear));
+        assert_eq!(p("convert_metadata"), Ok(Message::Convert));
+        assert_eq!(
+            p("convert_metadata 3"),
+            Err("convert_metadata takes no arguments")
+        );
         assert_eq!(p("query 17"), Ok(Message::Query(17)));
         assert_eq!(
             p("list"),

@@ -475,12 +475,36 @@ pub fn discover<E: Env>(
 ) -> Result<(Option<Layout>, Option<u32>), LoadError> {
     let (v3, newer) = find_v3::<E>(io, spare_sectors, crc)?;
     let v2 = find_v2::<E>(io, crc)?;
+    // Both versions (a conversion stopped part-way): the newer header's
+    // layout, unless none of its copies is valid and one of the other's is.
     let found = match (v3, v2) {
-        (Some((g3, l3)), Some((g2, l2))) => Some(if g2 > g3 { l2 } else { l3 }),
+        (Some((g3, l3)), Some((g2, l2))) => {
+            let (first, other) = if g2 > g3 { (l2, l3) } else { (l3, l2) };
+            if !any_valid::<E>(io, &first, crc)? && any_valid::<E>(io, &other, crc)? {
+                Some(other)
+            } else {
+                Some(first)
+            }
+        }
         (Some((_, l)), None) | (None, Some((_, l))) => Some(l),
         (None, None) => None,
     };
     Ok((found, newer))
+}
+
+/// Whether some copy of `layout` is valid.
+fn any_valid<E: Env>(io: &mut dyn MetaIo, layout: &Layout, crc: Crc) -> Result<bool, LoadError> {
+    let mut buf = RawArray::<u8, E>::new(layout.copy_bytes()).ok_or(LoadError::NoMemory)?;
+    for i in 0..layout.copies {
+        let at = layout.copy_start(i);
+        if io.read(at, &mut buf).is_ok()
+            && matches!(check_copy(&buf, at, layout.area_sectors(), u64::MAX, crc),
+                Ok(h) if h.layout == *layout)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether the pool `h` describes lies on a spare of `spare_sectors`,
@@ -1039,6 +1063,122 @@ impl<E: Env> Remaps<E> {
         Ok(())
     }
 
+    /// The version-3 layout a version-2 spare converts to, in the same area
+    /// (the pool keeps its place and its slots), and the order to write its
+    /// copies in: the first one written leaves a version-2 copy untouched,
+    /// so that a valid copy of the state exists at every point. As many
+    /// copies as the version-2 spare had (2 at least), fewer when the area
+    /// cannot hold them; `None` if no order is safe.
+    fn conversion_plan(&self) -> Option<(Layout, u32)> {
+        let v2 = self.meta.layout;
+        let area = v2.pool_start / format::UNIT_SECTORS;
+        // Sectors each version-2 copy uses.
+        let used = |i: u32| {
+            let at = v2.copy_start(i);
+            at..at + v2.copy_units()
+        };
+        for copies in (1..=v2.copies.max(2)).rev() {
+            let Some(stride) = format::strides(area / u64::from(copies)).last() else {
+                continue;
+            };
+            let Some(l) = Layout::v3(copies, stride, v2.pool_start, v2.slots) else {
+                continue;
+            };
+            let span = |j: u32| l.copy_start(j)..l.copy_start(j) + l.copy_units() * 8;
+            let overlaps = |a: &core::ops::Range<u64>, b: &core::ops::Range<u64>| {
+                a.start < b.end && b.start < a.end
+            };
+            // A copy to write first that spares some version-2 copy.
+            let first =
+                (0..copies).find(|&j| (0..v2.copies).any(|i| !overlaps(&span(j), &used(i))));
+            if let Some(first) = first {
+                return Some((l, first));
+            }
+        }
+        None
+    }
+
+    /// Converts a version-2 spare to version 3 in place (`convert_metadata`):
+    /// every remap, retired block and pending block is kept, and the pool
+    /// stays where it is. The version-3 copies are written at the next
+    /// generation, first the one that leaves a version-2 copy whole, so
+    /// that at every point a load finds the state whole, in version 2 (the
+    /// first version-3 copy unfinished) or 3 (it finished: its generation is
+    /// newer). Then the version-2 headers left outside the new copies are
+    /// zeroed, so that a stale version-2 copy can never be loaded instead.
+    pub fn convert(&mut self, io: &mut dyn MetaIo) -> Result<Layout, MsgError> {
+        if self.meta.layout.version != format::FORMAT_V2 {
+            return Err(MsgError::Invalid("the spare is already format version 3"));
+        }
+        if self.meta.degraded || self.meta.full_rewrite {
+            return Err(MsgError::FailMode);
+        }
+        let (l, first) = self.conversion_plan().ok_or(MsgError::Invalid(
+            "no version-3 layout in the metadata area leaves a version-2 copy whole while it is written",
+        ))?;
+        let generation = self
+            .meta
+            .generation
+            .checked_add(1)
+            .filter(|&g| g < u64::MAX)
+            .ok_or(MsgError::Io)?;
+        let v2 = self.meta.layout;
+        self.meta.layout = l;
+        let k1 = l.entry_units();
+        let (Some(mut buf), Some(mut zero)) = (
+            self.units_buf(0, k1, true),
+            RawArray::<u8, E>::new(format::UNIT),
+        ) else {
+            self.meta.layout = v2;
+            return Err(MsgError::NoMemory);
+        };
+        let order = core::iter::once(first).chain((0..l.copies).filter(|&j| j != first));
+        for (n, j) in order.enumerate() {
+            if self
+                .write_units(io, &mut buf, j, (0, k1), true, generation)
+                .is_err()
+            {
+                self.meta.generation = generation;
+                self.meta.full_rewrite = true;
+                if n == 0 {
+                    // No version-3 copy is whole (or one is, of the same
+                    // state): version 2 loads, as before. The next commit
+                    // rewrites its copies above any generation on disk.
+                    self.meta.layout = v2;
+                    return Err(MsgError::Io);
+                }
+                // The first version-3 copy is whole and newest: converted,
+                // with copies missing (fail mode; `clear_fail` rewrites
+                // them).
+                self.meta.degraded = true;
+                return Ok(l);
+            }
+        }
+        self.meta.generation = generation;
+        self.meta.pending_dirty = false;
+        self.meta.dirty = (u64::MAX, 0);
+        // Version-2 headers outside what the new copies wrote (unit by
+        // unit, as a 4Kn device needs): read, zero the header sector, write
+        // back.
+        let written = (l.pending_offset() + self.pending_units(true)) * format::UNIT_SECTORS;
+        for i in 0..v2.copies {
+            let at = v2.copy_start(i);
+            let unit_at = at - at % format::UNIT_SECTORS;
+            if (0..l.copies).any(|j| (l.copy_start(j)..l.copy_start(j) + written).contains(&at)) {
+                continue;
+            }
+            if io.read(unit_at, &mut zero).is_err() {
+                continue;
+            }
+            let o = ((at - unit_at) as usize) * SECTOR;
+            if format::header_version(&zero[o..]) == Some(format::FORMAT_V2) {
+                zero[o..o + SECTOR].fill(0);
+                let _ = io.write(unit_at, &zero, true);
+            }
+        }
+        Ok(l)
+    }
+
     /// Executes `msg`; replies go to `out`, things to log to `ev`; changes
     /// are committed through `io` before this returns.
     ///
@@ -1072,6 +1212,15 @@ impl<E: Env> Remaps<E> {
             Message::Clear => {
                 let n = self.clear(t, io)?;
                 let _ = write!(out, "cleared {n}");
+            }
+            Message::Convert => {
+                let l = self.convert(io)?;
+                let _ = write!(
+                    out,
+                    "converted to format version 3: {} copies of {} units",
+                    l.copies,
+                    l.copy_sectors / format::UNIT_SECTORS
+                );
             }
             Message::Add { main, spare, nr } => self.add(t, io, main, spare, nr, out, ev)?,
             Message::Remove { main, nr } => {
@@ -1684,6 +1833,24 @@ mod tests {
             Self::on(bs, Disk::new()).unwrap()
         }
 
+        /// A target on a blank spare formatted as version 2, by the code
+        /// that writes version 2 (as dm-remap 0.4 did).
+        fn v2(bs: Option<u32>) -> Self {
+            Self::v2_with(bs, 5)
+        }
+
+        /// [`Fixture::v2`] with `copies` copies.
+        fn v2_with(bs: Option<u32>, copies: u32) -> Self {
+            let g = geo(bs);
+            let mut disk = Disk::new();
+            let layout = Layout::new(copies, 4096, 4096, g.spare_data_blocks).unwrap();
+            let (t, mut r) = Remaps::new(g, layout, pair(bs), crc32fast::hash).unwrap();
+            let mut events = Vec::new();
+            r.load(&t, &mut disk, false, [9; 16], &mut |e| events.push(e))
+                .unwrap();
+            Self { t, r, disk, events }
+        }
+
         /// A target loading the metadata already on `disk`.
         fn on(bs: Option<u32>, mut disk: Disk) -> Result<Self, LoadError> {
             let g = geo(bs);
@@ -2185,17 +2352,94 @@ mod tests {
 
     /// The state a load of `image` gives: remaps, count, pending, retired.
     fn loaded_state(image: &[u8], what: &str) -> (String, String, Vec<u64>, u64) {
+        loaded_state_bs(image, Some(4096), what)
+    }
+
+    /// [`loaded_state`] for blocks of `bs`.
+    fn loaded_state_bs(
+        image: &[u8],
+        bs: Option<u32>,
+        what: &str,
+    ) -> (String, String, Vec<u64>, u64) {
         let disk = Disk {
             data: image.to_vec(),
             writes_left: None,
             log: Vec::new(),
         };
-        let mut f = Fixture::on(Some(4096), disk)
+        let mut f = Fixture::on(bs, disk)
             .unwrap_or_else(|e| panic!("{what}: the spare does not load: {e:?}"));
         let (l, c) = f.state();
         let layout = f.r.meta.layout;
         all_copies_valid(&mut f.disk, &layout, what);
         (l, c, f.r.pending().to_vec(), f.r.retired())
+    }
+
+    /// Runs `op` (named `name`) on `f` with its writes recorded, then loads
+    /// every image a crash at every point of it can leave (see
+    /// [`crash_images`]): what loads must be the state before or after; after
+    /// the last write (the operation has answered), the state after, in the
+    /// format version the operation left in memory. Returns the number of
+    /// images.
+    fn crash_cases(name: &str, mut f: Fixture, op: Op, seed: u64) -> usize {
+        let bs = Some(f.r.geo.block_size).filter(|&b| b != 512);
+        let loaded_state = |image: &[u8], what: &str| loaded_state_bs(image, bs, what);
+        let mut cases = 0;
+        let base = f.disk.data.clone();
+        let old = loaded_state(&base, name);
+        let mut rec = Recorder {
+            image: base.clone(),
+            writes: Vec::new(),
+        };
+        if name == "scanner check" {
+            // The damage is there before the check starts.
+            let at = f.r.meta.layout.copy_start(3) as usize * SECTOR + 100;
+            rec.image[at] ^= 0xff;
+        }
+        let start = rec.image.clone();
+        assert!(op(&mut f, &mut rec), "{name} failed");
+        let new = loaded_state(&rec.image, name);
+        let writes = rec.writes.clone();
+        assert!(!writes.is_empty(), "{name} wrote nothing");
+        for done in 0..=writes.len() {
+            cases += crash_images(
+                &start,
+                &writes,
+                done,
+                256,
+                seed ^ done as u64,
+                &mut |img, what| {
+                    let st = loaded_state(img, &std::format!("{name}: {what}"));
+                    if done == writes.len() {
+                        assert_eq!(
+                            st, new,
+                            "{name}: {what}: the answered change is not what loads"
+                        );
+                    } else {
+                        assert!(
+                            st == old || st == new,
+                            "{name}: {what}: neither old nor new: {st:?}"
+                        );
+                    }
+                },
+            );
+        }
+        std::println!("{name}: {} writes, {cases} crash images", writes.len());
+        let version = f.r.meta.layout.version;
+        assert_eq!(loaded_version(&rec.image, bs), version, "{name}");
+        cases
+    }
+
+    /// An operation of the crash enumeration: true if it reported success.
+    type Op = fn(&mut Fixture, &mut Recorder) -> bool;
+
+    /// The format version of the copy a load of `image` takes.
+    fn loaded_version(image: &[u8], bs: Option<u32>) -> u32 {
+        let disk = Disk {
+            data: image.to_vec(),
+            writes_left: None,
+            log: Vec::new(),
+        };
+        Fixture::on(bs, disk).unwrap().r.meta.layout.version
     }
 
     #[test]
@@ -2206,7 +2450,6 @@ mod tests {
         // images per crash point, then 256 sampled with the seed printed).
         // What loads must be the state before or after; after the last
         // write (the operation has answered), the state after.
-        type Op = fn(&mut Fixture, &mut Recorder) -> bool;
         let ops: [(&str, Op); 10] = [
             ("add_remap auto", |f, io| {
                 msg_on(f, io, "add_remap 800 auto 64")
@@ -2246,55 +2489,29 @@ mod tests {
         std::println!("crash enumeration seed {seed:#x}");
         let mut cases = 0;
         for (name, op) in ops {
-            let before_op = cases;
             let mut f = Fixture::new(Some(4096));
             f.msg("add_remap 80 auto 16").unwrap();
             f.msg("add_remap 8000 auto 24").unwrap();
             f.r.add_pending(2000);
             f.r.commit(&mut f.disk, 1, 0).unwrap();
-            let base = f.disk.data.clone();
-            let old = loaded_state(&base, name);
-            let mut rec = Recorder {
-                image: base.clone(),
-                writes: Vec::new(),
-            };
-            if name == "scanner check" {
-                // The damage is there before the check starts.
-                let at = f.r.meta.layout.copy_start(3) as usize * SECTOR + 100;
-                rec.image[at] ^= 0xff;
-            }
-            let start = rec.image.clone();
-            assert!(op(&mut f, &mut rec), "{name} failed");
-            let new = loaded_state(&rec.image, name);
-            let writes = rec.writes.clone();
-            assert!(!writes.is_empty(), "{name} wrote nothing");
-            for done in 0..=writes.len() {
-                cases += crash_images(
-                    &start,
-                    &writes,
-                    done,
-                    256,
-                    seed ^ done as u64,
-                    &mut |img, what| {
-                        let st = loaded_state(img, &std::format!("{name}: {what}"));
-                        if done == writes.len() {
-                            assert_eq!(
-                                st, new,
-                                "{name}: {what}: the answered change is not what loads"
-                            );
-                        } else {
-                            assert!(
-                                st == old || st == new,
-                                "{name}: {what}: neither old nor new: {st:?}"
-                            );
-                        }
-                    },
-                );
-            }
-            std::println!(
-                "{name}: {} writes, {} crash images",
-                writes.len(),
-                cases - before_op
+            cases += crash_cases(name, f, op, seed);
+        }
+        // Converting a version-2 spare (written by the version-2 code) with
+        // remaps, a retired block and a pending block, for 512-byte and
+        // 4096-byte blocks.
+        for bs in [None, Some(4096)] {
+            let mut f = Fixture::v2(bs);
+            f.msg("add_remap 80 auto 16").unwrap();
+            f.msg("add_remap 8000 auto 24").unwrap();
+            let s = f.r.reserve(4000).unwrap();
+            f.r.retire_slot(s);
+            f.r.add_pending(2000);
+            f.r.commit(&mut f.disk, s, s).unwrap();
+            cases += crash_cases(
+                "convert_metadata",
+                f,
+                |f, io| msg_on(f, io, "convert_metadata"),
+                seed,
             );
         }
         // Formatting a blank spare: a crash anywhere leaves a spare that
@@ -2778,6 +2995,114 @@ mod tests {
         }
         std::println!("{n} write-failure cases");
         assert!(n > 40);
+    }
+
+    /// The state of `f` and the format version it has in memory.
+    fn versioned(f: &mut Fixture) -> ((String, String), u32) {
+        (f.state(), f.r.meta.layout.version)
+    }
+
+    #[test]
+    fn converting_with_a_write_failing_at_every_point_gives_the_outcome_reported() {
+        // `convert_metadata` with the n-th write failing, for every n: it
+        // fails and the spare loads as version 2, or it succeeds (perhaps
+        // with copies missing: fail mode) and loads as version 3; the
+        // remaps, retired and pending blocks are the same either way, and
+        // the next commit works and loads.
+        let mut n = 0;
+        for bs in [None, Some(4096)] {
+            for k in 0.. {
+                let mut f = Fixture::v2(bs);
+                f.msg("add_remap 80 auto 16").unwrap();
+                let s = f.r.reserve(4000).unwrap();
+                f.r.retire_slot(s);
+                f.r.add_pending(2000);
+                f.r.commit(&mut f.disk, s, s).unwrap();
+                let before = f.state();
+                f.disk.writes_left = Some(k);
+                let r = f.msg("convert_metadata");
+                let degraded = f.r.take_degraded();
+                let exhausted = f.disk.writes_left == Some(0);
+                f.disk.writes_left = None;
+                let mut again = Fixture::on(bs, f.disk.clone())
+                    .unwrap_or_else(|e| panic!("write {k} fails: no load: {e:?}"));
+                let want = if r.is_ok() { 3 } else { 2 };
+                assert_eq!(versioned(&mut again), (before.clone(), want), "write {k}");
+                assert_eq!(again.r.pending(), &[2000]);
+                assert_eq!(again.r.retired(), 1);
+                // The target goes on: a commit (all copies when one failed).
+                if degraded || r.is_err() {
+                    f.r.rewrite_all(&mut f.disk).unwrap();
+                }
+                f.msg("add_remap 12000 auto").unwrap();
+                let after = versioned(&mut f);
+                let mut third = Fixture::on(bs, f.disk.clone()).unwrap();
+                assert_eq!(versioned(&mut third), after, "write {k}");
+                let layout = third.r.meta.layout;
+                all_copies_valid(&mut third.disk, &layout, "after the next commit");
+                n += 1;
+                if r.is_ok() && !degraded && !exhausted {
+                    break;
+                }
+            }
+        }
+        std::println!("{n} conversion write-failure cases");
+        assert!(n > 15);
+    }
+
+    #[test]
+    fn every_version_2_copy_count_converts_or_is_refused_unchanged() {
+        let (mut done, mut refused) = (0, 0);
+        for bs in [None, Some(4096)] {
+            for copies in 1..=format::MAX_COPIES {
+                let mut f = Fixture::v2_with(bs, copies);
+                f.msg("add_remap 80 auto 16").unwrap();
+                let slots = f.r.slots();
+                let bsec = f.r.geo.block_sectors;
+                let n = (slots - 16).min(500) * bsec;
+                f.msg(&std::format!("add_remap {} auto {n}", 8000 * bsec))
+                    .unwrap();
+                let before = f.state();
+                let image = f.disk.data.clone();
+                match f.msg("convert_metadata") {
+                    Ok(reply) => {
+                        assert!(
+                            reply.starts_with("converted to format version 3"),
+                            "{reply}"
+                        );
+                        let mut g = Fixture::on(bs, f.disk.clone()).unwrap();
+                        assert_eq!(versioned(&mut g), (before, 3), "{copies} copies");
+                        let layout = g.r.meta.layout;
+                        assert_eq!(layout.pool_start, 4096);
+                        assert_eq!(layout.slots, slots);
+                        all_copies_valid(&mut g.disk, &layout, "converted");
+                        // No version-2 header is left to load instead.
+                        for c in 1..=format::MAX_COPIES {
+                            let l2 = Layout::new(c, 4096, 4096, 1).unwrap();
+                            for i in 0..c {
+                                let at = l2.copy_start(i) as usize * SECTOR;
+                                let h = &g.disk.data[at..at + SECTOR];
+                                assert_ne!(format::header_version(h), Some(2), "{copies}: {at}");
+                            }
+                        }
+                        assert_eq!(
+                            g.msg("convert_metadata").unwrap_err(),
+                            "the spare is already format version 3"
+                        );
+                        done += 1;
+                    }
+                    Err(e) => {
+                        assert!(e.contains("no version-3 layout"), "{copies} copies: {e}");
+                        assert!(f.disk.data == image, "{copies} copies: refused but written");
+                        let mut g = Fixture::on(bs, f.disk.clone()).unwrap();
+                        assert_eq!(versioned(&mut g), (before, 2));
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        std::println!("version-2 copy counts: {done} converted, {refused} refused");
+        assert!(done > 20 && refused > 0);
     }
 
     #[test]
