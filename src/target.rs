@@ -206,6 +206,10 @@ fn load_error(e: LoadError) -> CtrError {
         LoadError::Refused(m) => CtrError::new(m, EINVAL),
         LoadError::Io => CtrError::new(c"Cannot read the spare's metadata area", EIO),
         LoadError::NoMemory => CtrError::new(c"Cannot allocate metadata buffers", ENOMEM),
+        LoadError::Newer(v) => {
+            dmr_err!("spare metadata is format version {}; this module reads 2 and 3\n", v);
+            CtrError::new(remaps::NEWER_VERSION, EINVAL)
+        }
     }
 }
 
@@ -689,6 +693,7 @@ impl TargetOps for Remap {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),
                 LoadError::Io => ("metadata I/O failed", EIO),
                 LoadError::NoMemory => ("out of memory", ENOMEM),
+                LoadError::Newer(_) => ("newer format version", EINVAL),
             };
             dmr_err!("{}: cannot load metadata: {}\n", dev, why);
             err

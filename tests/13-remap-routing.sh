@@ -8,9 +8,11 @@ M=$(new_loop 64M)
 S=$(new_loop 64M)
 dm_create t "0 131072 remap $M $S" || fail "create failed"
 msg() { dmsetup message t 0 "$@" >/dev/null || fail "message $* failed"; }
-msg add_remap 7 5000
+# The pool of this spare (64 MiB, 512-byte blocks: 120,832 blocks described)
+# starts after a 5 MiB metadata area, at sector 10240.
+msg add_remap 7 15000
 msg add_remap 100 auto 8
-msg add_remap 2048 6000 64
+msg add_remap 2048 16000 64
 for s in 3001 3333 4095 4096 8191; do msg add_remap $s auto; done
 [ "$(dmsetup message t 0 count)" = 78 ] || fail "count $(dmsetup message t 0 count)"
 
@@ -38,5 +40,5 @@ dd if=/dev/mapper/t bs=3584 count=1170 2>/dev/null | cmp - /tmp/pat -n 4193280 |
 # A read that starts inside a remapped run and ends inside main.
 dd if=/dev/mapper/t bs=512 skip=2100 count=200 iflag=direct 2>/dev/null >/tmp/got
 dd if=/tmp/pat bs=512 skip=2100 count=200 2>/dev/null | cmp - /tmp/got || fail "straddling read differs"
-[ "$(dmsetup message t 0 query 2050)" = "spare 6002" ] || fail "query 2050: $(dmsetup message t 0 query 2050)"
+[ "$(dmsetup message t 0 query 2050)" = "spare 16002" ] || fail "query 2050: $(dmsetup message t 0 query 2050)"
 [ "$(dmsetup message t 0 query 2112)" = "main 2112" ] || fail "query 2112"

@@ -11,10 +11,14 @@ T="0 32768 remap $M $S"
 dm_create t "$T" || fail "create failed"
 dmsetup message t 0 add_remap 64 auto 16 >/dev/null || fail "add 1"
 dm_remove t
-# Save every copy at this generation (for stale and torn copies).
+# Where each copy is, and every copy's header and first entry unit at this
+# generation (for stale and torn copies).
 i=0
 while [ $i -lt 5 ]; do
-	dd if=$S of=/tmp/old.$i bs=512 skip=$(copy_at $i) count=2 2>/dev/null
+	at=$(copy_at $i $S)
+	[ -n "$at" ] || fail "no copy $i"
+	eval AT$i=$at
+	dd if=$S of=/tmp/old.$i bs=512 skip=$at count=16 2>/dev/null
 	i=$((i + 1))
 done
 dm_create t "$T" || fail "recreate failed"
@@ -23,12 +27,12 @@ want=$(remaps t)
 dm_remove t
 
 damage() { # KIND COPY
-	at=$(copy_at $2)
+	eval at=\$AT$2
 	case $1 in
 	zero) dd if=/dev/zero of=$S bs=512 seek=$at count=1 conv=notrunc 2>/dev/null ;;
-	flip) printf '\377' | dd of=$S bs=1 seek=$(((at + 1) * 512 + 40)) conv=notrunc 2>/dev/null ;;
+	flip) printf '\377' | dd of=$S bs=1 seek=$(((at + 8) * 512 + 40)) conv=notrunc 2>/dev/null ;;
 	torn) dd if=/tmp/old.$2 of=$S bs=512 seek=$at count=1 conv=notrunc 2>/dev/null ;;
-	stale) dd if=/tmp/old.$2 of=$S bs=512 seek=$at count=2 conv=notrunc 2>/dev/null ;;
+	stale) dd if=/tmp/old.$2 of=$S bs=512 seek=$at count=16 conv=notrunc 2>/dev/null ;;
 	esac
 }
 

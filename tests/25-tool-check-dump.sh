@@ -20,10 +20,12 @@ dm-remap-tool dump --json $S >/tmp/json || fail "dump --json failed"
 grep -q '"extents":\[{"main_sector":64,"spare_sector":4096,"nr_sectors":16},{"main_sector":1000,"spare_sector":6000,"nr_sectors":8}\]' /tmp/json ||
 	fail "json: $(cat /tmp/json)"
 
-# Damage copy 1; check names it and fails; a load repairs it.
-printf '\377' | dd of=$S bs=1 seek=$(((819 + 1) * 512 + 100)) conv=notrunc 2>/dev/null
+# Damage copy 1's first entry unit; check names it and fails; a load
+# repairs it.
+at=$(copy_at 1 $S)
+printf '\377' | dd of=$S bs=1 seek=$(((at + 8) * 512 + 100)) conv=notrunc 2>/dev/null
 dm-remap-tool check $S >/tmp/check && fail "check passed a damaged spare"
-grep -q "copy 1 (sector 819): bad CRC" /tmp/check || fail "check output: $(cat /tmp/check)"
+grep -q "copy 1 (sector $at): bad CRC" /tmp/check || fail "check output: $(cat /tmp/check)"
 dm_create t "$T" || fail "recreate failed"
 dm_remove t
 dm-remap-tool check $S || fail "not clean after repair"

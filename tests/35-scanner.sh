@@ -26,10 +26,12 @@ dmsetup message t 0 add_remap 320000 auto >/dev/null || fail "add_remap failed"
 BAD="0 8 616 32768 32776 80000 160008 266664 400000 524280"
 dm_rewrap w $M0 0:16 616:8 32768:16 80000:8 160008:8 266664:8 320000:8 400000:8 524280:8
 
-# Damage an entry sector of metadata copy 2 that no commit of this test
-# rewrites (slots 305-365; commits of pending blocks write only headers and
-# pending sectors): the end of the pass must find and repair it.
-dd if=/dev/urandom of=$S bs=512 seek=$((1638 + 1 + 5)) count=1 oflag=direct conv=notrunc 2>/dev/null ||
+# Damage an entry unit of metadata copy 2 that no commit of this test
+# rewrites (unit 5: slots 2545-3053; commits of pending blocks write only
+# headers and pending units): the end of the pass must find and repair it.
+at=$(copy_at 2 $S)
+[ -n "$at" ] || fail "no copy 2"
+dd if=/dev/urandom of=$S bs=512 seek=$((at + 8 * (1 + 5) + 3)) count=1 oflag=direct conv=notrunc 2>/dev/null ||
 	fail "cannot damage the spare"
 mark
 r=$(dmsetup message t 0 scan_rate 64) || fail "scan_rate 64 failed"

@@ -1,5 +1,5 @@
 # A commit that fails part-way has the outcome the caller was told. Copy 2's
-# header sector (1638) fails writes: `remove_remap` writes copies 0 and 1
+# header fails writes: `remove_remap` writes copies 0 and 1
 # whole, so the removal is durable (a load takes the newest valid copy): it
 # answers done, the target enters fail mode, and after the spare is restored,
 # remove + create loads the removal, repairing copy 2 as torn and copies 3
@@ -18,7 +18,9 @@ dmsetup message t 0 add_remap 800 auto >/dev/null || fail "add_remap 800 failed"
 dmsetup message t 0 add_remap 1600 auto >/dev/null || fail "add_remap 1600 failed"
 
 # (1) Copy 2's header fails: the change is kept.
-dm_rewrap sw $S0 "$(copy_at 2):1"
+AT2=$(copy_at 2 /dev/mapper/sw)
+[ -n "$AT2" ] || fail "no copy 2"
+dm_rewrap sw $S0 "$AT2:1"
 mark
 r=$(dmsetup message t 0 remove_remap 800) || fail "remove_remap failed although copies 0 and 1 hold it: $(since_mark | grep dm-remap)"
 [ "$r" = "removed 1" ] || fail "reply '$r'"

@@ -126,11 +126,13 @@ _cleanup() {
 }
 trap _cleanup EXIT
 
-# Metadata layout on the spare (docs/on-disk-format.md): 5 copies by default,
-# copy i starts at sector i * 819 of the spare.
-COPY_SECTORS=819
+# copy_at I DEV: the first sector of metadata copy I on spare DEV, as
+# dm-remap-tool finds it (docs/on-disk-format.md: version 3 puts copy i at
+# i x stride, the stride chosen by the pool's size). Header and units are
+# 4 KiB (8 sectors): unit k of the copy is at copy_at + 8k.
 copy_at() {
-	echo $(($1 * COPY_SECTORS))
+	blockdev --flushbufs "$2" 2>/dev/null
+	dm-remap-tool dump --json "$2" | grep -o "\"index\":$1,\"sector\":[0-9]*" | cut -d: -f3
 }
 
 # meta_sum DEV: checksum of a spare's 2 MiB metadata area.

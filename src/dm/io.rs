@@ -5,6 +5,8 @@
 
 use super::bindings as b;
 use super::device::DmDev;
+use super::rcu::KernelEnv;
+use crate::logic::mem::RawArray;
 use crate::logic::remaps::MetaIo;
 use core::ptr::NonNull;
 use kernel::ffi::c_void;
@@ -109,8 +111,26 @@ unsafe fn raw_io(
 }
 
 impl MetaIo for SpareIo<'_> {
+    /// Reads of version 3 are whole 4 KiB units at 4 KiB offsets, which
+    /// every device accepts. A version-2 copy lies at 512-byte offsets: on a
+    /// device of larger logical blocks the enclosing blocks are read into a
+    /// buffer of their own and the part asked for copied out.
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
-        sync_io(self.client, self.spare, sector, buf, flags::READ)
+        let lbs = u64::from(self.spare.logical_block_size()).max(512) / 512;
+        let len = (buf.len() / 512) as u64;
+        if sector % lbs == 0 && len % lbs == 0 {
+            return sync_io(self.client, self.spare, sector, buf, flags::READ);
+        }
+        let first = sector - sector % lbs;
+        let end = sector.checked_add(len).ok_or(())?.div_ceil(lbs) * lbs;
+        let bytes = usize::try_from((end - first) * 512).map_err(|_| ())?;
+        // On the heap: stack memory is not valid for I/O.
+        let mut bounce = RawArray::<u8, KernelEnv>::new(bytes).ok_or(())?;
+        sync_io(self.client, self.spare, first, &mut bounce, flags::READ)?;
+        let off = ((sector - first) * 512) as usize;
+        let part = bounce.get(off..off + buf.len()).ok_or(())?;
+        buf.copy_from_slice(part);
+        Ok(())
     }
 
     fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {

@@ -2,16 +2,17 @@
 
 //! Where things live on the spare device.
 //!
-//! The spare starts with a metadata area of [`METADATA_AREA_BYTES`]; the rest
-//! is the data pool that remapped blocks are copied to. The on-disk format of
-//! the metadata area will be specified with the persistence format; this module only
-//! fixes its size and place so that nothing else ever allocates from it.
+//! The spare starts with a metadata area of at least [`METADATA_AREA_BYTES`];
+//! the rest is the data pool that remapped blocks are copied to. The on-disk
+//! format (`format.rs`) sizes the area of a version-3 spare to its pool and
+//! records where the pool starts; version 2 used exactly this size. Until a
+//! spare's layout is known, the pool is taken to start right after it.
 
-/// Size of the metadata area at the start of the spare, in bytes.
+/// Least size of the metadata area at the start of the spare, in bytes.
 ///
-/// Reserved whole: the data pool begins right after it, at spare sector 4096.
-/// Kept small enough that the documented `add_remap` examples with explicit
-/// spare sectors from 5000 on land in the pool.
+/// The data pool begins at spare sector 4096 or later, so the documented
+/// `add_remap` examples with explicit spare sectors from 5000 on land in the
+/// pool of small spares.
 pub const METADATA_AREA_BYTES: u64 = 2 << 20;
 
 /// Size of the metadata area in 512-byte sectors.

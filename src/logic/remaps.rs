@@ -237,7 +237,13 @@ pub enum LoadError {
     Io,
     /// Memory ran short.
     NoMemory,
+    /// The spare holds metadata of this (newer) format version and none
+    /// this module reads: refused with [`NEWER_VERSION`].
+    Newer(u32),
 }
+
+/// Why a spare of a newer format version is refused.
+pub const NEWER_VERSION: &core::ffi::CStr = c"Spare metadata has a newer format version than this module knows (3); use a newer dm-remap, or add the 'format' feature to overwrite it";
 
 /// What [`Remaps::add_pending`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -547,10 +553,8 @@ pub fn find_layout<E: Env>(
     if let Some(l) = found {
         return Ok(l);
     }
-    if newer.is_some() && !req.format {
-        return Err(LoadError::Refused(
-            c"Spare metadata has a newer format version than this module knows (3); use a newer dm-remap, or add the 'format' feature to overwrite it",
-        ));
+    if let (Some(v), false) = (newer, req.format) {
+        return Err(LoadError::Newer(v));
     }
     plan(geo, spare_sectors, req)
 }
@@ -994,6 +998,16 @@ impl<E: Env> Remaps<E> {
         io.write(layout.copy_start(i), hdr, true)
     }
 
+    /// The generation of the next commit. The largest is never written: a
+    /// load refuses it.
+    fn next_generation(&self) -> Result<u64, MsgError> {
+        self.meta
+            .generation
+            .checked_add(1)
+            .filter(|&g| g < u64::MAX)
+            .ok_or(MsgError::Io)
+    }
+
     /// Makes the in-memory state durable: the entry sectors holding slots
     /// `lo..=hi` (none when `lo > hi`), the pending sector and the header,
     /// copy after copy, with a new generation. The
@@ -1008,13 +1022,7 @@ impl<E: Env> Remaps<E> {
     /// the next commit rewrites every copy at a generation above any on
     /// disk. Memory runs out (`NoMemory`) only before anything is written.
     pub fn commit(&mut self, io: &mut dyn MetaIo, lo: u64, hi: u64) -> Result<(), MsgError> {
-        // The largest generation is never written: a load refuses it.
-        let generation = self
-            .meta
-            .generation
-            .checked_add(1)
-            .filter(|&g| g < u64::MAX)
-            .ok_or(MsgError::Io)?;
+        let generation = self.next_generation()?;
         let (lo, hi) = if self.meta.dirty.0 > self.meta.dirty.1 {
             (lo, hi)
         } else if lo > hi {
@@ -1116,12 +1124,7 @@ impl<E: Env> Remaps<E> {
         let (l, first) = self.conversion_plan().ok_or(MsgError::Invalid(
             "no version-3 layout in the metadata area leaves a version-2 copy whole while it is written",
         ))?;
-        let generation = self
-            .meta
-            .generation
-            .checked_add(1)
-            .filter(|&g| g < u64::MAX)
-            .ok_or(MsgError::Io)?;
+        let generation = self.next_generation()?;
         let v2 = self.meta.layout;
         self.meta.layout = l;
         let k1 = l.entry_units();
@@ -2182,15 +2185,11 @@ mod tests {
         }
         let before = disk.data.clone();
         let e = Fixture::on(Some(4096), disk.clone()).err();
-        match e {
-            Some(LoadError::Refused(m)) => {
-                assert!(
-                    m.to_str().unwrap().contains("newer format version"),
-                    "{m:?}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(e, Some(LoadError::Newer(4)));
+        assert!(NEWER_VERSION
+            .to_str()
+            .unwrap()
+            .contains("newer format version"));
         assert_eq!(disk.data, before, "nothing written");
         // With `format`, it is formatted over.
         let g = geo(Some(4096));
@@ -3103,6 +3102,68 @@ mod tests {
         }
         std::println!("version-2 copy counts: {done} converted, {refused} refused");
         assert!(done > 20 && refused > 0);
+    }
+
+    #[test]
+    fn the_version_2_spare_of_the_guest_test_is_what_version_2_writes() {
+        // tests/data/v2-spare.img.gz (tests/50-convert-v2.sh): the first
+        // 2 MiB of a 16 MiB spare formatted as version 2 by the version-2
+        // code, for a 32 MiB main with 4096-byte blocks: main sectors
+        // 800+64 remapped (to pool blocks 0-7), 8000+8 to spare sector 16384,
+        // pool block 20 retired, main block 3000 pending; generation 4.
+        // `DMR_WRITE_V2_IMAGE=1 cargo test` writes it again.
+        let d = |dev, sectors| DeviceFacts {
+            dev,
+            whole: dev,
+            sectors,
+            logical_block_size: 512,
+        };
+        let features = Features {
+            block_size: Some(4096),
+            ..Features::default()
+        };
+        let g = validate(65536, &d(1, 65536), &d(2, 32768), &features).unwrap();
+        let id = Identity {
+            uuid: [0; 16],
+            main_sectors: 65536,
+            spare_sectors: 32768,
+            block_size: 4096,
+        };
+        let layout = Layout::new(5, 4096, 4096, g.spare_data_blocks).unwrap();
+        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk: Disk::new(),
+            events: Vec::new(),
+        };
+        f.r.load(&f.t, &mut f.disk, false, [0x42; 16], &mut |_| {})
+            .unwrap();
+        f.msg("add_remap 800 auto 64").unwrap();
+        f.msg("add_remap 8000 16384 8").unwrap();
+        assert_eq!(f.r.retire_slot(20), None);
+        f.r.add_pending(3000);
+        f.r.commit(&mut f.disk, 20, 20).unwrap();
+        assert_eq!(f.r.generation(), 4);
+        let image = &f.disk.data[..2 << 20];
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2-spare.img.gz");
+        if std::env::var_os("DMR_WRITE_V2_IMAGE").is_some() {
+            let raw = std::env::temp_dir().join(std::format!("v2-{}.img", std::process::id()));
+            std::fs::write(&raw, image).unwrap();
+            let gz = std::process::Command::new("gzip")
+                .args(["-9", "-n", "-c"])
+                .arg(&raw)
+                .output()
+                .unwrap();
+            std::fs::write(path, gz.stdout).unwrap();
+            std::fs::remove_file(&raw).unwrap();
+        }
+        let out = std::process::Command::new("gzip")
+            .args(["-d", "-c", path])
+            .output()
+            .expect("gzip");
+        assert!(out.status.success(), "{path}");
+        assert!(out.stdout == image, "{path} is not what version 2 writes");
     }
 
     #[test]
