@@ -4,6 +4,7 @@
 load_module
 
 M=$(new_loop 32M)
+# 512-byte blocks: the metadata describes 60,062 pool blocks of this spare.
 S=$(new_loop 32M)
 dm_create t "0 65536 remap $M $S" || fail "create failed"
 kn=$(dm_kname t)
@@ -47,7 +48,7 @@ remap:
 	remaps: 0
 	remapped reads: 0
 	remapped writes: 0
-	spare used: 0/49837
+	spare used: 0/60062
 	hash buckets: 64
 	hash resizes: 0
 	main errors: 0
@@ -58,7 +59,7 @@ remap:
 	pending: 0
 	pending marked: 0
 	retired: 0
-	spare free: 49837
+	spare free: 60062
 	fail mode: 0
 scan:
 	position: 0
