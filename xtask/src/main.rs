@@ -316,22 +316,25 @@ impl Xtask {
         Ok(dir.join("dm_remap.ko"))
     }
 
-    /// Builds the host tool (release) and returns its path.
-    fn tool(&self) -> Result<PathBuf> {
+    /// Builds the host tools (release) for the guest and returns the paths
+    /// of `dm-remap-tool` and `dmr-log-replay`.
+    fn tools(&self) -> Result<(PathBuf, PathBuf)> {
         let t = Instant::now();
         cmd!(
             self.sh,
-            "cargo build --release --quiet -p dm-remap --bin dm-remap-tool"
+            "cargo build --release --quiet -p dm-remap --bin dm-remap-tool --bin dmr-log-replay"
         )
         .run()?;
-        step("dm-remap-tool", t);
-        Ok(self.root.join("target/release/dm-remap-tool"))
+        step("dm-remap-tool, dmr-log-replay", t);
+        let dir = self.root.join("target/release");
+        Ok((dir.join("dm-remap-tool"), dir.join("dmr-log-replay")))
     }
 
     /// Builds the guest image around `job` and returns its path.
     fn initramfs(&self, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
-        let tool = self.tool()?;
+        let (tool, replay) = self.tools()?;
         let _env = self.sh.push_env("DMR_TOOL", &tool);
+        let _env2 = self.sh.push_env("DMR_REPLAY", &replay);
         let t = Instant::now();
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;
