@@ -4,7 +4,7 @@
 //! the image at every crash point the log describes.
 //!
 //! ```text
-//! dmr-log-replay --log LOG --replay IMAGE [--check CMD [ARG...]]
+//! dmr-log-replay --log LOG --replay IMAGE [--limit N] [--check CMD [ARG...]]
 //! ```
 //!
 //! The log (Documentation/admin-guide/device-mapper/log-writes.rst): block 0
@@ -14,12 +14,13 @@
 //! nr_sectors in sectorsize units; a mark's text follows the struct),
 //! followed by nr_sectors blocks of data for a write (none for a discard).
 //!
-//! Entries are applied in order: writes copy their data to the image,
-//! discards zero their range. After every entry carrying FLUSH or FUA, and
-//! at every MARK, CMD runs (no shell) with DMR_POINT_KIND (`flush`, `fua`,
-//! `flush+fua` or `mark`), DMR_POINT_ENTRY (the entry's index, from 0),
-//! DMR_POINT_NUMBER (the point's, from 1) and DMR_POINT_MARK (the mark's
-//! text, empty elsewhere) in its environment. A failing CMD stops the
+//! Entries are applied in order (the first N with `--limit`): writes copy
+//! their data to the image, discards zero their range. After every entry
+//! carrying FLUSH or FUA, and at every MARK, a line `point NUMBER KIND ENTRY
+//! [MARK]` goes to stdout and CMD runs (no shell) with DMR_POINT_KIND
+//! (`flush`, `fua`, `flush+fua` or `mark`), DMR_POINT_ENTRY (the entry's
+//! index, from 0), DMR_POINT_NUMBER (the point's, from 1) and DMR_POINT_MARK
+//! (the mark's text, empty elsewhere) in its environment. A failing CMD stops the
 //! replay with exit status 1; a log that cannot be read whole, 2. The last
 //! line is a summary of entries replayed and points checked by kind.
 
@@ -27,7 +28,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: dmr-log-replay --log LOG --replay IMAGE [--check CMD [ARG...]]";
+const USAGE: &str =
+    "usage: dmr-log-replay --log LOG --replay IMAGE [--limit N] [--check CMD [ARG...]]";
 
 const MAGIC: u64 = 0x006A_7366_7773_6872;
 const VERSION: u64 = 1;
@@ -99,12 +101,13 @@ fn read_log(log: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), Stop>
     })
 }
 
-/// Replays `log` onto `image` (`image_len` bytes), calling `check` at every
-/// crash point.
+/// Replays the first `limit` entries of `log` (all if `None`) onto `image`
+/// (`image_len` bytes), calling `check` at every crash point.
 fn replay(
     mut log: impl Read,
     image: &mut (impl Write + Seek),
     image_len: u64,
+    limit: Option<u64>,
     check: &mut dyn FnMut(&Point) -> Result<(), String>,
 ) -> Result<Summary, Stop> {
     let mut sup = [0u8; 28];
@@ -125,7 +128,7 @@ fn replay(
     // Data moves in pieces of at most 1 MiB.
     let mut data = vec![0u8; bs.max(1 << 20)];
     let mut sum = Summary::default();
-    for i in 0..nr_entries {
+    for i in 0..limit.map_or(nr_entries, |l| l.min(nr_entries)) {
         let what = format!("entry {i} of {nr_entries}");
         read_log(&mut log, &mut block, &what)?;
         let (sector, nr, flags, data_len) = (
@@ -192,12 +195,19 @@ fn replay(
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut log, mut img, mut cmd) = (None, None, Vec::new());
+    let (mut log, mut img, mut limit, mut cmd) = (None, None, None, Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--log" => log = it.next(),
             "--replay" => img = it.next(),
+            "--limit" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) => limit = Some(n),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--check" => {
                 cmd = it.by_ref().cloned().collect();
                 if cmd.is_empty() {
@@ -231,6 +241,7 @@ fn main() -> ExitCode {
     let mut number = 0u64;
     let mut check = |p: &Point| -> Result<(), String> {
         number += 1;
+        println!("point {number} {} {} {}", p.kind, p.entry, p.mark);
         let Some((prog, rest)) = cmd.split_first() else {
             return Ok(());
         };
@@ -248,7 +259,8 @@ fn main() -> ExitCode {
             Err(format!("{} exited with {status}", cmd.join(" ")))
         }
     };
-    match replay(BufReader::with_capacity(1 << 20, l), &mut i, n, &mut check) {
+    let l = BufReader::with_capacity(1 << 20, l);
+    match replay(l, &mut i, n, limit, &mut check) {
         Ok(sum) => {
             println!("{}", sum.line());
             ExitCode::SUCCESS
@@ -316,6 +328,17 @@ mod tests {
     /// summary and, per point, the point and the image then.
     #[allow(clippy::type_complexity)]
     fn run(log: &[u8], bs: usize, blocks: usize) -> (Result<Summary, Stop>, Vec<(Point, Vec<u8>)>) {
+        run_limit(log, bs, blocks, None)
+    }
+
+    /// [`run`] of the first `limit` entries.
+    #[allow(clippy::type_complexity)]
+    fn run_limit(
+        log: &[u8],
+        bs: usize,
+        blocks: usize,
+        limit: Option<u64>,
+    ) -> (Result<Summary, Stop>, Vec<(Point, Vec<u8>)>) {
         let img = std::cell::RefCell::new(Cursor::new(vec![0u8; blocks * bs]));
         let mut seen = Vec::new();
         let mut check = |p: &Point| {
@@ -338,7 +361,7 @@ mod tests {
                 self.0.borrow_mut().seek(p)
             }
         }
-        let r = replay(log, &mut W(&img), (blocks * bs) as u64, &mut check);
+        let r = replay(log, &mut W(&img), (blocks * bs) as u64, limit, &mut check);
         (r, seen)
     }
 
@@ -401,9 +424,19 @@ mod tests {
         let mut l = Log::new(512);
         l.write(0, 1, 1, FUA);
         l.write(1, 1, 2, FUA);
-        let (r, seen) = run(&l.bytes(1), 512, 2);
-        assert_eq!(r.map(|s| s.entries), Ok(1));
-        assert_eq!(seen.len(), 1);
+        l.write(2, 1, 3, FUA);
+        let (r, seen) = run(&l.bytes(2), 512, 3);
+        assert_eq!(r.map(|s| s.entries), Ok(2));
+        assert_eq!(seen.len(), 2);
+        // --limit: fewer still, and never more than the log counts.
+        for (limit, want) in [(1, 1), (2, 2), (9, 3)] {
+            let (r, seen) = run_limit(&l.bytes(3), 512, 3, Some(limit));
+            assert_eq!(r.map(|s| s.entries), Ok(want));
+            assert_eq!(
+                blocks_of(&seen[want as usize - 1].1, 512)[..want as usize],
+                [1, 2, 3][..want as usize]
+            );
+        }
     }
 
     #[test]
@@ -463,6 +496,7 @@ mod tests {
             Cursor::new(l.bytes(3)),
             &mut Cursor::new(vec![0u8; 512]),
             512,
+            None,
             &mut |p| {
                 calls += 1;
                 if p.kind == "mark" {
