@@ -4,7 +4,7 @@
 //! the image at every crash point the log describes.
 //!
 //! ```text
-//! dmr-log-replay --log LOG --replay IMAGE [--limit N] [--check CMD [ARG...]]
+//! dmr-log-replay --log LOG --replay IMAGE [--limit N] [--verbose] [--check CMD [ARG...]]
 //! ```
 //!
 //! The log (Documentation/admin-guide/device-mapper/log-writes.rst): block 0
@@ -20,7 +20,8 @@
 //! [MARK]` goes to stdout and CMD runs (no shell) with DMR_POINT_KIND
 //! (`flush`, `fua`, `flush+fua` or `mark`), DMR_POINT_ENTRY (the entry's
 //! index, from 0), DMR_POINT_NUMBER (the point's, from 1) and DMR_POINT_MARK
-//! (the mark's text, empty elsewhere) in its environment. A failing CMD stops the
+//! (the mark's text, empty elsewhere) in its environment. `--verbose` lists
+//! every entry on stderr. A failing CMD stops the
 //! replay with exit status 1; a log that cannot be read whole, 2. The last
 //! line is a summary of entries replayed and points checked by kind.
 
@@ -29,7 +30,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::process::{Command, ExitCode};
 
 const USAGE: &str =
-    "usage: dmr-log-replay --log LOG --replay IMAGE [--limit N] [--check CMD [ARG...]]";
+    "usage: dmr-log-replay --log LOG --replay IMAGE [--limit N] [--verbose] [--check CMD [ARG...]]";
 
 const MAGIC: u64 = 0x006A_7366_7773_6872;
 const VERSION: u64 = 1;
@@ -108,6 +109,7 @@ fn replay(
     image: &mut (impl Write + Seek),
     image_len: u64,
     limit: Option<u64>,
+    verbose: bool,
     check: &mut dyn FnMut(&Point) -> Result<(), String>,
 ) -> Result<Summary, Stop> {
     let mut sup = [0u8; 28];
@@ -162,6 +164,9 @@ fn replay(
             left -= n as u64;
         }
         sum.entries += 1;
+        if verbose {
+            eprintln!("entry {i}: sector {sector}, {nr} sectors, flags {flags:#x}");
+        }
         let kind = match (flags & FLUSH != 0, flags & FUA != 0) {
             (true, true) => Some(("flush+fua", &mut sum.flush_fua)),
             (true, false) => Some(("flush", &mut sum.flush)),
@@ -196,11 +201,13 @@ fn replay(
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut log, mut img, mut limit, mut cmd) = (None, None, None, Vec::new());
+    let mut verbose = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--log" => log = it.next(),
             "--replay" => img = it.next(),
+            "--verbose" => verbose = true,
             "--limit" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(n) => limit = Some(n),
                 None => {
@@ -260,7 +267,7 @@ fn main() -> ExitCode {
         }
     };
     let l = BufReader::with_capacity(1 << 20, l);
-    match replay(l, &mut i, n, limit, &mut check) {
+    match replay(l, &mut i, n, limit, verbose, &mut check) {
         Ok(sum) => {
             println!("{}", sum.line());
             ExitCode::SUCCESS
@@ -361,7 +368,14 @@ mod tests {
                 self.0.borrow_mut().seek(p)
             }
         }
-        let r = replay(log, &mut W(&img), (blocks * bs) as u64, limit, &mut check);
+        let r = replay(
+            log,
+            &mut W(&img),
+            (blocks * bs) as u64,
+            limit,
+            false,
+            &mut check,
+        );
         (r, seen)
     }
 
@@ -497,6 +511,7 @@ mod tests {
             &mut Cursor::new(vec![0u8; 512]),
             512,
             None,
+            false,
             &mut |p| {
                 calls += 1;
                 if p.kind == "mark" {
