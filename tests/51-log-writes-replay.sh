@@ -34,16 +34,17 @@ lw_mark() {
 	dmsetup message lw 0 mark "$1" || fail "mark $1 refused"
 }
 
+t0=$(now)
 fio --name=v --filename=/dev/mapper/t --direct=1 --ioengine=psync --size=4M \
 	--bs=4k --rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 \
 	--randseed=51 --output=/tmp/fio.out &
 fio_pid=$!
 
-# The storm, outside fio's area: 16 blocks added one by one, every third
+# The storm, outside fio's area: 12 blocks added one by one, every third
 # one followed by the removal of the block added before it.
 adds=0 removes=0 during=0
 i=0
-while [ $i -lt 16 ]; do
+while [ $i -lt 12 ]; do
 	m=$((65536 + i * 8))
 	dmsetup message t 0 add_remap $m auto 8 >/dev/null || fail "add_remap $m failed"
 	lw_mark add-$m
@@ -73,9 +74,10 @@ dm_remove lw
 # debug kernel makes each dear), judged afterwards in one pass.
 IMG=/tmp/replay.img
 truncate -s $(($(sectors $S) * 512)) $IMG
+t1=$(now)
 dmr-log-replay --log $LOG --replay $IMG --check dm-remap-tool dump $IMG >/tmp/replay.out 2>&1 ||
 	fail "replay: $(tail -5 /tmp/replay.out)"
-rm -f $IMG
+t2=$(now)
 sum=$(tail -1 /tmp/replay.out)
 note "$sum"
 # Per point: problems other than those a commit in progress leaves are
@@ -153,7 +155,12 @@ END {
 		judge()
 		print "judged " points " points, " marks " marks, last generation " prev
 	}
-}' /tmp/replay.out >/tmp/judge.out || fail "$(grep FAIL /tmp/judge.out)"
+}' /tmp/replay.out >/tmp/judge.out || {
+	dmr-log-replay --log $LOG --replay $LS --limit 12 --verbose 2>&1 | grep -v "^point"
+	head -60 /tmp/replay.out
+	fail "$(grep FAIL /tmp/judge.out)"
+}
+rm -f $IMG
 judged=$(tail -1 /tmp/judge.out)
 note "$judged"
 # The unfinished formats, replayed alone: the module formats them again.
@@ -167,6 +174,7 @@ for e in $(sed -n 's/^unfinished //p' /tmp/judge.out); do
 	dm_remove pt-load
 	unfinished=$((unfinished + 1))
 done
+note "$(echo "$t0 $t1 $t2 $(now)" | awk '{ printf "storm %.0f s, replay %.0f s, judge %.0f s", $2 - $1, $3 - $2, $4 - $3 }')"
 note "marks: $adds add_remap, $removes remove_remap ($during while fio ran), fio-done, log end; $nbad automatic remaps; $unfinished points inside the format loaded by the module"
 points=$(echo "$sum" | sed -n 's/.*checked \([0-9]*\) points.*/\1/p')
 [ "${points:-0}" -ge $((3 * (adds + removes))) ] || fail "too few points: $sum"
