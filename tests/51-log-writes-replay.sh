@@ -20,8 +20,8 @@ LOG=$(new_loop 64M)
 # For the points inside the format: a scratch pair.
 LM=$(new_loop 64M)
 LS=$(new_loop 16M)
-# Bad 4 KiB blocks of main inside fio's 4 MiB, by first sector.
-BAD="24 800 808 8184"
+# Bad 4 KiB blocks of main inside fio's 2 MiB, by first sector.
+BAD="24 800 808 4088"
 ranges=""
 for s in $BAD; do ranges="$ranges $s:8"; done
 dm_wrap w $M0 $ranges || fail "wrapper over main refused"
@@ -35,7 +35,7 @@ lw_mark() {
 }
 
 t0=$(now)
-fio --name=v --filename=/dev/mapper/t --direct=1 --ioengine=psync --size=4M \
+fio --name=v --filename=/dev/mapper/t --direct=1 --ioengine=psync --size=2M \
 	--bs=4k --rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 \
 	--randseed=51 --output=/tmp/fio.out &
 fio_pid=$!
@@ -60,6 +60,7 @@ while [ $i -lt 12 ]; do
 done
 wait $fio_pid
 rc=$?
+[ $during -ge 2 ] || fail "fio ended before the storm got going ($during rounds)"
 [ $rc -eq 0 ] || { cat /tmp/fio.out; fail "fio failed (status $rc)"; }
 grep -q "err= 0" /tmp/fio.out || { cat /tmp/fio.out; fail "fio reported errors"; }
 lw_mark fio-done
