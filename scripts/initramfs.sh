@@ -9,7 +9,8 @@
 # JOB     the script /init runs once the system is up (its exit status is the
 #         guest's); FILEs are copied to /run/files/
 #
-# DMR_TOOL, if set, is the dm-remap-tool binary to include.
+# DMR_TOOL, if set, is the dm-remap-tool binary to include; DMR_REPLAY, if
+# set, the dmr-log-replay binary.
 #
 # The image holds dash as /bin/sh, static busybox for the other commands, the
 # user-space tools the tests drive (a static dmsetup built by
@@ -71,6 +72,8 @@ add_prog /sbin/e2fsck /usr/sbin/e2fsck
 add_prog /usr/sbin/filefrag /usr/sbin/filefrag
 # The host tool (dm-remap-tool check/dump), when the caller built it.
 [ -z "${DMR_TOOL:-}" ] || add_prog "$DMR_TOOL" /usr/bin/dm-remap-tool
+# The log replayer (crash points from a dm-log-writes log).
+[ -z "${DMR_REPLAY:-}" ] || add_prog "$DMR_REPLAY" /usr/bin/dmr-log-replay
 cp /etc/mke2fs.conf "$stage/etc/" 2>/dev/null || true
 
 cp "$module" "$stage/lib/dm-remap/dm_remap.ko"

@@ -316,22 +316,35 @@ impl Xtask {
         Ok(dir.join("dm_remap.ko"))
     }
 
-    /// Builds the host tool (release) and returns its path.
-    fn tool(&self) -> Result<PathBuf> {
+    /// Builds the host tools (release, statically linked) for the guest and
+    /// returns the paths of `dm-remap-tool` and `dmr-log-replay`. Static: under
+    /// the debug kernel on TCG a process start costs in proportion to the
+    /// pages it maps (scripts/dmsetup-static.sh), and the log replay test
+    /// runs `dm-remap-tool` at every crash point. The explicit target keeps
+    /// these builds apart from the host's.
+    fn tools(&self) -> Result<(PathBuf, PathBuf)> {
+        const TARGET: &str = "x86_64-unknown-linux-gnu";
         let t = Instant::now();
-        cmd!(
-            self.sh,
-            "cargo build --release --quiet -p dm-remap --bin dm-remap-tool"
-        )
-        .run()?;
-        step("dm-remap-tool", t);
-        Ok(self.root.join("target/release/dm-remap-tool"))
+        {
+            let _flags = self
+                .sh
+                .push_env("RUSTFLAGS", "-C target-feature=+crt-static");
+            cmd!(
+                self.sh,
+                "cargo build --release --quiet --target {TARGET} -p dm-remap --bin dm-remap-tool --bin dmr-log-replay"
+            )
+            .run()?;
+        }
+        step("dm-remap-tool, dmr-log-replay", t);
+        let dir = self.root.join("target").join(TARGET).join("release");
+        Ok((dir.join("dm-remap-tool"), dir.join("dmr-log-replay")))
     }
 
     /// Builds the guest image around `job` and returns its path.
     fn initramfs(&self, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
-        let tool = self.tool()?;
+        let (tool, replay) = self.tools()?;
         let _env = self.sh.push_env("DMR_TOOL", &tool);
+        let _env2 = self.sh.push_env("DMR_REPLAY", &replay);
         let t = Instant::now();
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;
