@@ -45,7 +45,12 @@ impl Geometry {
     /// `spare_sectors`: where the metadata layout puts it.
     pub fn with_pool(mut self, start: u64, spare_sectors: u64) -> Self {
         self.spare_data_start = start;
-        self.spare_data_blocks = spare_sectors.saturating_sub(start) / self.block_sectors;
+        // `checked_div`: the block size is validated non-zero, but a division
+        // the compiler cannot prove safe would be a panic path in the module.
+        self.spare_data_blocks = spare_sectors
+            .saturating_sub(start)
+            .checked_div(self.block_sectors)
+            .unwrap_or(0);
         self
     }
 }
