@@ -64,7 +64,9 @@ add_prog /bin/grep /usr/bin/grep
 add_prog /usr/bin/cmp /usr/bin/cmp
 printf '#!/bin/sh\nexec "$@"\n' >"$stage/usr/bin/sudo"
 chmod +x "$stage/usr/bin/sudo"
-add_prog /usr/bin/fio /usr/bin/fio
+# A static fio: Debian's maps 64 shared libraries (scripts/fio-static.sh).
+fio=$(bash "$DMR_ROOT/scripts/fio-static.sh")
+cp "$fio" "$stage/usr/bin/fio"
 add_prog /sbin/mke2fs /usr/sbin/mke2fs
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
 add_prog /sbin/e2fsck /usr/sbin/e2fsck
