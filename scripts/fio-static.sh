@@ -16,33 +16,17 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 VERSION=3.33
-TARBALL=fio_$VERSION.orig.tar.gz
-URL=http://deb.debian.org/debian/pool/main/f/fio/$TARBALL
-SHA256=d2410e13e0f379d061d077cc5ae325835bb7c6186aa7bafc1df954cbc9b014fc
-CONFIGURE=(--build-static --disable-native --disable-numa --disable-rdma
-	--disable-rados --disable-rbd --disable-http --disable-gfapi
-	--disable-libnfs --disable-lex --disable-pmem --disable-xnvme
-	--disable-libzbc --disable-tcmalloc --disable-dfs)
-
-key=$( (echo "$VERSION ${CONFIGURE[*]}"; gcc -dumpfullversion; getconf GNU_LIBC_VERSION) |
-	sha256sum | cut -c1-16)
-out=$DMR_CACHE/tools/fio-$VERSION-$key
-if [ ! -x "$out" ]; then
-	mkdir -p "$DMR_CACHE/tools"
-	work=$(mktemp -d "$DMR_CACHE/tools/build.XXXXXX")
-	trap 'rm -rf "$work"' EXIT
-	log "building a static fio ($VERSION, about a minute)"
-	curl -fsSL -o "$work/$TARBALL" "$URL" || die "cannot download $URL"
-	echo "$SHA256  $work/$TARBALL" | sha256sum -c --quiet - ||
-		die "$TARBALL does not match its pinned SHA-256"
-	tar -C "$work" -xf "$work/$TARBALL"
-	src=$work/fio-$VERSION
-	(cd "$src" && ./configure "${CONFIGURE[@]}" >"$work/configure.log" 2>&1) ||
-		{ tail -20 "$work/configure.log" >&2; die "fio configure failed"; }
-	(cd "$src" && make -j"$JOBS" fio >"$work/make.log" 2>&1) ||
-		{ tail -20 "$work/make.log" >&2; die "building fio failed"; }
-	"$src/fio" --enghelp | grep -qw io_uring || die "the static fio has no io_uring engine"
-	strip -o "$out.tmp" "$src/fio"
-	mv "$out.tmp" "$out"
-fi
-echo "$out"
+build_fio() {
+	./configure --build-static --disable-native --disable-numa --disable-rdma \
+		--disable-rados --disable-rbd --disable-http --disable-gfapi \
+		--disable-libnfs --disable-lex --disable-pmem --disable-xnvme \
+		--disable-libzbc --disable-tcmalloc --disable-dfs >"$1/configure.log" 2>&1 ||
+		{ tail -20 "$1/configure.log" >&2; return 1; }
+	make -j"$JOBS" fio >"$1/make.log" 2>&1 || { tail -20 "$1/make.log" >&2; return 1; }
+	./fio --enghelp | grep -qw io_uring || { echo "the static fio has no io_uring engine" >&2; return 1; }
+	cp fio "$1/result"
+}
+build_pinned fio $VERSION \
+	http://deb.debian.org/debian/pool/main/f/fio/fio_$VERSION.orig.tar.gz \
+	d2410e13e0f379d061d077cc5ae325835bb7c6186aa7bafc1df954cbc9b014fc \
+	fio-$VERSION build_fio
