@@ -74,7 +74,7 @@ done </tmp/log
 
 # Byte for byte on both devices: each bad block's data is on its spare
 # block; main holds the rest (zeros where it refused the write).
-cp /tmp/expect /tmp/main
+dd if=/tmp/expect of=/tmp/main bs=1M conv=sparse 2>/dev/null
 for s in $BAD; do
 	p=$(dmsetup message t 0 query $s)
 	dd if=$S bs=512 skip=${p#spare } count=8 iflag=direct 2>/dev/null >/tmp/got
