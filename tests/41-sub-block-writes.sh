@@ -58,13 +58,12 @@ cmp -s /tmp/got /tmp/s1 || fail "sector 801 does not read back"
 
 # (2) Sectors 2401-2407 written at once: 2401 fails on main, the others land
 # there while its block is being moved. All seven must read back.
+# Sector i's data is sector i - 1 of /tmp/p.
+dd if=/dev/urandom of=/tmp/p bs=512 count=7 2>/dev/null
 cp /tmp/old /tmp/want3
+dd if=/tmp/p of=/tmp/want3 bs=512 seek=1 conv=notrunc 2>/dev/null
 for i in 1 2 3 4 5 6 7; do
-	dd if=/dev/urandom of=/tmp/p$i bs=512 count=1 2>/dev/null
-	dd if=/tmp/p$i of=/tmp/want3 bs=512 seek=$i conv=notrunc 2>/dev/null
-done
-for i in 1 2 3 4 5 6 7; do
-	(dd if=/tmp/p$i of=/dev/mapper/t bs=512 seek=$((2400 + i)) oflag=direct 2>/tmp/e$i || echo failed >>/tmp/e$i) &
+	(dd if=/tmp/p of=/dev/mapper/t bs=512 skip=$((i - 1)) count=1 seek=$((2400 + i)) oflag=direct 2>/tmp/e$i || echo failed >>/tmp/e$i) &
 done
 wait
 for i in 1 2 3 4 5 6 7; do
