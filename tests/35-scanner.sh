@@ -9,6 +9,7 @@
 # the data is written, rather than dm-dust: dm-dust splits every bio into
 # 4 KiB pieces, which makes reading 256 MiB take over 20 s in the test guest.
 . /tests/lib.sh
+. /tests/data/scan-now.sh
 load_module
 
 M0=$(new_loop 256M)
@@ -39,34 +40,36 @@ r=$(dmsetup message t 0 scan_rate 64) || fail "scan_rate 64 failed"
 dmsetup message t 0 policy | grep -q " scan_rate 64 " || fail "policy: $(dmsetup message t 0 policy)"
 dmsetup message t 0 scan start >/dev/null || fail "scan start failed"
 [ "$(dm_field t 14)" = running ] || fail "status scan $(dm_field t 14) after scan start, want running"
-i=0
+cs
+t0=$cs
 while :; do
-	n=$(scan t passes)
-	[ -n "$n" ] || fail "no passes in scan status: '$(dmsetup message t 0 scan status)'"
-	[ "$n" -ge 1 ] && break
-	i=$((i + 1))
-	[ $i -le 60 ] || fail "no full pass after 60 s at 64 MiB/s: $(dmsetup message t 0 scan status)"
-	sleep 1
+	scan_now t
+	[ -n "$passes" ] || fail "no passes in scan status: '$(dmsetup message t 0 scan status)'"
+	[ "$passes" -ge 1 ] && break
+	cs
+	[ $((cs - t0)) -le 6000 ] || fail "no full pass after 60 s at 64 MiB/s: $(dmsetup message t 0 scan status)"
+	sleep 0.2
 done
 [ "$(dmsetup message t 0 pending)" = "$BAD" ] || fail "pending '$(dmsetup message t 0 pending)', want '$BAD'"
 since_mark | grep -q "dm-remap: $(dm_devt t): metadata copy 2 repaired (bad CRC)\$" ||
 	fail "the pass did not repair metadata copy 2: $(since_mark | grep dm-remap)"
 since_mark | grep -q "dm-remap: $(dm_devt t): scan pass 1 complete: 10 bad blocks found\$" ||
 	fail "no pass line: $(since_mark | grep dm-remap)"
-[ "$(scan t found)" -ge 10 ] || fail "scan found $(scan t found), want 10"
+scan_now t
+[ "$found" -ge 10 ] || fail "scan found $found, want 10"
 [ "$(dm_field t 10)" = 10 ] || fail "status pending $(dm_field t 10), want 10"
 [ "$(dm_stat t pending)" = 10 ] || fail "sysfs pending $(dm_stat t pending), want 10"
 [ "$(dm_stat t scan_found)" -ge 10 ] || fail "sysfs scan_found $(dm_stat t scan_found), want 10"
 [ "$(dm_stat t scan_passes)" -ge 1 ] || fail "sysfs scan_passes $(dm_stat t scan_passes)"
 [ "$(dm_field t 16)" -ge 1 ] || fail "status scan passes $(dm_field t 16)"
-case $(scan t last_pass) in
-'' | never | *[!0-9]*) fail "last_pass '$(scan t last_pass)' after a pass, want seconds" ;;
+case $last_pass in
+'' | never | *[!0-9]*) fail "last_pass '$last_pass' after a pass, want seconds" ;;
 esac
 [ "$(dmsetup message t 0 query 320000)" = "spare 4096" ] || fail "remap of 320000 changed"
 dd if=/dev/mapper/t of=/tmp/got bs=4k skip=2 count=75 iflag=direct 2>/dev/null || fail "read of blocks 2-76 failed"
-dd if=/tmp/pat bs=4k skip=2 count=75 2>/dev/null | cmp -s - /tmp/got || fail "blocks 2-76 changed"
+cmp -s -i $((2 * 4096)):0 -n $((75 * 4096)) /tmp/pat /tmp/got || fail "blocks 2-76 changed"
 dd if=/dev/mapper/t of=/tmp/got bs=4k skip=78 count=946 iflag=direct 2>/dev/null || fail "read of blocks 78-1023 failed"
-dd if=/tmp/pat bs=4k skip=78 count=946 2>/dev/null | cmp -s - /tmp/got || fail "blocks 78-1023 changed"
+cmp -s -i $((78 * 4096)):0 -n $((946 * 4096)) /tmp/pat /tmp/got || fail "blocks 78-1023 changed"
 # t keeps scanning, slowly, until it is removed below.
 dmsetup message t 0 scan_rate 1 || fail "scan_rate 1 failed"
 
@@ -80,10 +83,12 @@ dmsetup message u 0 scan_rate 8 || fail "scan_rate 8 failed"
 dmsetup message u 0 scan start >/dev/null || fail "scan start on u failed"
 sleep 1
 t0=$(now)
-p0=$(scan u position)
+scan_now u
+p0=$position
 sleep 4
 t1=$(now)
-p1=$(scan u position)
+scan_now u
+p1=$position
 rate=$(awk -v a=$p0 -v b=$p1 -v s=$t0 -v e=$t1 'BEGIN { printf "%.2f", (b - a) * 512 / 1048576 / (e - s) }')
 note "scan rate measured $rate MiB/s, limit 8"
 awk -v r=$rate 'BEGIN { exit !(r <= 8 * 1.15 && r >= 8 * 0.5) }' ||
@@ -91,32 +96,46 @@ awk -v r=$rate 'BEGIN { exit !(r <= 8 * 1.15 && r >= 8 * 0.5) }' ||
 
 # scan stop resets the position; start begins again from 0.
 dmsetup message u 0 scan stop >/dev/null || fail "scan stop failed"
-[ "$(scan u state)" = idle ] || fail "scan state $(scan u state) after stop, want idle"
-[ "$(scan u position)" = 0 ] || fail "scan position $(scan u position) after stop, want 0"
+scan_now u
+[ "$state" = idle ] || fail "scan state $state after stop, want idle"
+[ "$position" = 0 ] || fail "scan position $position after stop, want 0"
 [ "$(dm_field u 14)" = idle ] && [ "$(dm_field u 15)" = 0 ] ||
 	fail "status after scan stop: $(dmsetup status u)"
 dmsetup message u 0 scan start >/dev/null || fail "scan start after stop failed"
 sleep 1
-p=$(scan u position)
+scan_now u
+p=$position
 [ "$p" -lt "$p1" ] || fail "scan restarted at $p after stop, want it to start from 0 (stopped past $p1)"
 
 # Suspended: paused, the position stands still; resumed: it moves on.
 dmsetup suspend u || fail "suspend u failed"
-[ "$(scan u state)" = paused ] || fail "scan state $(scan u state) while suspended, want paused"
+scan_now u
+[ "$state" = paused ] || fail "scan state $state while suspended, want paused"
 [ "$(dm_field u 14)" = paused ] || fail "status scan $(dm_field u 14) while suspended, want paused"
-p0=$(scan u position)
+p0=$position
 sleep 2
-p1=$(scan u position)
+scan_now u
+p1=$position
 [ "$p1" = "$p0" ] || fail "scan moved from $p0 to $p1 while suspended"
 dmsetup resume u || fail "resume u failed"
-[ "$(scan u state)" = running ] || fail "scan state $(scan u state) after resume, want running"
-sleep 2
-p=$(scan u position)
-[ "$p" -gt "$p1" ] || fail "scan did not move on after resume: $p1 -> $p"
+scan_now u
+[ "$state" = running ] || fail "scan state $state after resume, want running"
+# Within 2 s it moves on; the first move seen ends the wait.
+cs
+t0=$cs
+while :; do
+	scan_now u
+	p=$position
+	[ "$p" -gt "$p1" ] && break
+	cs
+	[ $((cs - t0)) -lt 200 ] || fail "scan did not move on after resume: $p1 -> $p"
+	sleep 0.1
+done
 
 # Removal while running (t at 1 MiB/s after its error-narrowing passes, u
 # mid-pass).
-[ "$(scan t state)" = running ] || fail "scan on t state $(scan t state), want running"
+scan_now t
+[ "$state" = running ] || fail "scan on t state $state, want running"
 dm_remove t
 dm_remove u
 # Module unload right after a scan started.

@@ -2,6 +2,7 @@
 # each round the scanner is either idle or really running (its position
 # moves, or it completes passes), never "running" with no step queued.
 . /tests/lib.sh
+. /tests/data/scan-now.sh
 load_module
 
 M=$(new_loop 64M)
@@ -16,10 +17,20 @@ for round in $(seq 1 12); do
 	dmsetup message t 0 scan stop >/dev/null &
 	dmsetup message t 0 scan start >/dev/null &
 	wait
-	[ "$(scan t state)" = running ] || continue
-	p0="$(scan t position) $(scan t passes)"
-	sleep 1
-	p1="$(scan t position) $(scan t passes)"
+	scan_now t
+	[ "$state" = running ] || continue
+	p0="$position $passes"
+	# Stuck: no move for a whole second; the first move seen ends the wait.
+	cs
+	t0=$cs
+	while :; do
+		scan_now t
+		p1="$position $passes"
+		[ "$p0" = "$p1" ] || break
+		cs
+		[ $((cs - t0)) -lt 100 ] || break
+		sleep 0.1
+	done
 	[ "$p0" != "$p1" ] || { stuck=$((stuck + 1)); note "round $round: running, but stuck at $p0"; }
 done
 [ $stuck = 0 ] || fail "$stuck rounds left the scanner 'running' with nothing queued"

@@ -247,7 +247,12 @@ impl Layout {
         let align = block_sectors.max(UNIT_SECTORS);
         let pool = |area: u64| -> Option<(u64, u64)> {
             let start = area.div_ceil(align).checked_mul(align)?;
-            Some((start, spare_sectors.checked_sub(start)?.checked_div(block_sectors)?))
+            Some((
+                start,
+                spare_sectors
+                    .checked_sub(start)?
+                    .checked_div(block_sectors)?,
+            ))
         };
         let mut slots = max_slots.min(pool(MIN_AREA_SECTORS)?.1);
         // Each round shrinks `slots` to what the pool left by its area
