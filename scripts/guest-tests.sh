@@ -148,7 +148,7 @@ if [ -w $kmemleak ] && [ "$KMEMLEAK" = 1 ]; then
 	sleep 6
 	echo scan >$kmemleak
 	echo scan >$kmemleak
-	secs=$(($(date +%s) - start))
+	secs=$(($(now_s) - start))
 	if [ -s $kmemleak ]; then
 		failed=$((failed + 1))
 		result FAIL kmemleak "$secs" "kmemleak reports leaks"
