@@ -103,7 +103,8 @@ holders() {
 
 # dm_kname NAME: the kernel name (dm-N) of a dm device.
 dm_kname() {
-	echo "dm-$(dmsetup info -c --noheadings -o minor "$1" | tr -d ' ')"
+	set -- $(dmsetup info -c --noheadings -o minor "$1")
+	echo "dm-$1"
 }
 
 sectors() {
@@ -179,7 +180,12 @@ remaps() {
 
 # dm_devt NAME: the device's major:minor, as its kernel log lines name it.
 dm_devt() {
-	dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '
+	set -- $(dmsetup info -c --noheadings -o major,minor "$1")
+	_dv=
+	for _w; do
+		_dv=$_dv$_w
+	done
+	echo "$_dv"
 }
 
 # scan NAME KEY: a value from `scan status` (state, position, passes, ...).
@@ -194,7 +200,11 @@ now() {
 
 # dm_field NAME N: field N of `dmsetup status NAME` ($4 is the state).
 dm_field() {
-	dmsetup status "$1" | awk -v n="$2" '{ print $n }'
+	_fn=$2
+	set -- $(dmsetup status "$1")
+	[ "$_fn" -le $# ] || { echo; return 0; }
+	shift $((_fn - 1))
+	echo "$1"
 }
 
 # dm_stat NAME FILE: a file of the device's statistics directory in sysfs.
