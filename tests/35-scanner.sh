@@ -9,7 +9,6 @@
 # the data is written, rather than dm-dust: dm-dust splits every bio into
 # 4 KiB pieces, which makes reading 256 MiB take over 20 s in the test guest.
 . /tests/lib.sh
-. /tests/data/scan-now.sh
 load_module
 
 M0=$(new_loop 256M)

@@ -5,7 +5,6 @@
 # `add_remap`), suspend and resume answer within 1.5 s meanwhile, and the
 # scan still finds every bad block.
 . /tests/lib.sh
-. /tests/data/scan-now.sh
 load_module
 
 # quick WHAT CMD...: CMD must finish within 1.5 s (the guest's clock).

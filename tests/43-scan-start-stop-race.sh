@@ -2,7 +2,6 @@
 # each round the scanner is either idle or really running (its position
 # moves, or it completes passes), never "running" with no step queued.
 . /tests/lib.sh
-. /tests/data/scan-now.sh
 load_module
 
 M=$(new_loop 64M)

@@ -188,14 +188,33 @@ dm_devt() {
 	echo "$_dv"
 }
 
-# scan NAME KEY: a value from `scan status` (state, position, passes, ...).
-scan() {
-	dmsetup message $1 0 scan status | awk -v k=$2 '{ for (i = 1; i < NF; i += 2) if ($i == k) print $(i + 1) }'
+# scan_now NAME: sets state, position, passes, found and last_pass from one
+# `scan status` of NAME.
+scan_now() {
+	set -- $(dmsetup message $1 0 scan status)
+	state= position= passes= found= last_pass=
+	while [ $# -ge 2 ]; do
+		case $1 in
+		state) state=$2 ;;
+		position) position=$2 ;;
+		passes) passes=$2 ;;
+		found) found=$2 ;;
+		last_pass) last_pass=$2 ;;
+		esac
+		shift 2
+	done
 }
 
 # now: seconds since boot, to 10 ms (the guest's clock).
 now() {
-	cut -d' ' -f1 /proc/uptime
+	read -r _up _ </proc/uptime
+	echo "$_up"
+}
+
+# cs: the same clock in 10 ms units, into $cs (for shell arithmetic).
+cs() {
+	read -r _up _ </proc/uptime
+	cs=${_up%.*}${_up#*.}
 }
 
 # dm_field NAME N: field N of `dmsetup status NAME` ($4 is the state).

@@ -319,8 +319,8 @@ impl Xtask {
     /// Builds the host tools (release, statically linked) for the guest and
     /// returns the paths of `dm-remap-tool` and `dmr-log-replay`. Static: under
     /// the debug kernel on TCG a process start costs in proportion to the
-    /// pages it maps (scripts/dmsetup-static.sh), and the log replay test
-    /// runs `dm-remap-tool` at every crash point. The explicit target keeps
+    /// pages it maps (scripts/dmsetup-static.sh), and every guest test ends
+    /// with `dm-remap-tool check` of its spares. The explicit target keeps
     /// these builds apart from the host's.
     fn tools(&self) -> Result<(PathBuf, PathBuf)> {
         const TARGET: &str = "x86_64-unknown-linux-gnu";
