@@ -32,12 +32,12 @@ kmemleak=/sys/kernel/debug/kmemleak
 # The boot log is not any test's.
 dmesg -c >/dev/null
 
-# now_s: whole seconds since boot (a builtin read: under the debug kernel a
-# process start costs 50 to 80 ms, and the runner's own steps add up over a
-# suite).
+# now_s: whole seconds since boot, into $now_s (a builtin read, without the
+# fork of a `$(...)`: under the debug kernel a process start costs 50 to 80
+# ms, and the runner's own steps add up over a suite).
 now_s() {
 	read -r _up _ </proc/uptime
-	echo "${_up%.*}"
+	now_s=${_up%.*}
 }
 
 result() { # PASS|FAIL NAME SECONDS [REASON]
@@ -90,10 +90,12 @@ run_test() { # NAME
 		return
 	fi
 	echo "dmr-test-start $name" >/dev/kmsg
-	start=$(now_s)
+	now_s
+	start=$now_s
 	timeout "$TEST_TIMEOUT" /bin/sh -c ". /etc/dmr-env.sh; cd /tmp; . $t" >/tmp/out.$name 2>&1
 	rc=$?
-	secs=$(($(now_s) - start))
+	now_s
+	secs=$((now_s - start))
 	# Read and clear: the next test's log (and the `dmesg` its since_mark
 	# reads) starts empty, and a late message lands in the next test's log
 	# rather than in nobody's.
@@ -105,17 +107,19 @@ run_test() { # NAME
 	if grep -Eq "$PROBLEMS" /tmp/dmesg.$name; then
 		reason="${reason:+$reason; }kernel log reports a problem"
 	fi
-	case $(dmsetup ls 2>&1) in
-	*"No devices found"*) ;;
-	*)
+	# What a test left behind, from sysfs (a glob, not a process per check).
+	for d in /sys/block/dm-*; do
+		[ -e "$d" ] || continue
 		reason="${reason:+$reason; }left dm devices behind"
 		dmsetup remove_all --force >/dev/null 2>&1
-		;;
-	esac
-	if [ -n "$(losetup -a)" ]; then
+		break
+	done
+	for d in /sys/block/loop*/loop; do
+		[ -e "$d" ] || continue
 		reason="${reason:+$reason; }left loop devices behind"
 		losetup -D
-	fi
+		break
+	done
 	if [ -d /sys/module/dm_remap ]; then
 		rmmod dm_remap 2>/dev/null || reason="${reason:+$reason; }module cannot be unloaded"
 	fi
@@ -124,7 +128,9 @@ run_test() { # NAME
 		pass=$((pass + 1))
 		result PASS "$name" "$secs"
 		# Figures a passing test reports (`note`).
-		sed -n 's/^# /| # /p' /tmp/out.$name
+		while IFS= read -r l; do
+			case $l in "# "*) echo "| $l" ;; esac
+		done </tmp/out.$name
 	else
 		failed=$((failed + 1))
 		result FAIL "$name" "$secs" "$reason"
@@ -144,11 +150,13 @@ done
 # Leaks: kmemleak reports objects that stayed unreferenced over two scans and
 # are older than 5 s.
 if [ -w $kmemleak ] && [ "$KMEMLEAK" = 1 ]; then
-	start=$(now_s)
+	now_s
+	start=$now_s
 	sleep 6
 	echo scan >$kmemleak
 	echo scan >$kmemleak
-	secs=$(($(now_s) - start))
+	now_s
+	secs=$((now_s - start))
 	if [ -s $kmemleak ]; then
 		failed=$((failed + 1))
 		result FAIL kmemleak "$secs" "kmemleak reports leaks"

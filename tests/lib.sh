@@ -27,13 +27,12 @@ load_module() {
 	[ -d /sys/module/dm_remap ] || insmod $MODULE || fail "insmod failed"
 }
 
-# _lines FILE: how many lines FILE has.
+# _lines FILE: how many lines FILE has, into $_ln.
 _lines() {
 	_ln=0
 	while IFS= read -r _l; do
 		_ln=$((_ln + 1))
 	done <"$1"
-	echo $_ln
 }
 
 # _drop FILE LINE: removes every line equal to LINE from FILE.
@@ -50,10 +49,12 @@ _drop() {
 # (It runs in a subshell, `$(new_loop ...)`: the file's name counts the
 # loops made so far, which the state file remembers.)
 new_loop() {
-	_f=/tmp/loop.$$.$(_lines $_STATE/loops)
+	_lines $_STATE/loops
+	_f=/tmp/loop.$$.$_ln
 	truncate -s "$1" "$_f" || fail "truncate $_f"
 	shift
-	_d=$(losetup --show -f "$@" "$_f") || fail "losetup $*"
+	losetup --show -f "$@" "$_f" >$_STATE/loop || fail "losetup $*"
+	read -r _d <$_STATE/loop
 	echo "$_d" >>$_STATE/loops
 	echo "$_d"
 }
@@ -145,7 +146,9 @@ _cleanup() {
 		_rev="$_d $_rev"
 		case $_skip in *" $_d "*) continue ;; esac
 		# Copy 0's header starts with the magic "dmremap\0".
-		case $(head -c 8 "$_d" 2>/dev/null) in dmremap*) ;; *) continue ;; esac
+		head -c 7 "$_d" >$_STATE/magic 2>/dev/null
+		read -r _mg <$_STATE/magic
+		[ "$_mg" = dmremap ] || continue
 		if ! dm-remap-tool check "$_d"; then
 			echo "FAIL: dm-remap-tool check $_d found problems" >&2
 			_rc=1
