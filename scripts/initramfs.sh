@@ -13,10 +13,10 @@
 # set, the dmr-log-replay binary.
 #
 # The image holds a static dash as /bin/sh, static busybox for the other
-# commands, the user-space tools the tests drive (a static dmsetup built by
-# scripts/dmsetup-static.sh; util-linux losetup, fio, mke2fs/e2fsck/filefrag
-# with the shared libraries ldd reports for them), scripts/guest-init.sh as
-# /init, and tests/.
+# commands, the user-space tools the tests drive (static dmsetup, fio, GNU dd,
+# grep, cmp and util-linux losetup, built by scripts/*-static.sh; bash,
+# mke2fs/e2fsck/filefrag with the shared libraries ldd reports for them),
+# scripts/guest-init.sh as /init, and tests/.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -53,16 +53,16 @@ cp "$(bash "$DMR_ROOT/scripts/dash-static.sh")" "$stage/bin/sh"
 # run dmsetup thousands of times (scripts/dmsetup-static.sh has the figures).
 dmsetup=$(bash "$DMR_ROOT/scripts/dmsetup-static.sh")
 cp "$dmsetup" "$stage/usr/sbin/dmsetup"
-# GNU dd: busybox dd silently ignores a failing O_DIRECT.
-add_prog /bin/dd /usr/bin/dd
-add_prog /sbin/losetup /usr/sbin/losetup
-# bash, GNU grep and a pass-through sudo: users' monitoring scripts (grep -P,
-# "sudo dmesg") run unchanged; the guest runs everything as root.
+# Static GNU dd, grep, cmp and util-linux losetup, started thousands of times
+# (scripts/gnu-static.sh). GNU dd: busybox dd silently ignores a failing
+# O_DIRECT. GNU cmp: busybox cmp reads byte by byte (getc), which takes 10 s
+# and more for the 64 MiB the tests compare in the guest.
+for p in dd:/usr/bin/dd grep:/usr/bin/grep cmp:/usr/bin/cmp losetup:/usr/sbin/losetup; do
+	cp "$(bash "$DMR_ROOT/scripts/gnu-static.sh" "${p%%:*}")" "$stage${p#*:}"
+done
+# bash, GNU grep -P and a pass-through sudo: users' monitoring scripts
+# ("sudo dmesg") run unchanged; the guest runs everything as root.
 add_prog /bin/bash /bin/bash
-add_prog /bin/grep /usr/bin/grep
-# GNU cmp: busybox cmp reads byte by byte (getc), which takes 10 s and more
-# for the 64 MiB the tests compare in the guest; GNU cmp compares blocks.
-add_prog /usr/bin/cmp /usr/bin/cmp
 printf '#!/bin/sh\nexec "$@"\n' >"$stage/usr/bin/sudo"
 chmod +x "$stage/usr/bin/sudo"
 # A static fio: Debian's maps 64 shared libraries (scripts/fio-static.sh).

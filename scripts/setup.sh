@@ -11,7 +11,7 @@ PACKAGES=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 busybox-static dmsetup
-	zlib1g-dev e2fsprogs util-linux
+	zlib1g-dev libpcre2-dev e2fsprogs util-linux
 	curl xz-utils make
 )
 
