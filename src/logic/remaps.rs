@@ -369,15 +369,39 @@ fn empty_entries_torn(s: &[u8], loc: u64) -> bool {
 /// The layout of the newest header found, with its generation.
 type Found = Option<(u64, Layout)>;
 
+/// The spare's first [`format::MIN_AREA_SECTORS`] sectors, read in one
+/// piece when that works: most places a header may be (every version-2 one,
+/// and the version-3 ones of the smaller strides) lie there, and one read
+/// beats a few hundred on a spare that has none. When the read fails (one
+/// unreadable sector must not hide the rest), each place is read on its own.
+struct Head<E: Env> {
+    buf: RawArray<u8, E>,
+    whole: bool,
+}
+
+impl<E: Env> Head<E> {
+    fn read(io: &mut dyn MetaIo) -> Result<Self, LoadError> {
+        // On the heap: stack memory is not valid for I/O.
+        let mut buf = RawArray::<u8, E>::new(format::MIN_AREA_SECTORS as usize * SECTOR)
+            .ok_or(LoadError::NoMemory)?;
+        let whole = io.read(0, &mut buf).is_ok();
+        Ok(Self { buf, whole })
+    }
+
+    /// The `len` bytes at sector `at`, if the head was read and holds them.
+    fn get(&self, at: u64, len: usize) -> Option<&[u8]> {
+        if !self.whole {
+            return None;
+        }
+        let o = usize::try_from(at).ok()?.checked_mul(SECTOR)?;
+        self.buf.get(o..o.checked_add(len)?)
+    }
+}
+
 /// The version-2 layout recorded in the newest valid version-2 header found
-/// at any place where some copy count puts a copy, with its generation. The
-/// area is read in one piece, or header by header when that fails (one
-/// unreadable sector must not hide the rest).
-fn find_v2<E: Env>(io: &mut dyn MetaIo, crc: Crc) -> Result<Found, LoadError> {
+/// at any place where some copy count puts a copy, with its generation.
+fn find_v2<E: Env>(io: &mut dyn MetaIo, head: &Head<E>, crc: Crc) -> Result<Found, LoadError> {
     let area = format::MIN_AREA_SECTORS;
-    // On the heap: stack memory is not valid for I/O.
-    let mut all = RawArray::<u8, E>::new(area as usize * SECTOR).ok_or(LoadError::NoMemory)?;
-    let whole = io.read(0, &mut all).is_ok();
     let mut one = RawArray::<u8, E>::new(SECTOR).ok_or(LoadError::NoMemory)?;
     let mut best: Option<(u64, Layout)> = None;
     for c in 1..=format::MAX_COPIES {
@@ -386,9 +410,8 @@ fn find_v2<E: Env>(io: &mut dyn MetaIo, crc: Crc) -> Result<Found, LoadError> {
         };
         for i in 0..c {
             let at = l.copy_start(i);
-            let s = if whole {
-                let o = at as usize * SECTOR;
-                &all[o..o + SECTOR]
+            let s = if let Some(s) = head.get(at, SECTOR) {
+                s
             } else if io.read(at, &mut one).is_ok() {
                 &one[..]
             } else {
@@ -412,6 +435,7 @@ fn find_v2<E: Env>(io: &mut dyn MetaIo, crc: Crc) -> Result<Found, LoadError> {
 /// can hold; and the newest version found that this module does not know.
 fn find_v3<E: Env>(
     io: &mut dyn MetaIo,
+    head: &Head<E>,
     spare_sectors: u64,
     crc: Crc,
 ) -> Result<(Found, Option<u32>), LoadError> {
@@ -421,11 +445,15 @@ fn find_v3<E: Env>(
     let mut seen = [(0u64, None::<Layout>, 0u32); format::MAX_COPIES as usize];
     let mut newer: Option<u32> = None;
     let mut look = |at: u64, index: u32, seen: &mut [(u64, Option<Layout>, u32)]| {
-        if at.saturating_add(format::UNIT_SECTORS) > spare_sectors || io.read(at, &mut one).is_err()
-        {
+        if at.saturating_add(format::UNIT_SECTORS) > spare_sectors {
             return;
         }
-        match format::decode_header(&one, at, format::MIN_AREA_SECTORS, crc) {
+        let unit = match head.get(at, format::UNIT) {
+            Some(u) => u,
+            None if io.read(at, &mut one).is_ok() => &one[..],
+            None => return,
+        };
+        match format::decode_header(unit, at, format::MIN_AREA_SECTORS, crc) {
             Ok(h)
                 if h.layout.version == format::FORMAT_VERSION
                     && fits(&h, spare_sectors)
@@ -479,8 +507,10 @@ pub fn discover<E: Env>(
     spare_sectors: u64,
     crc: Crc,
 ) -> Result<(Option<Layout>, Option<u32>), LoadError> {
-    let (v3, newer) = find_v3::<E>(io, spare_sectors, crc)?;
-    let v2 = find_v2::<E>(io, crc)?;
+    let head = Head::<E>::read(io)?;
+    let (v3, newer) = find_v3::<E>(io, &head, spare_sectors, crc)?;
+    let v2 = find_v2::<E>(io, &head, crc)?;
+    drop(head);
     // Both versions (a conversion stopped part-way): the newer header's
     // layout, unless none of its copies is valid and one of the other's is.
     let found = match (v3, v2) {
@@ -2169,6 +2199,58 @@ mod tests {
             ));
         }
         std::println!("copies found by probing in {probes} cases");
+    }
+
+    /// Forwards to a [`Disk`], counting reads and failing every read that
+    /// covers sector `bad`.
+    struct BadSector<'a> {
+        disk: &'a mut Disk,
+        bad: Option<u64>,
+        reads: usize,
+    }
+
+    impl MetaIo for BadSector<'_> {
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            self.reads += 1;
+            let end = sector + (buf.len() / SECTOR) as u64;
+            if self.bad.is_some_and(|b| (sector..end).contains(&b)) {
+                return Err(());
+            }
+            self.disk.read(sector, buf)
+        }
+        fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {
+            self.disk.write(sector, buf, durable)
+        }
+    }
+
+    #[test]
+    fn layout_is_found_past_an_unreadable_sector_and_a_blank_spare_costs_few_reads() {
+        // One unreadable sector at the start of the spare (copy 0's header,
+        // or another sector of its unit) fails the read of the first 2 MiB
+        // in one piece: each place is then read on its own, and the other
+        // copies are found.
+        let (disk, layout, _) = one_remap_with_copies(3);
+        for bad in [0, 1, 7] {
+            let mut d = disk.clone();
+            let mut io = BadSector {
+                disk: &mut d,
+                bad: Some(bad),
+                reads: 0,
+            };
+            let found = discover::<HostEnv>(&mut io, 64 * MIB, crc32fast::hash).unwrap();
+            assert_eq!(found, (Some(layout), None), "sector {bad} unreadable");
+        }
+        // A blank 64 MiB spare: the first 2 MiB in one read, then only the
+        // places beyond it (329 places in all, 180 of them in the first 2 MiB).
+        let mut blank = Disk::new();
+        let mut io = BadSector {
+            disk: &mut blank,
+            bad: None,
+            reads: 0,
+        };
+        let found = discover::<HostEnv>(&mut io, 64 * MIB, crc32fast::hash).unwrap();
+        assert_eq!(found, (None, None));
+        assert_eq!(io.reads, 1 + (329 - 180), "reads of a blank spare");
     }
 
     #[test]
