@@ -3,12 +3,14 @@
 # Boots the test kernel with an initramfs under QEMU (TCG) and relays the job's
 # output; exits with the job's exit status.
 #
-#   scripts/run-guest.sh [--shell] [--icount] [--timeout SECONDS] [--log FILE]
+#   scripts/run-guest.sh [--shell] [--icount[=SHIFT]] [--timeout SECONDS] [--log FILE]
 #                        [--control SOCKET] KDIR INITRAMFS
 #
 # --shell    interactive shell on the console instead of the job
 # --icount   -icount shift=0,sleep=off: guest time counts instructions, which
-#            makes benchmark ratios repeatable
+#            makes benchmark ratios repeatable; --icount=SHIFT counts 2^SHIFT ns
+#            per instruction (a slower emulated CPU, so time-based runs end
+#            after fewer instructions)
 # --timeout  kill the guest after this many seconds (default 1800); exit 124
 # --log      keep the raw console output here
 # --control  a second serial port (the guest's /dev/ttyS1, announced by
@@ -25,6 +27,7 @@ while [ $# -gt 2 ]; do
 	case $1 in
 	--shell) shell=1 ;;
 	--icount) icount=(-icount shift=0,sleep=off) ;;
+	--icount=[0-9]) icount=(-icount "shift=${1#--icount=},sleep=off") ;;
 	--timeout) limit=$2; shift ;;
 	--log) log=$2; shift ;;
 	--control) control=(-chardev "socket,id=ctl,path=$2,server=on,wait=on" -serial chardev:ctl); shift ;;
@@ -32,7 +35,7 @@ while [ $# -gt 2 ]; do
 	esac
 	shift
 done
-[ $# -eq 2 ] || die "usage: $0 [--shell] [--icount] [--timeout S] [--log FILE] [--control SOCKET] KDIR INITRAMFS"
+[ $# -eq 2 ] || die "usage: $0 [--shell] [--icount[=SHIFT]] [--timeout S] [--log FILE] [--control SOCKET] KDIR INITRAMFS"
 kdir=$1 initrd=$2
 kernel=$kdir/arch/x86/boot/bzImage
 [ -f "$kernel" ] || die "no kernel image at $kernel"
