@@ -4,8 +4,9 @@
 //!
 //! `end_io` hands a bio whose I/O failed to the target's worker (an ordered
 //! workqueue, so one bio at a time, in process context); `map` hands it a
-//! write to a pending block. The worker takes the target's lock and goes
-//! through the bio block by block:
+//! write to a pending block. The worker goes through the bio block by block
+//! (reads and writes to main without the target's lock, see
+//! `Remap::handle_bio`):
 //!
 //! - a write to main is retried (`write_retries`); a block that still fails
 //!   gets a spare block: the data is written there, the metadata committed
@@ -44,6 +45,11 @@ use crate::target::{scan_state, Core, Remap};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
+/// Attempts at one block of a bio with the I/O done without the lock, before
+/// one with the lock held throughout (each attempt after the first follows a
+/// message that moved the block meanwhile).
+const PIECE_ATTEMPTS: u32 = 3;
+
 /// New spare blocks tried for one block before giving up.
 const RELOCATE_ATTEMPTS: u32 = 8;
 
@@ -51,7 +57,8 @@ const RELOCATE_ATTEMPTS: u32 = 8;
 /// the next step goes on where it stopped.
 const SCAN_STEP_BUDGET_MS: u64 = 1000;
 
-/// Bad blocks one scanner step records (the pending list holds fewer).
+/// Bad blocks one scanner step records; a step that finds this many ends
+/// there, and the next goes on from the block after the last.
 const SCAN_BAD_MAX: usize = 64;
 
 /// Worker callback: handles every queued bio.
@@ -145,22 +152,27 @@ impl Remap {
         io::sync_io(&self.io_client, dev, sector, buf, f).is_ok()
     }
 
-    /// Reads `bytes` bytes at `sector` into `c.buf` with `read_retries`
-    /// retries.
-    fn read_block(&self, c: &mut Core, spare: bool, sector: u64, bytes: usize) -> bool {
-        for _ in 0..=c.policy.read_retries {
-            if self.io(spare, sector, &mut c.buf[..bytes], false, false) {
+    /// Reads `buf.len()` bytes at `sector` with `retries` retries.
+    fn read_retried(&self, buf: &mut [u8], retries: u32, spare: bool, sector: u64) -> bool {
+        for _ in 0..=retries {
+            if self.io(spare, sector, buf, false, false) {
                 return true;
             }
         }
         false
     }
 
-    /// Writes the block in `c.buf` with `write_retries` retries.
-    fn write_block(&self, c: &mut Core, spare: bool, sector: u64, fua: bool) -> bool {
-        let n = self.bs_bytes();
-        for _ in 0..=c.policy.write_retries {
-            if self.io(spare, sector, &mut c.buf[..n], true, fua) {
+    /// Writes `buf` at `sector` with `retries` retries.
+    fn write_retried(
+        &self,
+        buf: &mut [u8],
+        retries: u32,
+        spare: bool,
+        sector: u64,
+        fua: bool,
+    ) -> bool {
+        for _ in 0..=retries {
+            if self.io(spare, sector, buf, true, fua) {
                 return true;
             }
         }
@@ -174,6 +186,16 @@ impl Remap {
     /// block is merged into the rest of the block, read from where the
     /// table puts it (an unreadable remainder makes the block pending and
     /// the write fails, as a read of it would).
+    ///
+    /// Reads, and writes to main, run without the target's lock (each with
+    /// its retries, which on a dying disk may take minutes), so that status,
+    /// messages and suspend do not wait for them. Afterwards, under the
+    /// lock, the table must still put the block where the I/O went; if a
+    /// message moved it meanwhile, the block is done again from where it is
+    /// now ([`PIECE_ATTEMPTS`] times, then with the lock held throughout).
+    /// A write to a spare block, a relocation (write, commit, publish) and
+    /// every metadata commit hold the lock, as messages do: a spare block
+    /// whose remap a message removed may already hold another main block.
     fn handle_bio(&self, ti: &Target, mut bio: OwnedBio) {
         let dev = ti.device_name();
         bio.restore();
@@ -187,10 +209,18 @@ impl Remap {
         let deferred = flags & bio_flags::DEFERRED != 0;
         let redo = flags & bio_flags::REDO != 0;
         let bs = self.geometry.block_sectors;
+        let bs_bytes = self.bs_bytes();
         let mut c = self.core.lock();
+        // Only the worker takes the buffer, one bio at a time (an ordered
+        // workqueue), and puts it back before it completes the bio.
+        let Some(mut buf) = c.buf.take() else {
+            drop(c);
+            bio.complete(sts::RESOURCE);
+            return;
+        };
         let mut status = sts::OK;
         let mut pending_changed = false;
-        if !c.remaps.loaded() || size % 512 != 0 {
+        if !c.remaps.loaded() || size % 512 != 0 || buf.len() < bs_bytes {
             status = sts::IOERR;
         }
         let sectors = if status == sts::OK { u64::from(size >> 9) } else { 0 };
@@ -199,41 +229,107 @@ impl Remap {
             // lossless.
             let off = (p.skip << 9) as u32;
             let n = (p.len << 9) as usize;
-            let st = if write {
-                if redo && self.table.lookup(p.block).is_none() {
+            let merge = write && p.len != bs;
+            if merge {
+                // Merged into the rest of the block as read now: a write to
+                // another sector of it must not land where it was read
+                // from, unseen (see `guard`).
+                self.guard(p.block);
+            }
+            let mut st = sts::IOERR;
+            for attempt in 0..=PIECE_ATTEMPTS {
+                let unlocked = attempt < PIECE_ATTEMPTS;
+                let at = self.table.lookup(p.block);
+                if write && redo && at.is_none() {
                     // Still on main, where it was written.
-                    continue;
+                    st = sts::OK;
+                    break;
                 }
-                if p.len == bs {
+                let (read_retries, write_retries) =
+                    (c.policy.read_retries, c.policy.write_retries);
+                if write && !merge {
                     // The whole block: a write to it in flight meanwhile
                     // overlaps this one, and either may end up on top.
-                    bio.copy_out(off, &mut c.buf[..n]);
-                    self.rewrite(dev, &mut c, p.block, deferred, fua)
+                    bio.copy_out(off, &mut buf[..n]);
                 } else {
-                    // Merged into the rest of the block as read now: a write
-                    // to another sector of it must not land where it was
-                    // read from, unseen (see `guard`).
-                    self.guard(p.block);
-                    let (st, marked) = self.reread(dev, &mut c, p.block, 0, bs);
-                    pending_changed |= marked;
-                    let st = if st == sts::OK {
-                        let at = (p.in_block << 9) as usize;
-                        bio.copy_out(off, &mut c.buf[at..at + n]);
-                        self.rewrite(dev, &mut c, p.block, deferred, fua)
-                    } else {
-                        st
+                    // A read, or the block a partial write is merged into.
+                    let (in_block, len) = if write { (0, bs) } else { (p.in_block, p.len) };
+                    let (spare, from) = match at {
+                        Some(slot) => (true, c.remaps.slot_sector(slot) + in_block),
+                        None => (false, p.block * bs + in_block),
                     };
-                    self.relocating.store(0, Ordering::SeqCst);
-                    st
+                    let dst = &mut buf[..(len << 9) as usize];
+                    let ok = if unlocked {
+                        drop(c);
+                        let ok = self.read_retried(dst, read_retries, spare, from);
+                        c = self.core.lock();
+                        if self.table.lookup(p.block) != at {
+                            continue;
+                        }
+                        ok
+                    } else {
+                        self.read_retried(dst, read_retries, spare, from)
+                    };
+                    if !ok {
+                        if at.is_none() {
+                            pending_changed |= self.mark_pending(dev, &mut c, p.block);
+                        }
+                        st = sts::IOERR;
+                        break;
+                    }
+                    if !write {
+                        bio.copy_in(off, &buf[..n]);
+                        st = sts::OK;
+                        break;
+                    }
+                    let at = (p.in_block << 9) as usize;
+                    bio.copy_out(off, &mut buf[at..at + n]);
                 }
-            } else {
-                let (st, marked) = self.reread(dev, &mut c, p.block, p.in_block, p.len);
-                pending_changed |= marked;
-                if st == sts::OK {
-                    bio.copy_in(off, &c.buf[..n]);
-                }
-                st
-            };
+                let data = &mut buf[..bs_bytes];
+                st = match at {
+                    Some(slot) => {
+                        let to = c.remaps.slot_sector(slot);
+                        if self.write_retried(data, write_retries, true, to, fua) {
+                            sts::OK
+                        } else {
+                            self.relocate(dev, &mut c, data, p.block, Some(slot))
+                        }
+                    }
+                    None => {
+                        let pending = c.remaps.pending().contains(&p.block);
+                        let skip_main = deferred && pending && c.policy.auto_remap;
+                        let to = p.block * bs;
+                        let written = if skip_main {
+                            false
+                        } else if unlocked {
+                            drop(c);
+                            let ok = self.write_retried(data, write_retries, false, to, fua);
+                            c = self.core.lock();
+                            if self.table.lookup(p.block).is_some() {
+                                continue;
+                            }
+                            ok
+                        } else {
+                            self.write_retried(data, write_retries, false, to, fua)
+                        };
+                        if written {
+                            if c.remaps.remove_pending(p.block) {
+                                // Written fine after all: the drive
+                                // reassigned the sector.
+                                self.pending.set(c.remaps.pending());
+                                self.commit(dev, &mut c, 1, 0);
+                            }
+                            sts::OK
+                        } else {
+                            self.relocate(dev, &mut c, data, p.block, None)
+                        }
+                    }
+                };
+                break;
+            }
+            if merge {
+                self.relocating.store(0, Ordering::SeqCst);
+            }
             if st != sts::OK {
                 status = st;
                 if write {
@@ -247,6 +343,7 @@ impl Remap {
             self.pending.set(c.remaps.pending());
             self.commit(dev, &mut c, 1, 0);
         }
+        c.buf = Some(buf);
         self.update_stats(&mut c);
         drop(c);
         bio.complete(status);
@@ -258,26 +355,6 @@ impl Remap {
     fn guard(&self, block: u64) {
         self.relocating.store(block + 1, Ordering::SeqCst);
         self.relocations.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Retries a failed read of `len` sectors at `in_block` sectors into main
-    /// block `block` into `c.buf`, from where the table puts the block now.
-    /// Returns the status and whether the pending list changed.
-    fn reread(&self, dev: &str, c: &mut Core, block: u64, in_block: u64, len: u64) -> (u8, bool) {
-        let bytes = (len << 9) as usize;
-        if let Some(slot) = self.table.lookup(block) {
-            let at = c.remaps.slot_sector(slot) + in_block;
-            return if self.read_block(c, true, at, bytes) {
-                (sts::OK, false)
-            } else {
-                (sts::IOERR, false)
-            };
-        }
-        let sector = block * self.geometry.block_sectors + in_block;
-        if self.read_block(c, false, sector, bytes) {
-            return (sts::OK, false);
-        }
-        (sts::IOERR, self.mark_pending(dev, c, block))
     }
 
     /// Makes main block `block` pending (memory only). Returns whether the
@@ -302,37 +379,17 @@ impl Remap {
         }
     }
 
-    /// Stores the block in `c.buf` for main block `block` whose write failed
-    /// (or that is pending, when `deferred`), where the table puts it now: a
-    /// spare block is retried, then replaced; main is retried, then the
-    /// block is remapped.
-    fn rewrite(&self, dev: &str, c: &mut Core, block: u64, deferred: bool, fua: bool) -> u8 {
-        let sector = block * self.geometry.block_sectors;
-        if let Some(slot) = self.table.lookup(block) {
-            let at = c.remaps.slot_sector(slot);
-            if self.write_block(c, true, at, fua) {
-                return sts::OK;
-            }
-            return self.relocate(dev, c, block, Some(slot));
-        }
-        let pending = c.remaps.pending().contains(&block);
-        let skip_main = deferred && pending && c.policy.auto_remap;
-        if !skip_main && self.write_block(c, false, sector, fua) {
-            if pending {
-                // Written fine after all: the drive reassigned the sector.
-                c.remaps.remove_pending(block);
-                self.pending.set(c.remaps.pending());
-                self.commit(dev, c, 1, 0);
-            }
-            return sts::OK;
-        }
-        self.relocate(dev, c, block, None)
-    }
-
-    /// Moves main block `block` (data in `c.buf`) to a new spare block,
-    /// retiring `old` (its failed spare block) if given: write, commit,
-    /// publish.
-    fn relocate(&self, dev: &str, c: &mut Core, block: u64, old: Option<u64>) -> u8 {
+    /// Moves main block `block` (data in `data`, one block) to a new spare
+    /// block, retiring `old` (its failed spare block) if given: write,
+    /// commit, publish.
+    fn relocate(
+        &self,
+        dev: &str,
+        c: &mut Core,
+        data: &mut [u8],
+        block: u64,
+        old: Option<u64>,
+    ) -> u8 {
         let sector = block * self.geometry.block_sectors;
         let threshold = c.policy.error_threshold;
         if !c.policy.auto_remap || (threshold != 0 && c.auto_remaps >= threshold) {
@@ -343,7 +400,6 @@ impl Remap {
         let Some(node) = Nodes::<KernelEnv>::new(1).and_then(|mut n| n.pop()) else {
             return sts::RESOURCE;
         };
-        let n = self.bs_bytes();
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         let mut slot = None;
         for _ in 0..RELOCATE_ATTEMPTS {
@@ -353,7 +409,7 @@ impl Remap {
             lo = lo.min(s);
             hi = hi.max(s);
             let at = c.remaps.slot_sector(s);
-            if self.io(true, at, &mut c.buf[..n], true, false) {
+            if self.io(true, at, data, true, false) {
                 slot = Some(s);
                 break;
             }
@@ -662,7 +718,9 @@ impl Remap {
             // Narrow the error down block by block, within the budget (but
             // at least one block per step, so that the scan moves on).
             while blk < end {
-                if halted() || (narrowed > 0 && now_ms().saturating_sub(t0) > SCAN_STEP_BUDGET_MS)
+                if halted()
+                    || nbad == SCAN_BAD_MAX
+                    || (narrowed > 0 && now_ms().saturating_sub(t0) > SCAN_STEP_BUDGET_MS)
                 {
                     break 'chunk;
                 }
@@ -684,8 +742,9 @@ impl Remap {
                 }
                 if !good {
                     found += 1;
-                    if nbad < SCAN_BAD_MAX {
-                        bad[nbad] = blk;
+                    // Below SCAN_BAD_MAX: checked before the reads.
+                    if let Some(b) = bad.get_mut(nbad) {
+                        *b = blk;
                         nbad += 1;
                     }
                 }

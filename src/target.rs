@@ -28,7 +28,7 @@ use crate::dm::target::{
 use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, ON_SPARE, PASS, REDO};
 use crate::dm::worker::{self, Worker};
 use crate::logic::emit::Emitter;
-use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS};
+use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::mem::RawArray;
 use crate::logic::message::{self, Message, ScanCmd};
@@ -74,8 +74,9 @@ pub(crate) struct Scan {
 pub(crate) struct Core {
     pub(crate) remaps: Remaps<KernelEnv>,
     pub(crate) policy: Policy,
-    /// One block, for the error path's copies.
-    pub(crate) buf: RawArray<u8, KernelEnv>,
+    /// One block, for the error path's copies. The worker takes it out
+    /// while it handles a bio (it reads and writes without the lock).
+    pub(crate) buf: Option<RawArray<u8, KernelEnv>>,
     pub(crate) scan: Scan,
     /// Between `postsuspend` and `resume`.
     pub(crate) suspended: bool,
@@ -100,7 +101,7 @@ pub(crate) struct Remap {
     pub(crate) table: RemapTable<KernelEnv>,
     /// Main blocks whose next write goes to the spare; changed only by the
     /// holder of `core`.
-    pub(crate) pending: PendingSet,
+    pub(crate) pending: PendingSet<KernelEnv>,
     /// Fail mode: a metadata commit failed; writes are refused.
     pub(crate) fail: AtomicBool,
     /// The policy's `auto_remap`, for `end_io`.
@@ -205,6 +206,7 @@ fn load_error(e: LoadError) -> CtrError {
     match e {
         LoadError::Refused(m) => CtrError::new(m, EINVAL),
         LoadError::Io => CtrError::new(c"Cannot read the spare's metadata area", EIO),
+        LoadError::Write => CtrError::new(c"Cannot write the spare's metadata area", EIO),
         LoadError::NoMemory => CtrError::new(c"Cannot allocate metadata buffers", ENOMEM),
         LoadError::Newer(v) => {
             dmr_err!("spare metadata is format version {}; this module reads 2 and 3\n", v);
@@ -321,10 +323,12 @@ impl TargetOps for Remap {
             .map_err(CtrError::from)?;
         let buf = RawArray::new(geometry.block_size as usize)
             .ok_or_else(|| CtrError::new(c"Cannot allocate error-path buffer", ENOMEM))?;
+        let pending = PendingSet::new(PENDING_ROOM)
+            .ok_or_else(|| CtrError::new(c"Cannot allocate pending list", ENOMEM))?;
         let core = Core {
             remaps,
             policy: line.features.policy,
-            buf,
+            buf: Some(buf),
             scan: Scan {
                 running: false,
                 position: 0,
@@ -368,7 +372,7 @@ impl TargetOps for Remap {
             features: line.features,
             geometry,
             table,
-            pending: PendingSet::new(),
+            pending,
             fail: AtomicBool::new(false),
             scanning: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -691,7 +695,7 @@ impl TargetOps for Remap {
         r.map_err(|e| {
             let (why, err) = match e {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),
-                LoadError::Io => ("metadata I/O failed", EIO),
+                LoadError::Io | LoadError::Write => ("metadata I/O failed", EIO),
                 LoadError::NoMemory => ("out of memory", ENOMEM),
                 LoadError::Newer(_) => ("newer format version", EINVAL),
             };

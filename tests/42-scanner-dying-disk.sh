@@ -7,19 +7,6 @@
 . /tests/lib.sh
 load_module
 
-# quick WHAT CMD...: CMD must finish within 1.5 s (the guest's clock).
-quick() {
-	_what=$1
-	shift
-	cs
-	_t0=$cs
-	"$@" >/dev/null || fail "$_what failed"
-	cs
-	_dt=$((cs - _t0))
-	[ $_dt -le 150 ] ||
-		fail "$_what took $((_dt / 100)).$(printf %02d $((_dt % 100))) s while the scanner reads a dying disk"
-}
-
 M0=$(new_loop 16M)
 S=$(new_loop 16M)
 # Blocks 16-31 (sectors 128-255) fail; every read of main takes 100 ms.
@@ -58,11 +45,6 @@ while scan_now t && [ "$passes" = 0 ]; do
 	sleep 0.3
 done
 [ "$found" = 16 ] || fail "found $found, want 16"
-want=128
-i=136
-while [ $i -le 248 ]; do
-	want="$want $i"
-	i=$((i + 8))
-done
+want=$(sector_list 128 248)
 [ "$(dmsetup message t 0 pending)" = "$want" ] || fail "pending '$(dmsetup message t 0 pending)', want '$want'"
 dmsetup message t 0 scan stop >/dev/null

@@ -5,11 +5,7 @@
 . /tests/lib.sh
 load_module
 
-M=$(new_loop 64M)
-S=$(new_loop 16M)
-dm_create t "0 131072 remap $M $S 2 copies 2" || fail "create with copies 2 failed"
-dmsetup message t 0 add_remap 800 auto >/dev/null || fail "add_remap failed"
-dm_remove t
+two_copy_spare
 
 for how in zero garbage; do
 	case $how in
@@ -17,15 +13,7 @@ for how in zero garbage; do
 	garbage) dd if=/dev/urandom of=$S bs=512 count=1 oflag=direct 2>/dev/null ;;
 	esac
 	for feat in "" " 1 format"; do
-		mark
-		dm_create t "0 131072 remap $M $S$feat" ||
-			fail "$how sector 0, '$feat': refused: $(since_mark | grep -E 'remap|device-mapper')"
-		since_mark | grep -q "metadata loaded from copy 1 (generation [0-9]*, 1 remaps)" ||
-			fail "$how sector 0, '$feat': not loaded from copy 1: $(since_mark | grep dm-remap)"
-		since_mark | grep -q "spare formatted" && fail "$how sector 0, '$feat': formatted over a valid copy"
-		[ "$(dmsetup message t 0 count)" = 1 ] || fail "$how sector 0, '$feat': count $(dmsetup message t 0 count)"
-		[ "$(dmsetup message t 0 query 800 | awk '{ print $1 }')" = spare ] || fail "$how sector 0, '$feat': remap lost"
-		dm_remove t
+		loads_copy "$how sector 0, '$feat'" 1 "0 131072 remap $M $S$feat"
 		# Loading repaired copy 0; lose it again for the next round.
 		case $how in
 		zero) dd if=/dev/zero of=$S bs=512 count=1 oflag=direct 2>/dev/null ;;

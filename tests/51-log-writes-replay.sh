@@ -84,9 +84,9 @@ sum=$(tail -1 /tmp/replay.out)
 note "$sum"
 # Per point: problems other than those a commit in progress leaves are
 # invalid, and so is a generation below an earlier point's. A format that
-# stopped before copy 0's header is "not blank" to the tool, blank to the
-# module (nothing was acknowledged yet): such points are listed as
-# "unfinished ENTRY" and loaded by the module below. At marks, the remaps
+# stopped before copy 0's header is blank to the tool ("formatting
+# interrupted") and to the module (nothing was acknowledged yet): such points
+# are listed as "unfinished ENTRY" and also loaded by the module below. At marks, the remaps
 # acknowledged so far must be present and the acknowledged removals absent.
 awk -v bad="$BAD" '
 function fail(m) {
@@ -143,13 +143,10 @@ $1 == "point" {
 	points++
 	next
 }
+/^blank metadata area \(formatting interrupted/ { unfinished = 1; next }
 /^blank metadata area/ { blank = 1; next }
 $1 == "generation" { gen = $2; next }
 /^problem: copy [0-9]+ \(sector [0-9]+\): (stale \(generation|interrupted commit|blank$)/ { next }
-/^problem: no valid header in any copy, and the metadata area is not blank$/ {
-	unfinished = 1
-	next
-}
 /^problem: / { fail("invalid state: " substr($0, 10)) }
 NF == 3 && $0 ~ /^[0-9]+ [0-9]+ [0-9]+$/ { nx++; em[nx] = $1; en[nx] = $3 }
 END {

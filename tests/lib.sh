@@ -220,6 +220,59 @@ cs() {
 	cs=${_up%.*}${_up#*.}
 }
 
+# quick WHAT CMD...: CMD must succeed within 1.5 s (the guest's clock), as
+# status and messages must while the target's background work waits for a
+# slow or dying disk.
+quick() {
+	_what=$1
+	shift
+	cs
+	_t0=$cs
+	"$@" >/dev/null || fail "$_what failed"
+	cs
+	_dt=$((cs - _t0))
+	[ $_dt -le 150 ] ||
+		fail "$_what took $((_dt / 100)).$(printf %02d $((_dt % 100))) s, more than 1.5 s"
+}
+
+# sector_list FIRST LAST: the sectors of the 4 KiB blocks from sector FIRST
+# to sector LAST, as `pending` lists them ("FIRST FIRST+8 ... LAST").
+sector_list() {
+	_sl=$1 _out=$1
+	while [ $((_sl += 8)) -le "$2" ]; do
+		_out="$_out $_sl"
+	done
+	echo "$_out"
+}
+
+# two_copy_spare: loop devices $M (64 MiB) and $S (16 MiB), $S formatted
+# with 2 metadata copies (copy 1 after copy 0's units) holding one remap, of
+# sector 800 (see loads_copy).
+two_copy_spare() {
+	M=$(new_loop 64M)
+	S=$(new_loop 16M)
+	dm_create t "0 131072 remap $M $S 2 copies 2" || fail "create with copies 2 failed"
+	dmsetup message t 0 add_remap 800 auto >/dev/null || fail "add_remap failed"
+	dm_remove t
+}
+
+# loads_copy LABEL COPY TABLE: a device made from TABLE loads metadata copy
+# COPY with one remap, the one of sector 800, without formatting; it is
+# removed again.
+loads_copy() {
+	mark
+	dm_create t "$3" || fail "$1: refused: $(since_mark | grep -E 'remap|device-mapper')"
+	since_mark | grep -q "metadata loaded from copy $2 (generation [0-9]*, 1 remaps)" ||
+		fail "$1: not loaded from copy $2: $(since_mark | grep dm-remap)"
+	since_mark | grep -q "spare formatted" && fail "$1: formatted over a valid copy"
+	[ "$(dmsetup message t 0 count)" = 1 ] || fail "$1: count $(dmsetup message t 0 count)"
+	case $(dmsetup message t 0 query 800) in
+	spare*) ;;
+	*) fail "$1: remap lost: $(dmsetup message t 0 query 800)" ;;
+	esac
+	dm_remove t
+}
+
 # dm_field NAME N: field N of `dmsetup status NAME` ($4 is the state).
 dm_field() {
 	_fn=$2

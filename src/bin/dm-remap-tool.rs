@@ -304,6 +304,10 @@ fn main() -> ExitCode {
                         h.retired,
                         s.pending.len()
                     ),
+                    None if s.interrupted_format => println!(
+                        "{path}: blank metadata area (formatting interrupted before \
+                         copy 0's header; it formats again)"
+                    ),
                     None => println!("{path}: blank metadata area (never formatted)"),
                 }
                 ExitCode::SUCCESS

@@ -31,6 +31,9 @@ pub(crate) struct Spare {
     pub(crate) best: Option<Header>,
     pub(crate) problems: Vec<String>,
     pub(crate) blank: bool,
+    /// Blank because formatting stopped before copy 0's header was written
+    /// (the units before it are there, and hold nothing).
+    pub(crate) interrupted_format: bool,
     /// Format version of the newest valid copy.
     pub(crate) version: Option<u32>,
 }
@@ -75,6 +78,7 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
         best: None,
         problems: Vec::new(),
         blank: area.iter().all(|&b| b == 0),
+        interrupted_format: false,
         version: None,
     };
     if s.blank {
@@ -84,6 +88,13 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
     let (layout, newer) = remaps::discover::<HostEnv>(&mut io, s.size_sectors, crc)
         .map_err(|e| format!("{path}: {e:?}"))?;
     let Some(layout) = layout else {
+        if newer.is_none() && remaps::interrupted_format(&area, crc) {
+            // Formatting stopped before copy 0's header: the module
+            // formats it again, nothing was stored.
+            s.blank = true;
+            s.interrupted_format = true;
+            return Ok(s);
+        }
         s.problems.push(match newer {
             Some(v) => format!("format version {v} is newer than this tool knows"),
             None => "no valid header in any copy, and the metadata area is not blank".into(),
@@ -286,7 +297,11 @@ pub(crate) fn state_text(st: &CopyState) -> (String, Option<u64>) {
 pub(crate) fn dump_text(s: &Spare) -> String {
     let mut o = String::new();
     if s.blank {
-        o.push_str("blank metadata area (never formatted)\n");
+        o.push_str(if s.interrupted_format {
+            "blank metadata area (formatting interrupted before copy 0's header)\n"
+        } else {
+            "blank metadata area (never formatted)\n"
+        });
         return o;
     }
     if let (Some(h), Some(l)) = (s.best, s.layout) {

@@ -110,35 +110,68 @@ unsafe fn raw_io(
     }
 }
 
+/// The device's logical blocks around a metadata I/O that is not aligned to
+/// them, read into a buffer of their own.
+struct Enclosing {
+    buf: RawArray<u8, KernelEnv>,
+    /// First sector of `buf`.
+    first: u64,
+    /// Byte offset in `buf` of the sector asked for.
+    off: usize,
+}
+
+impl SpareIo<'_> {
+    /// `None` when `len` bytes at `sector` are whole logical blocks of the
+    /// spare; otherwise the blocks around them, read.
+    fn enclosing(&self, sector: u64, len: usize) -> Result<Option<Enclosing>, ()> {
+        let lbs = u64::from(self.spare.logical_block_size()).max(512) / 512;
+        let sectors = (len / 512) as u64;
+        if sector % lbs == 0 && sectors % lbs == 0 {
+            return Ok(None);
+        }
+        let first = sector - sector % lbs;
+        let end = sector.checked_add(sectors).ok_or(())?.div_ceil(lbs) * lbs;
+        let bytes = usize::try_from((end - first) * 512).map_err(|_| ())?;
+        // On the heap: stack memory is not valid for I/O.
+        let mut buf = RawArray::<u8, KernelEnv>::new(bytes).ok_or(())?;
+        sync_io(self.client, self.spare, first, &mut buf, flags::READ)?;
+        let off = ((sector - first) * 512) as usize;
+        Ok(Some(Enclosing { buf, first, off }))
+    }
+}
+
 impl MetaIo for SpareIo<'_> {
     /// Reads of version 3 are whole 4 KiB units at 4 KiB offsets, which
     /// every device accepts. A version-2 copy lies at 512-byte offsets: on a
     /// device of larger logical blocks the enclosing blocks are read into a
     /// buffer of their own and the part asked for copied out.
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
-        let lbs = u64::from(self.spare.logical_block_size()).max(512) / 512;
-        let len = (buf.len() / 512) as u64;
-        if sector % lbs == 0 && len % lbs == 0 {
+        let Some(e) = self.enclosing(sector, buf.len())? else {
             return sync_io(self.client, self.spare, sector, buf, flags::READ);
-        }
-        let first = sector - sector % lbs;
-        let end = sector.checked_add(len).ok_or(())?.div_ceil(lbs) * lbs;
-        let bytes = usize::try_from((end - first) * 512).map_err(|_| ())?;
-        // On the heap: stack memory is not valid for I/O.
-        let mut bounce = RawArray::<u8, KernelEnv>::new(bytes).ok_or(())?;
-        sync_io(self.client, self.spare, first, &mut bounce, flags::READ)?;
-        let off = ((sector - first) * 512) as usize;
-        let part = bounce.get(off..off + buf.len()).ok_or(())?;
-        buf.copy_from_slice(part);
+        };
+        buf.copy_from_slice(e.buf.get(e.off..e.off + buf.len()).ok_or(())?);
         Ok(())
     }
 
+    /// Writes of version 3 are whole units at unit offsets. A version-2
+    /// sector on a device of larger logical blocks (a version-2 spare copied
+    /// to a 4Kn disk, until it is converted) is merged into its enclosing
+    /// blocks, read first, and those are written whole: the other sectors
+    /// in them are this area's too, written only under the target's lock,
+    /// so they are written back as they are.
     fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {
         let f = if durable {
             flags::WRITE | flags::PREFLUSH | flags::FUA
         } else {
             flags::WRITE
         };
+        if let Some(mut e) = self.enclosing(sector, buf.len())? {
+            e.buf
+                .get_mut(e.off..e.off + buf.len())
+                .ok_or(())?
+                .copy_from_slice(buf);
+            return sync_io(self.client, self.spare, e.first, &mut e.buf, f);
+        }
         // SAFETY: `buf` is valid for its length, and a write only reads it.
         unsafe {
             raw_io(

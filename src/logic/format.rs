@@ -47,8 +47,8 @@ pub const DEFAULT_COPIES: u32 = 5;
 pub const MAX_COPIES: u32 = 16;
 /// Slot value of a spare pool block that is bad and never used again.
 pub const RETIRED: u64 = u64::MAX;
-/// Most main blocks the module keeps pending (and a version-2 pending sector
-/// lists).
+/// Main blocks a version-2 pending sector lists (and so the most a
+/// version-2 spare keeps pending).
 pub const PENDING_MAX: usize = 60;
 /// Size of the version-2 metadata area, and the least a version-3 area
 /// takes: the pool never starts before sector 4096.
@@ -360,6 +360,15 @@ impl Layout {
     /// Entry unit (0-based, within a copy) holding `slot`.
     pub fn unit_of(&self, slot: u64) -> u64 {
         slot / self.slots_per_unit() as u64
+    }
+
+    /// Most main blocks a copy lists as pending.
+    pub fn pending_capacity(&self) -> usize {
+        if self.version == FORMAT_V2 {
+            PENDING_MAX
+        } else {
+            PENDING_ROOM
+        }
     }
 
     /// Pending units a list of `n` blocks fills.

@@ -13,7 +13,7 @@
 
 use super::format::{
     self, check_copy, decide, encode_entries, encode_header, encode_pending, CopyState, Crc,
-    Decision, Defect, Header, Identity, Layout, PENDING_MAX, RETIRED, SECTOR,
+    Decision, Defect, Header, Identity, Layout, PENDING_ROOM, RETIRED, SECTOR,
 };
 use super::geometry::Geometry;
 use super::mem::{Env, RawArray};
@@ -233,8 +233,11 @@ pub trait MetaIo {
 pub enum LoadError {
     /// The spare is refused, with this reason.
     Refused(&'static core::ffi::CStr),
-    /// Reading or writing the metadata failed.
+    /// Reading the metadata failed.
     Io,
+    /// Writing the metadata failed (formatting, or repairing or updating
+    /// a copy while loading).
+    Write,
     /// Memory ran short.
     NoMemory,
     /// The spare holds metadata of this (newer) format version and none
@@ -276,8 +279,8 @@ struct Meta {
     /// would leave no copy valid.
     dirty: (u64, u64),
     loaded: bool,
-    /// Main blocks awaiting a remap, ascending: `pending[..pending_len]`.
-    pending: [u64; PENDING_MAX],
+    /// Pending blocks in `Remaps::pending_list` (at most the layout's
+    /// `pending_capacity`).
     pending_len: usize,
     /// The pending list changed since the last commit: the next one writes
     /// the pending units (version 3 writes them only then).
@@ -364,6 +367,29 @@ fn empty_entries_torn(s: &[u8], loc: u64) -> bool {
         && first[16..].iter().all(|&b| b == 0);
     let end = rest.len().saturating_sub(4);
     head && rest[..end].iter().all(|&b| b == 0)
+}
+
+/// Whether `area`, the start of a spare with no valid header anywhere,
+/// holds nothing but what formatting writes before copy 0's header: unit 0
+/// (where that header goes) zero, and every other unit zero, an empty
+/// generation-1 entry or pending unit naming its own place, or one torn on
+/// its way to disk. Without a header there is no layout to go by; copy 0
+/// starts at sector 0 whatever the layout, so its units are where they are
+/// checked here. The module formats such a spare again (nothing is lost);
+/// `dm-remap-tool` calls it blank for the same reason.
+pub fn interrupted_format(area: &[u8], crc: Crc) -> bool {
+    let unit = format::UNIT;
+    area.len() >= unit
+        && area.chunks(unit).enumerate().all(|(k, s)| {
+            let loc = k as u64 * format::UNIT_SECTORS;
+            s.iter().all(|&b| b == 0)
+                || (k > 0
+                    && s.len() == unit
+                    && ((format::decode_entries(unit, s, loc, crc) == Ok(1)
+                        && (0..format::SLOTS_PER_UNIT).all(|i| format::entry_slot(s, i) == 0))
+                        || format::decode_pending(unit, s, loc, 0, crc) == Ok((1, 0))
+                        || empty_entries_torn(s, loc)))
+        })
 }
 
 /// The layout of the newest header found, with its generation.
@@ -625,6 +651,9 @@ const ADD_REPLY_EXTENTS: usize = 8;
 pub struct Remaps<E: Env> {
     writer: Writer,
     pool: SparePool<E>,
+    /// Main blocks awaiting a remap, ascending: `pending_list[..pending_len]`
+    /// (room for a version-3 copy's list; a version-2 spare uses 60).
+    pending_list: RawArray<u64, E>,
     geo: Geometry,
     meta: Meta,
 }
@@ -640,6 +669,7 @@ impl<E: Env> Remaps<E> {
     ) -> Option<(RemapTable<E>, Self)> {
         let (table, writer) = RemapTable::new()?;
         let pool = SparePool::new(layout.slots)?;
+        let pending_list = RawArray::new(PENDING_ROOM)?;
         let geo = geo.with_pool(layout.pool_start, pair.spare_sectors);
         let meta = Meta {
             layout,
@@ -650,7 +680,6 @@ impl<E: Env> Remaps<E> {
             degraded: false,
             dirty: (u64::MAX, 0),
             loaded: false,
-            pending: [0; PENDING_MAX],
             pending_len: 0,
             pending_dirty: false,
         };
@@ -659,6 +688,7 @@ impl<E: Env> Remaps<E> {
             Self {
                 writer,
                 pool,
+                pending_list,
                 geo,
                 meta,
             },
@@ -709,8 +739,17 @@ impl<E: Env> Remaps<E> {
 
     /// The main blocks awaiting a remap, ascending.
     pub fn pending(&self) -> &[u64] {
-        let n = self.meta.pending_len.min(PENDING_MAX);
-        &self.meta.pending[..n]
+        let n = self.meta.pending_len.min(self.pending_capacity());
+        &self.pending_list[..n]
+    }
+
+    /// Most blocks the pending list holds: what a copy of this spare's
+    /// format lists (4,572 in version 3, 60 in version 2).
+    pub fn pending_capacity(&self) -> usize {
+        self.meta
+            .layout
+            .pending_capacity()
+            .min(self.pending_list.len())
     }
 
     /// Puts main block `block` on the pending list. Changes memory only:
@@ -720,16 +759,14 @@ impl<E: Env> Remaps<E> {
         if block >= self.geo.main_blocks {
             return PendingAdd::OutOfRange;
         }
-        let n = self.meta.pending_len.min(PENDING_MAX);
-        let list = &mut self.meta.pending;
-        let mut at = 0;
-        while at < n && list[at] < block {
-            at += 1;
-        }
+        let cap = self.pending_capacity();
+        let n = self.meta.pending_len.min(cap);
+        let list = &mut self.pending_list[..];
+        let at = list[..n].partition_point(|&b| b < block);
         if at < n && list[at] == block {
             return PendingAdd::Present;
         }
-        if n == PENDING_MAX {
+        if n == cap {
             return PendingAdd::Full;
         }
         list.copy_within(at..n, at + 1);
@@ -742,9 +779,9 @@ impl<E: Env> Remaps<E> {
     /// Takes main block `block` off the pending list; false if it was not
     /// on it. Changes memory only, like [`Remaps::add_pending`].
     pub fn remove_pending(&mut self, block: u64) -> bool {
-        let n = self.meta.pending_len.min(PENDING_MAX);
-        let list = &mut self.meta.pending;
-        let Some(at) = list[..n].iter().position(|&b| b == block) else {
+        let n = self.meta.pending_len.min(self.pending_capacity());
+        let list = &mut self.pending_list[..];
+        let Ok(at) = list[..n].binary_search(&block) else {
             return false;
         };
         list.copy_within(at + 1..n, at);
@@ -757,8 +794,8 @@ impl<E: Env> Remaps<E> {
     /// Empties the pending list; returns how many blocks it held. Changes
     /// memory only, like [`Remaps::add_pending`].
     pub fn clear_pending(&mut self) -> u64 {
-        let n = self.meta.pending_len.min(PENDING_MAX);
-        self.meta.pending = [0; PENDING_MAX];
+        let n = self.meta.pending_len.min(self.pending_capacity());
+        self.pending_list[..n].fill(0);
         self.meta.pending_len = 0;
         self.meta.pending_dirty = true;
         n as u64
@@ -844,7 +881,7 @@ impl<E: Env> Remaps<E> {
                         self.meta.identity.main_sectors = pair.main_sectors;
                         self.rewrite_all(io).map_err(|e| match e {
                             MsgError::NoMemory => LoadError::NoMemory,
-                            _ => LoadError::Io,
+                            _ => LoadError::Write,
                         })?;
                         ev(Event::MainGrown {
                             from: h.identity.main_sectors,
@@ -899,17 +936,17 @@ impl<E: Env> Remaps<E> {
             self.pool.take(slot, main);
         }
         // The copy was validated: the list is ascending, distinct and inside
-        // main. This module keeps at most `PENDING_MAX` blocks pending.
+        // main, and no longer than the format allows.
         let mut n = 0;
         for block in format::pending_list(buf, h) {
-            if n == PENDING_MAX || block >= self.geo.main_blocks {
+            if n == self.pending_capacity() || block >= self.geo.main_blocks {
                 let _ = t.clear(&mut self.writer);
                 self.pool.reset();
                 return Err(Some(Defect::BadPending {
                     at: l.unit_at(h.copy_index, l.pending_offset()),
                 }));
             }
-            self.meta.pending[n] = block;
+            self.pending_list[n] = block;
             n += 1;
         }
         self.meta.pending_len = n;
@@ -922,7 +959,7 @@ impl<E: Env> Remaps<E> {
         let k1 = self.meta.layout.entry_units();
         let mut buf = self.units_buf(0, k1, true).ok_or(LoadError::NoMemory)?;
         self.write_units(io, &mut buf, i, (0, k1), true, self.meta.generation)
-            .map_err(|()| LoadError::Io)
+            .map_err(|()| LoadError::Write)
     }
 
     /// Pending units a commit writes: none unless `pending` (a version-2
@@ -1734,6 +1771,7 @@ fn heapsort_by_first(v: &mut [[u64; 2]]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::format::PENDING_MAX;
     use crate::logic::geometry::{validate, DeviceFacts};
     use crate::logic::message::parse;
     use crate::logic::table_line::Features;
@@ -2900,6 +2938,59 @@ mod tests {
     }
 
     #[test]
+    fn a_format_stopped_before_copy_0s_header_is_an_interrupted_format() {
+        // Formatting a blank spare, stopped after each write before the one
+        // of copy 0's header: the area is what `dm-remap-tool` calls blank
+        // (and the module formats again), also with the last write torn
+        // after its first sector. Not so with a unit moved off its place, or
+        // one unit of data that is not ours.
+        let area = format::MIN_AREA_SECTORS as usize * SECTOR;
+        let mut stopped = 0;
+        for n in 0.. {
+            let mut disk = Disk::new();
+            disk.writes_left = Some(n);
+            let g = geo(None);
+            let layout = try_layout(&mut disk, &g, 5).unwrap();
+            let (t, mut r) =
+                Remaps::<HostEnv>::new(g, layout, pair(None), crc32fast::hash).unwrap();
+            let _ = r.load(&t, &mut disk, false, [9; 16], &mut |_| {});
+            if disk.data[..SECTOR].iter().any(|&b| b != 0) {
+                break;
+            }
+            stopped += 1;
+            assert!(
+                interrupted_format(&disk.data[..area], crc32fast::hash),
+                "{n} writes"
+            );
+            if let Some(&(at, len)) = disk.log.last() {
+                let mut torn = disk.data.clone();
+                let from = (at as usize + 1) * SECTOR;
+                torn[from..(at as usize + len) * SECTOR].fill(0);
+                assert!(
+                    interrupted_format(&torn[..area], crc32fast::hash),
+                    "{n} torn"
+                );
+                let mut moved = disk.data[..area].to_vec();
+                let u = at as usize * SECTOR;
+                moved.copy_within(u..u + format::UNIT, u + format::UNIT);
+                moved[u..u + format::UNIT].fill(0);
+                assert!(!interrupted_format(&moved, crc32fast::hash), "{n} moved");
+            }
+            let mut foreign = disk.data[..area].to_vec();
+            foreign[5 * format::UNIT + 100] = 1;
+            assert!(
+                !interrupted_format(&foreign, crc32fast::hash),
+                "{n} foreign"
+            );
+        }
+        // The entry and pending units of copy 0, one write each or more.
+        assert!(stopped >= 2, "{stopped}");
+        let mut header = std::vec![0u8; area];
+        header[0] = 1;
+        assert!(!interrupted_format(&header, crc32fast::hash));
+    }
+
+    #[test]
     fn blank_spare_is_formatted_and_reloads() {
         let mut f = Fixture::new(None);
         assert!(f.events.contains(&Event::Formatted { copies: 5 }));
@@ -3544,19 +3635,61 @@ mod tests {
         assert_eq!(f.r.pending(), &[10, 50, 131071]);
         assert_eq!(f.r.clear_pending(), 3);
         assert_eq!(f.r.pending(), &[] as &[u64]);
-        // Fill it from the top down: every insertion lands in front.
-        for b in (0..PENDING_MAX as u64).rev() {
+        // Fill it from the top down: every insertion lands in front. A
+        // version-3 spare has room for 4,572.
+        let cap = f.r.pending_capacity();
+        assert_eq!(cap, PENDING_ROOM);
+        assert!(cap >= 4096);
+        for b in (0..cap as u64).rev() {
             assert_eq!(f.r.add_pending(b * 2 + 1), PendingAdd::Added);
         }
         assert_eq!(f.r.add_pending(0), PendingAdd::Full);
         assert_eq!(f.r.add_pending(1), PendingAdd::Present);
-        let want: Vec<u64> = (0..PENDING_MAX as u64).map(|b| b * 2 + 1).collect();
+        let want: Vec<u64> = (0..cap as u64).map(|b| b * 2 + 1).collect();
         assert_eq!(f.r.pending(), &want[..]);
         assert!(f.r.remove_pending(1));
-        assert!(f.r.remove_pending(PENDING_MAX as u64 * 2 - 1));
-        assert_eq!(f.r.pending(), &want[1..PENDING_MAX - 1]);
+        assert!(f.r.remove_pending(cap as u64 * 2 - 1));
+        assert_eq!(f.r.pending(), &want[1..cap - 1]);
         assert_eq!(f.r.add_pending(0), PendingAdd::Added);
         assert_eq!(f.r.pending()[0], 0);
+    }
+
+    #[test]
+    fn a_full_pending_list_commits_and_loads() {
+        // Version 3: 4,572 blocks over 9 units, each change committed alone
+        // (the pending units only); version 2: one sector of 60.
+        let mut f = Fixture::new(Some(4096));
+        let cap = f.r.pending_capacity();
+        assert_eq!(cap, PENDING_ROOM);
+        let blocks: Vec<u64> = (0..cap as u64).map(|b| b * 3 + 1).collect();
+        for &b in &blocks {
+            assert_eq!(f.r.add_pending(b), PendingAdd::Added);
+        }
+        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
+        let layout = f.r.meta.layout;
+        for h in all_copies_valid(&mut f.disk, &layout, "full pending list") {
+            assert_eq!(h.pending, cap as u64);
+        }
+        let mut g = Fixture::on(Some(4096), f.disk.clone()).expect("reloads");
+        assert_eq!(g.r.pending(), &blocks[..]);
+        // One block off the middle, committed: the rest loads as it was.
+        assert!(g.r.remove_pending(blocks[2000]));
+        g.r.commit(&mut g.disk, 1, 0).unwrap();
+        let h = Fixture::on(Some(4096), g.disk.clone()).expect("reloads");
+        assert_eq!(h.r.pending().len(), cap - 1);
+        assert!(h.r.pending().binary_search(&blocks[2000]).is_err());
+        assert_eq!(h.r.pending()[2000], blocks[2001]);
+
+        let mut v2 = Fixture::v2(Some(4096));
+        assert_eq!(v2.r.pending_capacity(), PENDING_MAX);
+        for b in 0..PENDING_MAX as u64 {
+            assert_eq!(v2.r.add_pending(b * 2), PendingAdd::Added);
+        }
+        assert_eq!(v2.r.add_pending(1), PendingAdd::Full);
+        v2.r.commit(&mut v2.disk, 1, 0).unwrap();
+        let again = Fixture::on(Some(4096), v2.disk.clone()).expect("v2 reloads");
+        assert_eq!(again.r.pending().len(), PENDING_MAX);
     }
 
     #[test]
