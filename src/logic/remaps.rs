@@ -817,9 +817,24 @@ impl<E: Env> Remaps<E> {
             return Ok(());
         }
         let crc = self.meta.crc;
-        let layout = self.meta.layout;
+        let mut layout = self.meta.layout;
         let pair = self.meta.identity;
         let (mut states, mut buf) = survey::<E>(io, &layout, &pair, crc)?;
+        if !states[..layout.copies as usize]
+            .iter()
+            .any(|s| matches!(s, CopyState::Valid(_)))
+        {
+            // The layout the constructor found may be gone: the table this
+            // one replaces converted the spare meanwhile (the pool and its
+            // size stay; only the copies moved).
+            if let (Some(l), _) = discover::<E>(io, pair.spare_sectors, crc)? {
+                if l != layout && l.pool_start == layout.pool_start && l.slots == layout.slots {
+                    layout = l;
+                    self.meta.layout = l;
+                    (states, buf) = survey::<E>(io, &layout, &pair, crc)?;
+                }
+            }
+        }
         let copies = layout.copies as usize;
         // A copy whose slots name one main block twice is defective too; try
         // the next best then.
@@ -2604,7 +2619,7 @@ mod tests {
             // Copy 3 damaged (below): the check rewrites it.
             ("scanner check", |f, io| f.r.verify(io, &mut |_| {}).is_ok()),
         ];
-        let seed = 0x5eed_d15c_u64;
+        let seed = CRASH_SEED;
         std::println!("crash enumeration seed {seed:#x}");
         let mut cases = 0;
         for (name, op) in ops {
@@ -2615,6 +2630,20 @@ mod tests {
             f.r.commit(&mut f.disk, 1, 0).unwrap();
             cases += crash_cases(name, f, op, seed);
         }
+        std::println!("{cases} crash images loaded (messages, error path, scanner)");
+        assert!(cases > 1000);
+    }
+
+    /// The seed of the crash enumerations' samples.
+    const CRASH_SEED: u64 = 0x5eed_d15c;
+
+    #[test]
+    fn every_crash_point_of_a_conversion_loads_old_or_new() {
+        // As `every_crash_point_of_every_metadata_write_loads_old_or_new`,
+        // for `convert_metadata`.
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let mut cases = 0;
         // Converting a version-2 spare (written by the version-2 code) with
         // remaps, a retired block and a pending block, for 512-byte and
         // 4096-byte blocks.
@@ -2633,8 +2662,35 @@ mod tests {
                 seed,
             );
         }
+        // And, for each block size, the first version-2 copy count whose
+        // headers are partly left outside the new copies: zeroing them is
+        // enumerated too.
+        for bs in [None, Some(4096)] {
+            let copies = (1..=format::MAX_COPIES)
+                .find(|&c| leftover_v2_headers(bs, c) > 0)
+                .expect("a copy count that leaves version-2 headers");
+            let mut f = Fixture::v2_with(bs, copies);
+            f.msg("add_remap 80 auto 16").unwrap();
+            f.r.add_pending(2000);
+            f.r.commit(&mut f.disk, 1, 0).unwrap();
+            cases += crash_cases(
+                &std::format!("convert_metadata ({copies} version-2 copies, headers left over)"),
+                f,
+                |f, io| msg_on(f, io, "convert_metadata"),
+                seed,
+            );
+        }
+        std::println!("{cases} crash images loaded (conversions)");
+        assert!(cases > 1000);
+    }
+
+    #[test]
+    fn every_crash_point_of_formatting_loads_an_empty_spare() {
         // Formatting a blank spare: a crash anywhere leaves a spare that
         // loads (formatting again if no copy was finished), empty.
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let mut cases = 0;
         let blank = std::vec![0u8; TEST_AREA];
         let mut rec = Recorder {
             image: blank.clone(),
@@ -2664,8 +2720,27 @@ mod tests {
             rec.writes.len(),
             cases - before_op
         );
-        std::println!("{cases} crash images loaded");
+        std::println!("{cases} crash images loaded (format)");
         assert!(cases > 1000);
+    }
+
+    /// How many version-2 headers converting a version-2 spare of `copies`
+    /// copies (blocks of `bs`) leaves outside what the new copies write, to
+    /// be zeroed; 0 when it is refused.
+    fn leftover_v2_headers(bs: Option<u32>, copies: u32) -> usize {
+        let mut f = Fixture::v2_with(bs, copies);
+        let v2 = f.r.meta.layout;
+        if f.msg("convert_metadata").is_err() {
+            return 0;
+        }
+        let l = f.r.meta.layout;
+        let written = (l.pending_offset() + f.r.pending_units(true)) * format::UNIT_SECTORS;
+        (0..v2.copies)
+            .filter(|&i| {
+                let at = v2.copy_start(i);
+                !(0..l.copies).any(|j| (l.copy_start(j)..l.copy_start(j) + written).contains(&at))
+            })
+            .count()
     }
 
     /// Runs message `line` on `f` with its metadata writes going to `io`.
@@ -3285,6 +3360,83 @@ mod tests {
         // 800+64 remapped (to pool blocks 0-7), 8000+8 to spare sector 16384,
         // pool block 20 retired, main block 3000 pending; generation 4.
         // `DMR_WRITE_V2_IMAGE=1 cargo test` writes it again.
+        let (g, id) = golden_pair();
+        let layout = Layout::new(5, 4096, 4096, g.spare_data_blocks).unwrap();
+        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk: Disk::new(),
+            events: Vec::new(),
+        };
+        f.r.load(&f.t, &mut f.disk, false, [0x42; 16], &mut |_| {})
+            .unwrap();
+        f.msg("add_remap 800 auto 64").unwrap();
+        f.msg("add_remap 8000 16384 8").unwrap();
+        assert_eq!(f.r.retire_slot(20), None);
+        f.r.add_pending(3000);
+        f.r.commit(&mut f.disk, 20, 20).unwrap();
+        assert_eq!(f.r.generation(), 4);
+        golden_image(
+            &f.disk.data[..2 << 20],
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2-spare.img.gz"),
+            "DMR_WRITE_V2_IMAGE",
+        );
+    }
+
+    #[test]
+    fn the_version_4_spare_of_the_guest_test_is_a_version_3_spare_relabelled() {
+        // tests/data/v4-spare.img.gz (tests/55-newer-version.sh): the first
+        // 2 MiB of a 16 MiB spare formatted by this code for a 32 MiB main
+        // with 4096-byte blocks, main sectors 800+8 remapped, then every
+        // copy's header relabelled version 4 and sealed again: what a newer
+        // dm-remap might write. This module refuses it and, asked to
+        // `format`, formats over it. `DMR_WRITE_V4_IMAGE=1 cargo test`
+        // writes it again.
+        let (g, id) = golden_pair();
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        let mut disk = Disk::new();
+        let layout = find_layout::<HostEnv>(&mut disk, &g, 32768, &req, crc32fast::hash).unwrap();
+        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
+        f.r.load(&f.t, &mut f.disk, false, [0x44; 16], &mut |_| {})
+            .unwrap();
+        f.msg("add_remap 800 auto 8").unwrap();
+        let copies_end = layout.copy_start(layout.copies) as usize * SECTOR;
+        assert!(copies_end <= 2 << 20);
+        for i in 0..layout.copies {
+            let at = layout.copy_start(i) as usize * SECTOR;
+            let hdr = &mut f.disk.data[at..at + SECTOR];
+            hdr[8..12].copy_from_slice(&4u32.to_le_bytes());
+            format::seal(hdr, crc32fast::hash);
+        }
+        let image = &f.disk.data[..2 << 20];
+        let mut spare = Disk::new();
+        spare.data[..image.len()].copy_from_slice(image);
+        assert_eq!(
+            find_layout::<HostEnv>(&mut spare, &g, 32768, &req, crc32fast::hash).err(),
+            Some(LoadError::Newer(4)),
+            "not refused as newer"
+        );
+        golden_image(
+            image,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4-spare.img.gz"),
+            "DMR_WRITE_V4_IMAGE",
+        );
+    }
+
+    /// The devices of the golden images: a 32 MiB main and a 16 MiB spare
+    /// with 4096-byte blocks.
+    fn golden_pair() -> (Geometry, Identity) {
         let d = |dev, sectors| DeviceFacts {
             dev,
             whole: dev,
@@ -3302,26 +3454,14 @@ mod tests {
             spare_sectors: 32768,
             block_size: 4096,
         };
-        let layout = Layout::new(5, 4096, 4096, g.spare_data_blocks).unwrap();
-        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
-        let mut f = Fixture {
-            t,
-            r,
-            disk: Disk::new(),
-            events: Vec::new(),
-        };
-        f.r.load(&f.t, &mut f.disk, false, [0x42; 16], &mut |_| {})
-            .unwrap();
-        f.msg("add_remap 800 auto 64").unwrap();
-        f.msg("add_remap 8000 16384 8").unwrap();
-        assert_eq!(f.r.retire_slot(20), None);
-        f.r.add_pending(3000);
-        f.r.commit(&mut f.disk, 20, 20).unwrap();
-        assert_eq!(f.r.generation(), 4);
-        let image = &f.disk.data[..2 << 20];
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2-spare.img.gz");
-        if std::env::var_os("DMR_WRITE_V2_IMAGE").is_some() {
-            let raw = std::env::temp_dir().join(std::format!("v2-{}.img", std::process::id()));
+        (g, id)
+    }
+
+    /// Checks that the gzip file `path` holds `image`; with `env` set, writes
+    /// it first.
+    fn golden_image(image: &[u8], path: &str, env: &str) {
+        if std::env::var_os(env).is_some() {
+            let raw = std::env::temp_dir().join(std::format!("golden-{}.img", std::process::id()));
             std::fs::write(&raw, image).unwrap();
             let gz = std::process::Command::new("gzip")
                 .args(["-9", "-n", "-c"])
@@ -3336,7 +3476,7 @@ mod tests {
             .output()
             .expect("gzip");
         assert!(out.status.success(), "{path}");
-        assert!(out.stdout == image, "{path} is not what version 2 writes");
+        assert!(out.stdout == image, "{path} is not what the code writes");
     }
 
     #[test]
@@ -3652,6 +3792,35 @@ mod tests {
         assert_eq!(f.r.pending(), &want[1..cap - 1]);
         assert_eq!(f.r.add_pending(0), PendingAdd::Added);
         assert_eq!(f.r.pending()[0], 0);
+    }
+
+    #[test]
+    fn a_table_constructed_before_a_conversion_finished_loads_the_converted_spare() {
+        // A table is loaded (its constructor finds version 2) while the live
+        // one converts the spare; it is resumed after the conversion.
+        let mut f = Fixture::v2(Some(4096));
+        f.msg("add_remap 80 auto 16").unwrap();
+        f.r.add_pending(2000);
+        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        let before = f.state();
+        let g = geo(Some(4096));
+        let v2 = try_layout(&mut f.disk, &g, 5).unwrap();
+        assert_eq!(v2.version, format::FORMAT_V2);
+        f.msg("convert_metadata").unwrap();
+        let (t, mut r) = Remaps::<HostEnv>::new(g, v2, pair(Some(4096)), crc32fast::hash).unwrap();
+        let mut disk = f.disk.clone();
+        r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
+        assert_eq!(r.meta.layout, f.r.meta.layout);
+        let mut g = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
+        assert_eq!(g.state(), before);
+        assert_eq!(g.r.pending(), &[2000]);
+        g.msg("add_remap 8000 auto 8").unwrap();
+        assert_eq!(loaded_version(&g.disk.data, Some(4096)), 3);
     }
 
     #[test]
