@@ -9,8 +9,11 @@
 #   the loaded generation never goes back (stale copies, interrupted commits
 #   and blank copies are what a commit in progress leaves; nothing else is);
 # - at each mark, every remap acknowledged so far is present and every
-#   acknowledged removal absent; once fio is done, every bad block it wrote
-#   is remapped (its writes were acknowledged).
+#   acknowledged removal absent; a write to a bad block outside fio's area,
+#   made by dd during the storm, is marked when dd has its acknowledgment,
+#   and from that mark on its automatic remap must be present; once fio is
+#   done, every bad block it wrote is remapped (its writes were
+#   acknowledged).
 . /tests/lib.sh
 load_module
 
@@ -22,8 +25,10 @@ LM=$(new_loop 64M)
 LS=$(new_loop 16M)
 # Bad 4 KiB blocks of main inside fio's 2 MiB, by first sector.
 BAD="24 800 808 4088"
+# Bad blocks written one by one by dd during the storm.
+LONE="40000 50000 60000"
 ranges=""
-for s in $BAD; do ranges="$ranges $s:8"; done
+for s in $BAD $LONE; do ranges="$ranges $s:8"; done
 dm_wrap w $M0 $ranges || fail "wrapper over main refused"
 dm_create lw "0 $(sectors $S) log-writes $S $LOG" || fail "log-writes over the spare refused"
 T="0 131072 remap /dev/mapper/w /dev/mapper/lw 4 block_size 4096 copies 3"
@@ -34,6 +39,7 @@ lw_mark() {
 	dmsetup message lw 0 mark "$1" || fail "mark $1 refused"
 }
 
+dd if=/dev/urandom of=/tmp/lone bs=4096 count=1 2>/dev/null
 t0=$(now)
 fio --name=v --filename=/dev/mapper/t --direct=1 --ioengine=psync --size=2M \
 	--bs=4k --rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 \
@@ -42,7 +48,7 @@ fio_pid=$!
 
 # The storm, outside fio's area: 12 blocks added one by one, every third
 # one followed by the removal of the block added before it.
-adds=0 removes=0 during=0
+adds=0 removes=0 autos=0 during=0
 i=0
 while [ $i -lt 12 ]; do
 	m=$((65536 + i * 8))
@@ -55,6 +61,15 @@ while [ $i -lt 12 ]; do
 		lw_mark remove-$((m - 8))
 		removes=$((removes + 1))
 	fi
+	if [ $((i % 4)) = 1 ]; then
+		# i = 1, 5, 9: the next lone bad block, written and acknowledged.
+		set -- $LONE
+		shift $((i / 4))
+		dd if=/tmp/lone of=/dev/mapper/t bs=4096 seek=$(($1 / 8)) count=1 oflag=direct \
+			conv=notrunc 2>/dev/null || fail "write to bad block $1 failed"
+		lw_mark auto-$1
+		autos=$((autos + 1))
+	fi
 	kill -0 $fio_pid 2>/dev/null && during=$((during + 1))
 	i=$((i + 1))
 done
@@ -64,7 +79,12 @@ rc=$?
 [ $rc -eq 0 ] || { cat /tmp/fio.out; fail "fio failed (status $rc)"; }
 grep -q "err= 0" /tmp/fio.out || { cat /tmp/fio.out; fail "fio reported errors"; }
 lw_mark fio-done
-nbad=$(echo $BAD | wc -w)
+for s in $LONE; do
+	dd if=/dev/mapper/t of=/tmp/got bs=4096 skip=$((s / 8)) count=1 iflag=direct 2>/dev/null ||
+		fail "read of bad block $s failed"
+	cmp -s /tmp/got /tmp/lone || fail "bad block $s reads back different data"
+done
+nbad=$(echo $BAD $LONE | wc -w)
 [ "$(dm_stat t auto_remaps)" = $nbad ] || fail "auto_remaps $(dm_stat t auto_remaps), want $nbad"
 [ "$(dmsetup message t 0 count)" = $((adds - removes + nbad)) ] ||
 	fail "count $(dmsetup message t 0 count), want $((adds - removes + nbad))"
@@ -116,6 +136,8 @@ function judge(   i, j, k, found, a) {
 	marks++
 	if (mark ~ /^add-/) {
 		k = substr(mark, 5); acked[k] = 1; delete removed[k]
+	} else if (mark ~ /^auto-/) {
+		k = substr(mark, 6); acked[k] = 1
 	} else if (mark ~ /^remove-/) {
 		k = substr(mark, 8); delete acked[k]; removed[k] = 1
 	} else if (mark == "fio-done") {
@@ -175,8 +197,8 @@ for e in $(sed -n 's/^unfinished //p' /tmp/judge.out); do
 	unfinished=$((unfinished + 1))
 done
 note "$(echo "$t0 $t1 $t2 $(now)" | awk '{ printf "storm %.0f s, replay %.0f s, judge %.0f s", $2 - $1, $3 - $2, $4 - $3 }')"
-note "marks: $adds add_remap, $removes remove_remap ($during while fio ran), fio-done, log end; $nbad automatic remaps; $unfinished points inside the format loaded by the module"
+note "marks: $adds add_remap, $removes remove_remap ($during while fio ran), fio-done, log end; $nbad automatic remaps ($autos by lone dd writes, each checked from its own mark on); $unfinished points inside the format loaded by the module"
 points=$(echo "$sum" | sed -n 's/.*checked \([0-9]*\) points.*/\1/p')
 [ "${points:-0}" -ge $((3 * (adds + removes))) ] || fail "too few points: $sum"
-[ "$judged" = "judged $points points, $((adds + removes + 2)) marks, last generation ${judged##* }" ] ||
+[ "$judged" = "judged $points points, $((adds + removes + autos + 2)) marks, last generation ${judged##* }" ] ||
 	fail "points judged: $judged, replayed: $sum"
