@@ -42,13 +42,25 @@ kernel=$kdir/arch/x86/boot/bzImage
 
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nodefaults
 	-no-reboot -kernel "$kernel" -initrd "$initrd" "${icount[@]}")
+# An NVMe namespace of 64 MiB (a sparse file of this guest's own): the debug
+# kernel puts it behind a multipath head, /dev/nvme0n1
+# (tests/57-spare-behind-nvme-multipath.sh).
+nvme=$(mktemp "${TMPDIR:-/tmp}/dmr-nvme.XXXXXX")
+trap 'rm -f "$nvme"' EXIT
+truncate -s 64M "$nvme"
+# In a subsystem (multi-controller capable) and shared: what makes Linux
+# put a multipath head in front of it.
+qemu+=(-drive "if=none,id=nvm,format=raw,file=$nvme"
+	-device nvme-subsys,id=dmrsub,nqn=dmr-remap -device nvme,serial=dmr-nvme,subsys=dmrsub
+	-device nvme-ns,drive=nvm,nsid=1,shared=on)
 # loglevel=2: only panics reach the console; the runner reads everything else
 # from the kernel log itself.
 append="console=ttyS0 panic=-1 loglevel=2"
 [ ${#control[@]} -eq 0 ] || append+=" dmr.ctl"
 
 if [ $shell -eq 1 ]; then
-	exec "${qemu[@]}" -nographic -serial mon:stdio -append "$append dmr.shell"
+	"${qemu[@]}" -nographic -serial mon:stdio -append "$append dmr.shell"
+	exit
 fi
 
 [ -n "$log" ] || log=$(mktemp "${TMPDIR:-/tmp}/dmr-console.XXXXXX")
