@@ -3244,6 +3244,146 @@ mod tests {
         assert!(n > 40);
     }
 
+    #[test]
+    fn error_path_and_scanner_with_a_write_failing_at_every_point_load_old_or_new() {
+        // What the error path and the scanner commit, with the n-th
+        // metadata write failing for every n. The spare must load, into the
+        // state before or after; into the state after where the operation
+        // reported success with every copy written. After a failure the
+        // module is in fail mode (writes refused), and `clear_fail`, which
+        // rewrites every copy from memory, must leave the state in memory
+        // as what loads. The relocations undo their memory changes when
+        // their commit fails, as `recover.rs` does.
+        type Step = fn(&mut Fixture) -> bool;
+        let ops: [(&str, Step); 7] = [
+            ("pending mark", |f| {
+                f.r.add_pending(3000);
+                f.r.commit(&mut f.disk, 1, 0).is_ok()
+            }),
+            ("pending clear", |f| {
+                f.r.clear_pending();
+                f.r.commit(&mut f.disk, 1, 0).is_ok()
+            }),
+            ("retire", |f| {
+                let s = f.r.reserve(4000).unwrap();
+                f.r.retire_slot(s);
+                f.r.commit(&mut f.disk, s, s).is_ok()
+            }),
+            ("automatic remap", |f| {
+                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                let s = f.r.reserve(2000).unwrap();
+                let was_pending = f.r.remove_pending(2000);
+                if f.r.commit(&mut f.disk, s, s).is_err() {
+                    f.r.unreserve(s);
+                    if was_pending {
+                        f.r.add_pending(2000);
+                    }
+                    return false;
+                }
+                f.r.publish(&f.t, 2000, s, node, &mut |_| {});
+                true
+            }),
+            ("relocate", |f| {
+                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                let old = f.t.lookup(10).unwrap();
+                let s = f.r.reserve(10).unwrap();
+                f.r.retire_slot(old);
+                if f.r.commit(&mut f.disk, s.min(old), s.max(old)).is_err() {
+                    f.r.unreserve(s);
+                    f.r.unretire(old, 10);
+                    return false;
+                }
+                f.r.publish(&f.t, 10, s, node, &mut |_| {});
+                true
+            }),
+            ("clear_fail", |f| f.r.rewrite_all(&mut f.disk).is_ok()),
+            // Copy 3 damaged (below): the check rewrites it.
+            ("scanner check", |f| {
+                f.r.verify(&mut f.disk, &mut |_| {}).is_ok()
+            }),
+        ];
+        let mem = |f: &mut Fixture| {
+            let (l, c) = f.state();
+            (l, c, f.r.pending().to_vec(), f.r.retired())
+        };
+        let mut n = 0;
+        for (name, op) in ops {
+            let start = || {
+                let mut f = Fixture::new(Some(4096));
+                f.msg("add_remap 80 auto 16").unwrap();
+                f.msg("add_remap 8000 auto 24").unwrap();
+                f.r.add_pending(2000);
+                f.r.commit(&mut f.disk, 1, 0).unwrap();
+                if name == "scanner check" {
+                    let at = f.r.meta.layout.copy_start(3) as usize * SECTOR + 100;
+                    f.disk.data[at] ^= 0xff;
+                }
+                f
+            };
+            let old = loaded_state(&start().disk.data, name);
+            let mut done = start();
+            assert!(op(&mut done), "{name} fails without a failing write");
+            let new = mem(&mut done);
+            for k in 0.. {
+                let mut f = start();
+                f.disk.writes_left = Some(k);
+                let ok = op(&mut f);
+                let degraded = f.r.take_degraded();
+                let exhausted = f.disk.writes_left == Some(0);
+                f.disk.writes_left = None;
+                let what = std::format!("{name}, write {k} fails");
+                let loaded = loaded_state(&f.disk.data, &what);
+                assert!(
+                    loaded == old || loaded == new,
+                    "{what}: neither old nor new"
+                );
+                if ok && !degraded {
+                    assert_eq!(loaded, new, "{what}: reported done, not what loads");
+                } else {
+                    // Fail mode, then `clear_fail`.
+                    f.r.rewrite_all(&mut f.disk).unwrap();
+                    let now = mem(&mut f);
+                    assert_eq!(
+                        loaded_state(&f.disk.data, &what),
+                        now,
+                        "{what}: after clear_fail"
+                    );
+                    assert!(
+                        now == old || now == new,
+                        "{what}: memory neither old nor new"
+                    );
+                }
+                n += 1;
+                if ok && !degraded && !exhausted {
+                    break;
+                }
+            }
+        }
+        // Formatting a blank spare with the n-th write failing: loading
+        // fails (the device is not created) or succeeds; either way the
+        // spare then loads, empty.
+        for k in 0.. {
+            let mut disk = Disk::new();
+            disk.writes_left = Some(k);
+            let g = geo(Some(4096));
+            let layout = try_layout(&mut disk, &g, 5).unwrap();
+            let (t, mut r) =
+                Remaps::<HostEnv>::new(g, layout, pair(Some(4096)), crc32fast::hash).unwrap();
+            let ok = r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).is_ok();
+            let exhausted = disk.writes_left == Some(0);
+            disk.writes_left = None;
+            let mut f = Fixture::on(Some(4096), disk)
+                .unwrap_or_else(|e| panic!("format, write {k} fails: no load: {e:?}"));
+            assert_eq!(f.msg("count").unwrap(), "0", "format, write {k} fails");
+            n += 1;
+            if ok && !exhausted {
+                break;
+            }
+        }
+        std::println!("{n} write-failure cases (error path, scanner, format)");
+        assert!(n > 40);
+    }
+
     /// The state of `f` and the format version it has in memory.
     fn versioned(f: &mut Fixture) -> ((String, String), u32) {
         (f.state(), f.r.meta.layout.version)
