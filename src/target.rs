@@ -435,27 +435,19 @@ impl TargetOps for Remap {
             // A write to a pending block goes to the spare through the
             // worker, and so does one to the block the worker is writing;
             // the blocks before it go where they go as usual.
-            let bs = self.geometry.block_sectors;
-            let first = self.block_of(offset);
-            let n = self.block_of(offset + len + bs - 1) - first;
-            let mut hold = None;
+            let (first, n) = remaps::blocks_of(&self.geometry, offset, len);
+            let mut held = None;
             if !r.to_spare && !self.pending.is_empty() && self.auto_remap.load(Ordering::Relaxed)
             {
-                hold = self.pending.first_in(first, n);
+                held = self.pending.first_in(first, n);
             }
             let busy = self.relocating.load(Ordering::SeqCst);
             if busy != 0 && (first..first + n).contains(&(busy - 1)) {
-                hold = Some(hold.map_or(busy - 1, |p| p.min(busy - 1)));
+                held = Some(held.map_or(busy - 1, |p| p.min(busy - 1)));
             }
-            if let Some(p) = hold {
-                let start = p * bs;
-                if start <= offset {
-                    deferred = true;
-                    len = len.min(start + bs - offset);
-                } else {
-                    len = start - offset;
-                }
-            }
+            let h = remaps::hold(&self.geometry, offset, len, held);
+            len = h.len;
+            deferred = h.deferred;
         }
         if len < sectors {
             // `len < sectors <= u32::MAX >> 9`, so the cast is lossless.

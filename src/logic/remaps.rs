@@ -33,6 +33,54 @@ pub struct Route {
     pub len: u64,
 }
 
+/// How much of a write `map` sends on, once it knows the first block of it
+/// that must go through the worker instead (`held`: a pending block, or the
+/// block the worker is writing): the sectors before that block go where the
+/// route says; a write that starts in that block is deferred, that block
+/// alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// Sectors from the start of the write in this piece.
+    pub len: u64,
+    /// The piece goes to the worker.
+    pub deferred: bool,
+}
+
+/// The blocks a routed piece of `len` sectors at target offset `offset`
+/// touches: the first and how many.
+pub fn blocks_of(geo: &Geometry, offset: u64, len: u64) -> (u64, u64) {
+    let bs = geo.block_sectors;
+    let first = offset / bs;
+    (first, (offset + len).div_ceil(bs) - first)
+}
+
+/// Cuts a routed piece of `len` sectors at target offset `offset` (of a
+/// write) at `held`, the first block in it that goes through the worker
+/// (see [`Hold`]). `held` is one of the piece's blocks.
+pub fn hold(geo: &Geometry, offset: u64, len: u64, held: Option<u64>) -> Hold {
+    let bs = geo.block_sectors;
+    match held {
+        None => Hold {
+            len,
+            deferred: false,
+        },
+        Some(p) => {
+            let start = p * bs;
+            if start <= offset {
+                Hold {
+                    len: len.min(start + bs - offset),
+                    deferred: true,
+                }
+            } else {
+                Hold {
+                    len: start - offset,
+                    deferred: false,
+                }
+            }
+        }
+    }
+}
+
 /// Routes the first piece of an I/O of `sectors` sectors at target offset
 /// `offset`: the longest prefix whose blocks all go to main, or all go to
 /// consecutive spare blocks. `lookup` is the table's lookup. The loop runs at
@@ -3723,6 +3771,90 @@ mod tests {
                 len: 20
             }
         );
+    }
+
+    #[test]
+    fn a_write_is_cut_at_the_first_block_the_worker_takes() {
+        // 4 KiB blocks (8 sectors). A write of sectors 13..33 touches
+        // blocks 1-4.
+        let g = geo(Some(4096));
+        assert_eq!(blocks_of(&g, 13, 20), (1, 4));
+        assert_eq!(blocks_of(&g, 16, 8), (2, 1));
+        assert_eq!(blocks_of(&g, 16, 9), (2, 2));
+        assert_eq!(blocks_of(&g, 0, 1), (0, 1));
+        let h = |held| hold(&g, 13, 20, held);
+        // Nothing held: all of it, as routed.
+        assert_eq!(
+            h(None),
+            Hold {
+                len: 20,
+                deferred: false
+            }
+        );
+        // Its first block held: that block's part alone, to the worker.
+        assert_eq!(
+            h(Some(1)),
+            Hold {
+                len: 3,
+                deferred: true
+            }
+        );
+        // A later block held: the sectors before it go on now; the next
+        // piece starts in the held block.
+        assert_eq!(
+            h(Some(2)),
+            Hold {
+                len: 3,
+                deferred: false
+            }
+        );
+        assert_eq!(
+            h(Some(4)),
+            Hold {
+                len: 19,
+                deferred: false
+            }
+        );
+        // A write inside one block, held: all of it, deferred.
+        assert_eq!(
+            hold(&g, 17, 4, Some(2)),
+            Hold {
+                len: 4,
+                deferred: true
+            }
+        );
+        // The next piece of the cut write starts in the held block: the
+        // block alone is deferred, the rest follows in later pieces.
+        assert_eq!(
+            hold(&g, 32, 1, Some(4)),
+            Hold {
+                len: 1,
+                deferred: true
+            }
+        );
+        assert_eq!(
+            hold(&g, 16, 17, Some(2)),
+            Hold {
+                len: 8,
+                deferred: true
+            }
+        );
+        // Every cut covers at least one sector and never more than asked.
+        for offset in 0..40 {
+            for len in 1..40 {
+                let (first, n) = blocks_of(&g, offset, len);
+                for p in first..first + n {
+                    let c = hold(&g, offset, len, Some(p));
+                    assert!(c.len >= 1 && c.len <= len, "{offset}+{len} at {p}: {c:?}");
+                    // A deferred piece stays inside the held block.
+                    if c.deferred {
+                        assert_eq!(blocks_of(&g, offset, c.len), (p, 1));
+                    } else {
+                        assert_eq!(offset + c.len, p * 8);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
