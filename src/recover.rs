@@ -121,11 +121,17 @@ impl Remap {
         }
     }
 
-    /// Commits the pool and pending list after a change of the error path;
-    /// a failed write enters fail mode (out of memory writes nothing).
-    fn commit(&self, dev: &str, c: &mut Core, lo: u64, hi: u64) -> bool {
+    /// Commits after a change of the error path: the entry units of pool
+    /// blocks `lo..=hi` with `Some((lo, hi))`, none with `None` (a change of
+    /// the pending list only); the pending list whenever it changed. A
+    /// failed write enters fail mode (out of memory writes nothing).
+    fn commit(&self, dev: &str, c: &mut Core, slots: Option<(u64, u64)>) -> bool {
         let mut sio = self.spare_io();
-        match c.remaps.commit(&mut sio, lo, hi) {
+        let r = match slots {
+            Some((lo, hi)) => c.remaps.commit(&mut sio, lo, hi),
+            None => c.remaps.commit_pending(&mut sio),
+        };
+        match r {
             Ok(()) => {
                 if c.remaps.take_degraded() {
                     // Durable in copy 0 on, missing from a later copy.
@@ -317,7 +323,7 @@ impl Remap {
                                 // Written fine after all: the drive
                                 // reassigned the sector.
                                 self.pending.set(c.remaps.pending());
-                                self.commit(dev, &mut c, 1, 0);
+                                self.commit(dev, &mut c, None);
                             }
                             sts::OK
                         } else {
@@ -341,7 +347,7 @@ impl Remap {
         }
         if pending_changed {
             self.pending.set(c.remaps.pending());
-            self.commit(dev, &mut c, 1, 0);
+            self.commit(dev, &mut c, None);
         }
         c.buf = Some(buf);
         self.update_stats(&mut c);
@@ -422,7 +428,7 @@ impl Remap {
                 // counts blocks its entry sectors do not show (the next
                 // commit would write them anyway), and a reload does not
                 // hand them out again.
-                self.commit(dev, c, lo, hi);
+                self.commit(dev, c, Some((lo, hi)));
             }
             self.report_spare(dev, c);
             if c.remaps.free_slots() == 0 {
@@ -441,7 +447,7 @@ impl Remap {
             hi = hi.max(o);
         }
         let was_pending = c.remaps.remove_pending(block);
-        if !self.commit(dev, c, lo, hi) {
+        if !self.commit(dev, c, Some((lo, hi))) {
             c.remaps.unreserve(slot);
             if let Some(o) = old {
                 c.remaps.unretire(o, block);
@@ -527,7 +533,7 @@ impl Remap {
                     }
                 };
                 self.pending.set(c.remaps.pending());
-                if n > 0 && !self.commit(dev, c, 1, 0) {
+                if n > 0 && !self.commit(dev, c, None) {
                     return Err(MsgError::Io);
                 }
                 let _ = write!(out, "cleared {n}");
@@ -776,7 +782,7 @@ impl Remap {
         c.scan.position = blk;
         if pending_changed {
             self.pending.set(c.remaps.pending());
-            self.commit(dev, &mut c, 1, 0);
+            self.commit(dev, &mut c, None);
         }
         self.update_stats(&mut c);
         if c.suspended || self.halt.load(Ordering::Relaxed) {

@@ -801,8 +801,8 @@ impl<E: Env> Remaps<E> {
     }
 
     /// Puts main block `block` on the pending list. Changes memory only:
-    /// commit with [`Remaps::commit`] (`lo > hi` writes just the header and
-    /// the pending sector).
+    /// commit with [`Remaps::commit_pending`] (the header and the pending
+    /// units).
     pub fn add_pending(&mut self, block: u64) -> PendingAdd {
         if block >= self.geo.main_blocks {
             return PendingAdd::OutOfRange;
@@ -1136,6 +1136,13 @@ impl<E: Env> Remaps<E> {
             .checked_add(1)
             .filter(|&g| g < u64::MAX)
             .ok_or(MsgError::Io)
+    }
+
+    /// [`Self::commit`] with no slot range: the header and, when the list
+    /// changed, the pending units (and, as every commit, the entry units of
+    /// pool blocks the error path changed in memory).
+    pub fn commit_pending(&mut self, io: &mut dyn MetaIo) -> Result<(), MsgError> {
+        self.commit(io, 1, 0)
     }
 
     /// Makes the in-memory state durable: the entry sectors holding slots
@@ -1754,7 +1761,7 @@ impl<E: Env> Remaps<E> {
     /// unless every copy was written.
     pub fn rewrite_all(&mut self, io: &mut dyn MetaIo) -> Result<(), MsgError> {
         self.meta.full_rewrite = true;
-        self.commit(io, 1, 0)?;
+        self.commit_pending(io)?;
         if self.take_degraded() {
             return Err(MsgError::Io);
         }
@@ -2643,11 +2650,11 @@ mod tests {
             ("clear_remaps", |f, io| msg_on(f, io, "clear_remaps")),
             ("pending mark", |f, io| {
                 f.r.add_pending(3000);
-                f.r.commit(io, 1, 0).is_ok()
+                f.r.commit_pending(io).is_ok()
             }),
             ("pending clear", |f, io| {
                 f.r.clear_pending();
-                f.r.commit(io, 1, 0).is_ok()
+                f.r.commit_pending(io).is_ok()
             }),
             ("retire", |f, io| {
                 let s = f.r.reserve(4000).unwrap();
@@ -2675,7 +2682,7 @@ mod tests {
             f.msg("add_remap 80 auto 16").unwrap();
             f.msg("add_remap 8000 auto 24").unwrap();
             f.r.add_pending(2000);
-            f.r.commit(&mut f.disk, 1, 0).unwrap();
+            f.r.commit_pending(&mut f.disk).unwrap();
             cases += crash_cases(name, f, op, seed);
         }
         std::println!("{cases} crash images loaded (messages, error path, scanner)");
@@ -2720,7 +2727,7 @@ mod tests {
             let mut f = Fixture::v2_with(bs, copies);
             f.msg("add_remap 80 auto 16").unwrap();
             f.r.add_pending(2000);
-            f.r.commit(&mut f.disk, 1, 0).unwrap();
+            f.r.commit_pending(&mut f.disk).unwrap();
             cases += crash_cases(
                 &std::format!("convert_metadata ({copies} version-2 copies, headers left over)"),
                 f,
@@ -3306,11 +3313,11 @@ mod tests {
         let ops: [(&str, Step); 7] = [
             ("pending mark", |f| {
                 f.r.add_pending(3000);
-                f.r.commit(&mut f.disk, 1, 0).is_ok()
+                f.r.commit_pending(&mut f.disk).is_ok()
             }),
             ("pending clear", |f| {
                 f.r.clear_pending();
-                f.r.commit(&mut f.disk, 1, 0).is_ok()
+                f.r.commit_pending(&mut f.disk).is_ok()
             }),
             ("retire", |f| {
                 let s = f.r.reserve(4000).unwrap();
@@ -3361,7 +3368,7 @@ mod tests {
                 f.msg("add_remap 80 auto 16").unwrap();
                 f.msg("add_remap 8000 auto 24").unwrap();
                 f.r.add_pending(2000);
-                f.r.commit(&mut f.disk, 1, 0).unwrap();
+                f.r.commit_pending(&mut f.disk).unwrap();
                 if name == "scanner check" {
                     let at = f.r.meta.layout.copy_start(3) as usize * SECTOR + 100;
                     f.disk.data[at] ^= 0xff;
@@ -4073,7 +4080,7 @@ mod tests {
         let mut f = Fixture::v2(Some(4096));
         f.msg("add_remap 80 auto 16").unwrap();
         f.r.add_pending(2000);
-        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        f.r.commit_pending(&mut f.disk).unwrap();
         let before = f.state();
         let g = geo(Some(4096));
         let v2 = try_layout(&mut f.disk, &g, 5).unwrap();
@@ -4106,7 +4113,7 @@ mod tests {
         for &b in &blocks {
             assert_eq!(f.r.add_pending(b), PendingAdd::Added);
         }
-        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        f.r.commit_pending(&mut f.disk).unwrap();
         assert_eq!(f.r.add_pending(0), PendingAdd::Full);
         let layout = f.r.meta.layout;
         for h in all_copies_valid(&mut f.disk, &layout, "full pending list") {
@@ -4116,7 +4123,7 @@ mod tests {
         assert_eq!(g.r.pending(), &blocks[..]);
         // One block off the middle, committed: the rest loads as it was.
         assert!(g.r.remove_pending(blocks[2000]));
-        g.r.commit(&mut g.disk, 1, 0).unwrap();
+        g.r.commit_pending(&mut g.disk).unwrap();
         let h = Fixture::on(Some(4096), g.disk.clone()).expect("reloads");
         assert_eq!(h.r.pending().len(), cap - 1);
         assert!(h.r.pending().binary_search(&blocks[2000]).is_err());
@@ -4128,7 +4135,7 @@ mod tests {
             assert_eq!(v2.r.add_pending(b * 2), PendingAdd::Added);
         }
         assert_eq!(v2.r.add_pending(1), PendingAdd::Full);
-        v2.r.commit(&mut v2.disk, 1, 0).unwrap();
+        v2.r.commit_pending(&mut v2.disk).unwrap();
         let again = Fixture::on(Some(4096), v2.disk.clone()).expect("v2 reloads");
         assert_eq!(again.r.pending().len(), PENDING_MAX);
     }
@@ -4257,7 +4264,7 @@ mod tests {
         let layout = f.r.meta.layout;
         f.r.add_pending(77);
         f.disk.log.clear();
-        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        f.r.commit_pending(&mut f.disk).unwrap();
         // Per copy: the pending unit, then the header; no entry unit.
         let want: Vec<(u64, usize)> = (0..5)
             .flat_map(|i| {
@@ -4308,7 +4315,7 @@ mod tests {
         let mut f = Fixture::new(None);
         f.msg("add_remap 0 auto 4").unwrap();
         f.r.add_pending(5);
-        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        f.r.commit_pending(&mut f.disk).unwrap();
         let g = f.r.generation();
         let layout = f.r.meta.layout;
         // A later commit changing only the pending list is cut after copy 0
@@ -4317,7 +4324,7 @@ mod tests {
         g1.r.add_pending(6);
         g1.disk.writes_left = Some(3);
         // Copy 0 is written whole, copy 1 torn: the change is kept.
-        assert_eq!(g1.r.commit(&mut g1.disk, 1, 0), Ok(()));
+        assert_eq!(g1.r.commit_pending(&mut g1.disk), Ok(()));
         assert!(g1.r.take_degraded());
         let mut disk = g1.disk.clone();
         disk.writes_left = None;
@@ -4374,7 +4381,7 @@ mod tests {
         let mut f = Fixture::new(None);
         f.msg("add_remap 0 auto 4").unwrap();
         f.r.add_pending(10);
-        f.r.commit(&mut f.disk, 1, 0).unwrap();
+        f.r.commit_pending(&mut f.disk).unwrap();
         // 5 copies x (entry write + pending write + header write).
         for k in 0..=15 {
             let mut g = Fixture::on(None, f.disk.clone()).unwrap();
