@@ -45,6 +45,22 @@ use crate::target::{scan_state, Core, Remap};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
+/// The device an I/O of the error path goes to.
+#[derive(Clone, Copy)]
+enum Dev {
+    Main,
+    Spare,
+}
+
+/// What an I/O of the error path does.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Write,
+    /// A write the bio asked to be durable when it completes.
+    WriteFua,
+}
+
 /// Attempts at one block of a bio with the I/O done without the lock, before
 /// one with the lock held throughout (each attempt after the first follows a
 /// message that moved the block meanwhile).
@@ -147,42 +163,24 @@ impl Remap {
         }
     }
 
-    fn io(&self, spare: bool, sector: u64, buf: &mut [u8], write: bool, fua: bool) -> bool {
-        let dev = if spare { &self.spare } else { &self.main };
-        let f = match (write, fua) {
-            // Reads fail fast: `read_retries` is the retry policy.
-            (false, _) => io::flags::READ | io::flags::FAILFAST,
-            (true, false) => io::flags::WRITE,
-            (true, true) => io::flags::WRITE | io::flags::FUA,
+    /// One synchronous I/O of the error path to `dev`.
+    fn io(&self, dev: Dev, op: Op, sector: u64, buf: &mut [u8]) -> bool {
+        let d = match dev {
+            Dev::Main => &self.main,
+            Dev::Spare => &self.spare,
         };
-        io::sync_io(&self.io_client, dev, sector, buf, f).is_ok()
+        let f = match op {
+            // Reads fail fast: `read_retries` is the retry policy.
+            Op::Read => io::flags::READ | io::flags::FAILFAST,
+            Op::Write => io::flags::WRITE,
+            Op::WriteFua => io::flags::WRITE | io::flags::FUA,
+        };
+        io::sync_io(&self.io_client, d, sector, buf, f).is_ok()
     }
 
-    /// Reads `buf.len()` bytes at `sector` with `retries` retries.
-    fn read_retried(&self, buf: &mut [u8], retries: u32, spare: bool, sector: u64) -> bool {
-        for _ in 0..=retries {
-            if self.io(spare, sector, buf, false, false) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Writes `buf` at `sector` with `retries` retries.
-    fn write_retried(
-        &self,
-        buf: &mut [u8],
-        retries: u32,
-        spare: bool,
-        sector: u64,
-        fua: bool,
-    ) -> bool {
-        for _ in 0..=retries {
-            if self.io(spare, sector, buf, true, fua) {
-                return true;
-            }
-        }
-        false
+    /// `op` on `dev` with `retries` retries.
+    fn retried(&self, dev: Dev, op: Op, retries: u32, sector: u64, buf: &mut [u8]) -> bool {
+        (0..=retries).any(|_| self.io(dev, op, sector, buf))
     }
 
     /// Completes a bio the worker took over: one that failed, one `map`
@@ -260,21 +258,21 @@ impl Remap {
                 } else {
                     // A read, or the block a partial write is merged into.
                     let (in_block, len) = if write { (0, bs) } else { (p.in_block, p.len) };
-                    let (spare, from) = match at {
-                        Some(slot) => (true, c.remaps.slot_sector(slot) + in_block),
-                        None => (false, p.block * bs + in_block),
+                    let (on, from) = match at {
+                        Some(slot) => (Dev::Spare, c.remaps.slot_sector(slot) + in_block),
+                        None => (Dev::Main, p.block * bs + in_block),
                     };
                     let dst = &mut buf[..(len << 9) as usize];
                     let ok = if unlocked {
                         drop(c);
-                        let ok = self.read_retried(dst, read_retries, spare, from);
+                        let ok = self.retried(on, Op::Read, read_retries, from, dst);
                         c = self.core.lock();
                         if self.table.lookup(p.block) != at {
                             continue;
                         }
                         ok
                     } else {
-                        self.read_retried(dst, read_retries, spare, from)
+                        self.retried(on, Op::Read, read_retries, from, dst)
                     };
                     if !ok {
                         if at.is_none() {
@@ -292,10 +290,11 @@ impl Remap {
                     bio.copy_out(off, &mut buf[at..at + n]);
                 }
                 let data = &mut buf[..bs_bytes];
+                let op = if fua { Op::WriteFua } else { Op::Write };
                 st = match at {
                     Some(slot) => {
                         let to = c.remaps.slot_sector(slot);
-                        if self.write_retried(data, write_retries, true, to, fua) {
+                        if self.retried(Dev::Spare, op, write_retries, to, data) {
                             sts::OK
                         } else {
                             self.relocate(dev, &mut c, data, p.block, Some(slot))
@@ -309,14 +308,14 @@ impl Remap {
                             false
                         } else if unlocked {
                             drop(c);
-                            let ok = self.write_retried(data, write_retries, false, to, fua);
+                            let ok = self.retried(Dev::Main, op, write_retries, to, data);
                             c = self.core.lock();
                             if self.table.lookup(p.block).is_some() {
                                 continue;
                             }
                             ok
                         } else {
-                            self.write_retried(data, write_retries, false, to, fua)
+                            self.retried(Dev::Main, op, write_retries, to, data)
                         };
                         if written {
                             if c.remaps.remove_pending(p.block) {
@@ -415,7 +414,7 @@ impl Remap {
             lo = lo.min(s);
             hi = hi.max(s);
             let at = c.remaps.slot_sector(s);
-            if self.io(true, at, data, true, false) {
+            if self.io(Dev::Spare, Op::Write, at, data) {
                 slot = Some(s);
                 break;
             }
