@@ -382,13 +382,27 @@ fn survey<E: Env>(
 fn unfinished_format(copy: &[u8], layout: &Layout, i: u32, crc: Crc) -> bool {
     let unit = layout.unit();
     copy.chunks(unit).enumerate().skip(1).all(|(k, s)| {
-        let loc = layout.unit_at(i, k as u64);
-        s.iter().all(|&b| b == 0)
-            || (format::decode_entries(unit, s, loc, crc) == Ok(1)
-                && (0..layout.slots_per_unit()).all(|i| format::entry_slot(s, i) == 0))
-            || format::decode_pending(unit, s, loc, 0, crc) == Ok((1, 0))
-            || empty_entries_torn(s, loc)
+        formatted_empty(
+            s,
+            unit,
+            layout.slots_per_unit(),
+            layout.unit_at(i, k as u64),
+            crc,
+        )
     })
+}
+
+/// Whether `s`, the unit of `unit` bytes at sector `loc`, is zero or what
+/// formatting writes there before any header: an empty generation-1 entry
+/// unit (of `slots` slots) or pending unit naming its own place, or such an
+/// entry unit torn on its way to disk.
+fn formatted_empty(s: &[u8], unit: usize, slots: usize, loc: u64, crc: Crc) -> bool {
+    s.iter().all(|&b| b == 0)
+        || (s.len() == unit
+            && ((format::decode_entries(unit, s, loc, crc) == Ok(1)
+                && (0..slots).all(|i| format::entry_slot(s, i) == 0))
+                || format::decode_pending(unit, s, loc, 0, crc) == Ok((1, 0))
+                || empty_entries_torn(s, loc)))
 }
 
 /// Whether copy `i` of `layout` is what formatting writes, cut short: a
@@ -427,16 +441,14 @@ fn empty_entries_torn(s: &[u8], loc: u64) -> bool {
 /// `dm-remap-tool` calls it blank for the same reason.
 pub fn interrupted_format(area: &[u8], crc: Crc) -> bool {
     let unit = format::UNIT;
-    area.len() >= unit
-        && area.chunks(unit).enumerate().all(|(k, s)| {
-            let loc = k as u64 * format::UNIT_SECTORS;
-            s.iter().all(|&b| b == 0)
-                || (k > 0
-                    && s.len() == unit
-                    && ((format::decode_entries(unit, s, loc, crc) == Ok(1)
-                        && (0..format::SLOTS_PER_UNIT).all(|i| format::entry_slot(s, i) == 0))
-                        || format::decode_pending(unit, s, loc, 0, crc) == Ok((1, 0))
-                        || empty_entries_torn(s, loc)))
+    if area.len() < unit {
+        return false;
+    }
+    let (head, rest) = area.split_at(unit);
+    head.iter().all(|&b| b == 0)
+        && rest.chunks(unit).enumerate().all(|(k, s)| {
+            let loc = (k as u64 + 1) * format::UNIT_SECTORS;
+            formatted_empty(s, unit, format::SLOTS_PER_UNIT, loc, crc)
         })
 }
 
