@@ -3,7 +3,8 @@
  * Deferred work of a remap target: the bios whose I/O failed (or that must
  * not go to main) and the scanner's steps, both run by one ordered workqueue
  * per target, in process context. Implemented in src/worker.c; the work
- * functions call back into Rust (dmr_worker_run, dmr_scan_run).
+ * functions call back into Rust through the two functions given at creation
+ * (src/dm/worker.rs).
  */
 #ifndef DM_REMAP_WORKER_H
 #define DM_REMAP_WORKER_H
@@ -14,6 +15,9 @@
 #include <linux/workqueue.h>
 
 struct dmr_worker;
+
+/* What the worker runs: every queued bio, or one scanner step. */
+typedef void (*dmr_callback_fn)(struct dm_target *ti);
 
 /*
  * Per-bio data of every bio the target maps: where the bio's data was when
@@ -41,7 +45,9 @@ struct dmr_bio_data {
 #define DMR_BIO_REDO 16U	/* written, but where a relocation moved away from */
 
 unsigned int dmr_bio_data_size(void);
-struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti);
+struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti,
+				     dmr_callback_fn run_bios,
+				     dmr_callback_fn run_scan);
 void dmr_worker_destroy(struct dmr_worker *w);
 void dmr_worker_queue_bio(struct dmr_worker *w, struct bio *bio);
 struct bio *dmr_worker_pop_bio(struct dmr_worker *w);
@@ -61,9 +67,5 @@ void dmr_bio_copy(struct bio *bio, unsigned int offset, void *buf,
 void dmr_bio_complete(struct bio *bio, blk_status_t status);
 
 u64 dmr_jiffies_ms(void);
-
-/* Implemented in Rust. */
-void dmr_worker_run(struct dm_target *ti);
-void dmr_scan_run(struct dm_target *ti);
 
 #endif /* DM_REMAP_WORKER_H */

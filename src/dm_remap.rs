@@ -8,15 +8,14 @@
 //!   only place with `unsafe`.
 //! - [`logic`]: pure Rust shared unchanged with the host crate (`src/host.rs`)
 //!   and tested there.
-//! - [`target`]: the target itself, written against the two above.
+//! - [`remap`]: the target itself, written against the two above.
 
 use kernel::prelude::*;
 
 mod dm;
 #[allow(unreachable_pub, dead_code)]
 mod logic;
-mod recover;
-mod target;
+mod remap;
 
 module! {
     type: DmRemap,
@@ -36,12 +35,12 @@ struct DmRemap {
 impl kernel::Module for DmRemap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let stats = dm::stats::StatsTree::new()?;
-        let reg = dm::target::Registration::new::<target::Remap>(
+        let reg = dm::target::Registration::new::<remap::Remap>(
             module,
-            target::NAME,
-            target::VERSION,
+            remap::NAME,
+            remap::VERSION,
         )?;
-        let [a, b, c] = target::VERSION;
+        let [a, b, c] = remap::VERSION;
         dm::log::dmr_info!("target remap {}.{}.{} registered\n", a, b, c);
         Ok(DmRemap {
             _target: reg,

@@ -13,13 +13,15 @@ struct dmr_worker {
 	spinlock_t lock;
 	struct bio_list bios;
 	struct dm_target *ti;
+	dmr_callback_fn run_bios;
+	dmr_callback_fn run_scan;
 };
 
 static void dmr_work_fn(struct work_struct *work)
 {
 	struct dmr_worker *w = container_of(work, struct dmr_worker, work);
 
-	dmr_worker_run(w->ti);
+	w->run_bios(w->ti);
 }
 
 static void dmr_scan_fn(struct work_struct *work)
@@ -27,7 +29,7 @@ static void dmr_scan_fn(struct work_struct *work)
 	struct dmr_worker *w = container_of(to_delayed_work(work),
 					    struct dmr_worker, scan);
 
-	dmr_scan_run(w->ti);
+	w->run_scan(w->ti);
 }
 
 unsigned int dmr_bio_data_size(void)
@@ -39,7 +41,9 @@ unsigned int dmr_bio_data_size(void)
  * WQ_MEM_RECLAIM: the worker completes bios that writeback may be waiting
  * for, so it must make progress under memory pressure.
  */
-struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti)
+struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti,
+				     dmr_callback_fn run_bios,
+				     dmr_callback_fn run_scan)
 {
 	struct dmr_worker *w = kzalloc(sizeof(*w), GFP_KERNEL);
 
@@ -55,6 +59,8 @@ struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti)
 	spin_lock_init(&w->lock);
 	bio_list_init(&w->bios);
 	w->ti = ti;
+	w->run_bios = run_bios;
+	w->run_scan = run_scan;
 	return w;
 }
 

@@ -3,7 +3,7 @@
 //! The FFI layer: small safe wrappers over the kernel's C API.
 //!
 //! Every `unsafe` block of the module lives under this directory. The target
-//! code (`src/target.rs`) uses only these safe types and the pure logic.
+//! code (`src/remap/`) uses only these safe types and the pure logic.
 
 pub(crate) mod bindings;
 pub(crate) mod bio;

@@ -6,6 +6,7 @@
 use super::bindings as b;
 use super::bio::Bio;
 use super::device::DmDev;
+use super::worker::{Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::Refusal;
 use core::marker::PhantomData;
@@ -15,9 +16,6 @@ use kernel::ffi::{c_char, c_int, c_uint, c_void};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
-
-/// A `struct dm_target`, as callbacks of work the target queued receive it.
-pub(crate) type RawTarget = b::dm_target;
 
 /// What `map` did with a bio.
 pub(crate) enum MapResult {
@@ -73,7 +71,7 @@ impl From<Refusal> for CtrError {
 /// once, so shared state needs interior mutability.
 pub(crate) trait TargetOps: Sized + Send + Sync {
     /// Builds a target from its table line (the arguments after the name).
-    fn ctr(ctx: &mut CtrContext<'_>, args: &[&str]) -> Result<Self, CtrError>;
+    fn ctr(ctx: &mut CtrContext<'_, Self>, args: &[&str]) -> Result<Self, CtrError>;
     /// Routes a bio. Runs in the submitter's context: must not sleep.
     fn map(&self, ti: &Target, bio: &mut Bio) -> MapResult;
     /// Writes a status line.
@@ -156,12 +154,15 @@ impl Target {
 ///
 /// `ti` is the valid target under construction; only the constructor's
 /// thread uses it until the constructor returns.
-pub(crate) struct CtrContext<'a> {
+pub(crate) struct CtrContext<'a, T> {
     ti: NonNull<b::dm_target>,
-    _p: PhantomData<&'a mut b::dm_target>,
+    _ti: PhantomData<&'a mut b::dm_target>,
+    /// The type whose constructor runs: its value becomes the target's
+    /// private data.
+    _t: PhantomData<fn() -> T>,
 }
 
-impl CtrContext<'_> {
+impl<T> CtrContext<'_, T> {
     /// The target (begin, length, device name).
     pub(crate) fn target(&self) -> &Target {
         // SAFETY: Valid by the type invariant. The private data is not set
@@ -219,18 +220,24 @@ impl CtrContext<'_> {
         unsafe { (*self.ti.as_ptr()).per_io_data_size = b::dmr_bio_data_size() }
     }
 
-    /// Creates the target's worker (see `super::worker`).
-    pub(crate) fn worker(&mut self) -> Option<super::worker::Worker> {
-        // SAFETY: `ti` is the valid target under construction; the worker's
-        // callbacks only run once the target is constructed (nothing queues
-        // work before), and the worker is destroyed in the target's `Drop`.
-        unsafe { super::worker::Worker::new(self.ti) }
-    }
 
     /// How many clones device-mapper sends `map` per discard.
     pub(crate) fn set_num_discard_bios(&mut self, n: u32) {
         // SAFETY: Valid and exclusively ours during construction.
         unsafe { (*self.ti.as_ptr()).num_discard_bios = n }
+    }
+}
+
+impl<T: WorkerOps> CtrContext<'_, T> {
+    /// Creates the target's worker (see `super::worker`), whose work calls
+    /// back into the `T` this constructor builds.
+    pub(crate) fn worker(&mut self) -> Option<Worker> {
+        // SAFETY: `ti` is the valid target under construction, and the
+        // value `T::ctr` returns (a `T`: the type of this context) becomes
+        // its private data; the worker's callbacks only run once the target
+        // is constructed (nothing queues work before), and the worker is
+        // destroyed in the target's `Drop`.
+        unsafe { Worker::new::<T>(self.ti) }
     }
 }
 
@@ -406,7 +413,8 @@ unsafe extern "C" fn ctr<T: TargetOps>(
     // INVARIANT: `ti` is valid and ours until we return.
     let mut ctx = CtrContext {
         ti: ti_nn,
-        _p: PhantomData,
+        _ti: PhantomData,
+        _t: PhantomData,
     };
     let target = match T::ctr(&mut ctx, &args) {
         Ok(t) => t,

@@ -2,9 +2,15 @@
 
 //! The target's worker: an ordered workqueue that runs the error path and
 //! the scanner in process context (`src/worker.c`), and the bios it owns.
+//!
+//! The work functions call back through two trampolines generic over
+//! [`WorkerOps`], handed to the C side when the worker is created (the way
+//! `TargetOps` is handed to device-mapper), so the target's code exports no
+//! symbols of its own.
 
 use super::bindings as b;
 use super::bio::Bio;
+use super::target::{from_callback, Target};
 use core::ptr::NonNull;
 use kernel::ffi::c_void;
 
@@ -21,19 +27,20 @@ unsafe impl Send for Worker {}
 unsafe impl Sync for Worker {}
 
 impl Worker {
-    /// A worker whose work functions call back with `ti`.
+    /// A worker whose work functions call back into `T`, the target `ti`'s
+    /// private data.
     ///
     /// # Safety
     ///
-    /// `ti` must stay valid, with its private data set, whenever work of
-    /// this worker runs: work is queued only after construction, and the
-    /// worker is dropped before the private data is freed.
-    pub(crate) unsafe fn new(ti: NonNull<b::dm_target>) -> Option<Self> {
+    /// `ti` must stay valid, with its private data set to a `T`, whenever
+    /// work of this worker runs: work is queued only after construction, and
+    /// the worker is dropped before the private data is freed.
+    pub(crate) unsafe fn new<T: WorkerOps>(ti: NonNull<b::dm_target>) -> Option<Self> {
         // SAFETY: `ti` is valid (caller); the name is a valid string the
         // workqueue copies.
         let p = unsafe {
             let name = b::dm_table_device_name((*ti.as_ptr()).table);
-            b::dmr_worker_create(name, ti.as_ptr())
+            b::dmr_worker_create(name, ti.as_ptr(), Some(run_bios::<T>), Some(run_scan::<T>))
         };
         // INVARIANT: Just created.
         NonNull::new(p).map(Self)
@@ -67,6 +74,44 @@ impl Worker {
         // SAFETY: The worker is valid (type invariant).
         unsafe { b::dmr_worker_scan_cancel(self.0.as_ptr()) }
     }
+}
+
+/// What a target's worker runs, one at a time, in process context.
+pub(crate) trait WorkerOps: Sized + Send + Sync {
+    /// The target's worker.
+    fn worker(&self) -> &Worker;
+    /// Completes a bio taken off the worker's queue (handed over by `map`
+    /// or `end_io`).
+    fn handle_bio(&self, ti: &Target, bio: OwnedBio);
+    /// One step of the scanner.
+    fn scan_step(&self, ti: &Target);
+}
+
+/// Work callback: handles every queued bio.
+///
+/// # Safety
+///
+/// Called by the C worker only, with the target it was created for (see
+/// [`Worker::new`]).
+unsafe extern "C" fn run_bios<T: WorkerOps>(ti: *mut b::dm_target) {
+    // SAFETY: The worker of a constructed target of type `T` calls back
+    // with it; work is flushed before the target is freed.
+    let (t, target) = unsafe { from_callback::<T>(ti) };
+    while let Some(bio) = t.worker().pop() {
+        t.handle_bio(target, bio);
+    }
+}
+
+/// Work callback: one step of the scanner.
+///
+/// # Safety
+///
+/// As for [`run_bios`].
+unsafe extern "C" fn run_scan<T: WorkerOps>(ti: *mut b::dm_target) {
+    // SAFETY: As in `run_bios`; the scan work is cancelled in `postsuspend`
+    // and in the worker's destruction, before the target is freed.
+    let (t, target) = unsafe { from_callback::<T>(ti) };
+    t.scan_step(target);
 }
 
 impl Drop for Worker {

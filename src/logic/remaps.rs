@@ -3320,7 +3320,7 @@ mod tests {
         // module is in fail mode (writes refused), and `clear_fail`, which
         // rewrites every copy from memory, must leave the state in memory
         // as what loads. The relocations undo their memory changes when
-        // their commit fails, as `recover.rs` does.
+        // their commit fails, as `remap/error_path.rs` does.
         type Step = fn(&mut Fixture) -> bool;
         let ops: [(&str, Step); 7] = [
             ("pending mark", |f| {

@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The `remap` target: table line → devices → routing.
+//! The `remap` target: its state, the device-mapper hooks and the data path.
+//!
+//! The children hold what runs outside the data path, each in its own file,
+//! and see this module's private fields:
+//! - [`error_path`]: the worker's handling of failed bios and of writes to
+//!   pending blocks (retry, remap, commit, publish);
+//! - [`control`]: the messages about error handling and the scanner;
+//! - [`scanner`]: the background scanner's steps.
 //!
 //! Construct: `<start> <len> remap <main_dev> <spare_dev> [<#feature_args> <feature_arg>...]`
 //!
@@ -26,7 +33,7 @@ use crate::dm::target::{
     Target, TargetOps,
 };
 use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, ON_SPARE, PASS, REDO};
-use crate::dm::worker::{self, Worker};
+use crate::dm::worker::{self, OwnedBio, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
@@ -46,87 +53,91 @@ use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
 
+mod control;
+mod error_path;
+mod scanner;
+
 /// The target type's name in table lines.
 pub(crate) const NAME: &core::ffi::CStr = c"remap";
 /// The target type's version, as `dmsetup targets` shows it.
 pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
 
 /// The scanner's state.
-pub(crate) struct Scan {
+struct Scan {
     /// Started (and not stopped).
-    pub(crate) running: bool,
+    running: bool,
     /// Next main block to read.
-    pub(crate) position: u64,
+    position: u64,
     /// Full passes completed.
-    pub(crate) passes: u64,
+    passes: u64,
     /// Bad blocks found (made pending).
-    pub(crate) found: u64,
+    found: u64,
     /// When the last pass completed (ms since boot).
-    pub(crate) last_pass_ms: Option<u64>,
+    last_pass_ms: Option<u64>,
     /// When the next step is due (ms since boot), to keep the average rate.
-    pub(crate) due_ms: u64,
+    due_ms: u64,
     /// Read buffer of `scan_chunk` bytes, while running.
-    pub(crate) buf: Option<RawArray<u8, KernelEnv>>,
+    buf: Option<RawArray<u8, KernelEnv>>,
 }
 
 /// Everything behind the target's lock: the table's writer side, the spare
 /// pool, the metadata state, the policy and the scanner.
-pub(crate) struct Core {
-    pub(crate) remaps: Remaps<KernelEnv>,
-    pub(crate) policy: Policy,
+struct Core {
+    remaps: Remaps<KernelEnv>,
+    policy: Policy,
     /// One block, for the error path's copies. The worker takes it out
     /// while it handles a bio (it reads and writes without the lock).
-    pub(crate) buf: Option<RawArray<u8, KernelEnv>>,
-    pub(crate) scan: Scan,
+    buf: Option<RawArray<u8, KernelEnv>>,
+    scan: Scan,
     /// Between `postsuspend` and `resume`.
-    pub(crate) suspended: bool,
+    suspended: bool,
     /// Automatic remaps since the target was created (`error_threshold`).
-    pub(crate) auto_remaps: u64,
+    auto_remaps: u64,
     /// The spare level last reported in the log.
-    pub(crate) reported: SpareLevel,
+    reported: SpareLevel,
     /// The metadata generation the `metadata_commits` counter has counted
     /// up to.
-    pub(crate) counted: u64,
+    counted: u64,
 }
 
 /// One remap target.
 pub(crate) struct Remap {
     /// First field: dropped (flushed and destroyed) before the rest.
-    pub(crate) worker: Worker,
-    pub(crate) main: DmDev,
-    pub(crate) spare: DmDev,
+    worker: Worker,
+    main: DmDev,
+    spare: DmDev,
     features: Features,
-    pub(crate) geometry: Geometry,
+    geometry: Geometry,
     /// Read by `map` under RCU; changed only by the holder of `core`.
-    pub(crate) table: RemapTable<KernelEnv>,
+    table: RemapTable<KernelEnv>,
     /// Main blocks whose next write goes to the spare; changed only by the
     /// holder of `core`.
-    pub(crate) pending: PendingSet<KernelEnv>,
+    pending: PendingSet<KernelEnv>,
     /// Fail mode: a metadata commit failed; writes are refused.
-    pub(crate) fail: AtomicBool,
+    fail: AtomicBool,
     /// The policy's `auto_remap`, for `end_io`.
-    pub(crate) auto_remap: AtomicBool,
+    auto_remap: AtomicBool,
     /// The scanner runs; `map` then notes foreground I/O in `busy`.
-    pub(crate) scanning: AtomicBool,
+    scanning: AtomicBool,
     /// Foreground I/O happened since the scanner's last step.
-    pub(crate) busy: AtomicBool,
+    busy: AtomicBool,
     /// The main block the worker is writing (plus one; 0: none). `map`
     /// holds writes to it back for the worker, so none lands where the
     /// worker may have read the block from before it moves.
-    pub(crate) relocating: AtomicU64,
+    relocating: AtomicU64,
     /// Counts the worker's writes (bumped after `relocating` is set). A
     /// write `map` issued under an older count may have landed where its
     /// block was moved away from: `end_io` checks it against the table.
-    pub(crate) relocations: AtomicU64,
+    relocations: AtomicU64,
     /// Set from `postsuspend` until `resume`: a scanner step in flight
     /// ends after its current read.
-    pub(crate) halt: AtomicBool,
+    halt: AtomicBool,
     /// Messages, `preresume`, the worker and the scanner take the lock.
-    pub(crate) core: Pin<KBox<Mutex<Core>>>,
+    core: Pin<KBox<Mutex<Core>>>,
     /// Metadata and error-path I/O.
-    pub(crate) io_client: IoClient,
+    io_client: IoClient,
     /// The mapped device's counters (`/sys/module/dm_remap/stat/dm-N/`).
-    pub(crate) stats: Stats,
+    stats: Stats,
     /// The spare is ours (no other remap target's).
     _claim: SpareClaim,
 }
@@ -154,7 +165,7 @@ impl Remap {
     /// Publishes the state to sysfs, at the end of every section under the
     /// lock: the gauges, and the commits made since the last call (every
     /// commit, successful or not, advances the generation by one).
-    pub(crate) fn update_stats(&self, c: &mut Core) {
+    fn update_stats(&self, c: &mut Core) {
         let generation = c.remaps.generation();
         self.stats
             .add(Counter::Commits, generation.saturating_sub(c.counted));
@@ -194,10 +205,49 @@ impl Remap {
         !self.table.is_empty() && self.table.read(|t| (first..=last).any(|b| t.lookup(b).is_some()))
     }
 
-    pub(crate) fn spare_io(&self) -> SpareIo<'_> {
+    fn spare_io(&self) -> SpareIo<'_> {
         SpareIo {
             client: &self.io_client,
             spare: &self.spare,
+        }
+    }
+
+    fn bs_bytes(&self) -> usize {
+        self.geometry.block_size as usize
+    }
+
+    /// The block holding main sector `sector`.
+    fn block_of(&self, sector: u64) -> u64 {
+        sector.checked_div(self.geometry.block_sectors).unwrap_or(0)
+    }
+
+    /// Enters fail mode (once).
+    fn enter_fail(&self, dev: &str) {
+        if !self.fail.swap(true, Ordering::AcqRel) {
+            dmr_err!(
+                "{}: metadata commit failed: fail mode, writes are refused until 'clear_fail'\n",
+                dev
+            );
+        }
+    }
+
+    /// Logs a change of the spare pool's level (once per change).
+    fn report_spare(&self, dev: &str, c: &mut Core) {
+        let (free, total) = (c.remaps.free_slots(), c.remaps.slots());
+        let level = SpareLevel::of(free, total, c.policy.spare_low);
+        if level == c.reported {
+            return;
+        }
+        c.reported = level;
+        match level {
+            SpareLevel::Low => dmr_info!(
+                "{}: spare pool low: {} of {} blocks free\n",
+                dev,
+                free,
+                total
+            ),
+            SpareLevel::Exhausted => dmr_err!("{}: spare pool exhausted\n", dev),
+            SpareLevel::Ok => {}
         }
     }
 }
@@ -224,7 +274,7 @@ fn facts(dev: &DmDev) -> DeviceFacts {
     }
 }
 
-pub(crate) fn log_event(dev: &str, ev: Event) {
+fn log_event(dev: &str, ev: Event) {
     match ev {
         Event::Resizing { old, new, count } => dmr_info!(
             "{}: Adaptive hash table resize: {} -> {} buckets (count={})\n",
@@ -273,7 +323,7 @@ pub(crate) fn log_event(dev: &str, ev: Event) {
 }
 
 impl TargetOps for Remap {
-    fn ctr(ctx: &mut CtrContext<'_>, args: &[&str]) -> Result<Self, CtrError> {
+    fn ctr(ctx: &mut CtrContext<'_, Self>, args: &[&str]) -> Result<Self, CtrError> {
         let line = table_line::parse(args)?;
         let main = ctx
             .get_device(line.main)
@@ -698,12 +748,26 @@ impl TargetOps for Remap {
 }
 
 /// The scanner's state as status reports it.
-pub(crate) fn scan_state(c: &Core) -> ScanState {
+fn scan_state(c: &Core) -> ScanState {
     if !c.scan.running {
         ScanState::Idle
     } else if c.suspended {
         ScanState::Paused
     } else {
         ScanState::Running
+    }
+}
+
+impl WorkerOps for Remap {
+    fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    fn handle_bio(&self, ti: &Target, bio: OwnedBio) {
+        self.finish_bio(ti, bio);
+    }
+
+    fn scan_step(&self, ti: &Target) {
+        self.scan_next(ti);
     }
 }

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The error path, the control messages and the background scanner.
+//! The error path.
 //!
 //! `end_io` hands a bio whose I/O failed to the target's worker (an ordered
 //! workqueue, so one bio at a time, in process context); `map` hands it a
 //! write to a pending block. The worker goes through the bio block by block
 //! (reads and writes to main without the target's lock, see
-//! `Remap::handle_bio`):
+//! `Remap::finish_bio`):
 //!
 //! - a write to main is retried (`write_retries`); a block that still fails
 //!   gets a spare block: the data is written there, the metadata committed
@@ -28,21 +28,15 @@
 //! A commit that fails puts the target in fail mode: the bio that needed it
 //! fails, and `map` refuses writes until `clear_fail` rewrites the metadata.
 
+use super::{log_event, Core, Remap};
 use crate::dm::io;
 use crate::dm::log::{dmr_err, dmr_info};
-use crate::dm::target::{from_callback, RawTarget, Target};
-use crate::dm::worker::{bio_flags, now_ms, status as sts, OwnedBio};
-use crate::logic::emit::Emitter;
-use crate::logic::mem::RawArray;
-use crate::logic::message::{Message, ScanCmd};
-use crate::logic::policy::Setting;
 use crate::dm::rcu::KernelEnv;
+use crate::dm::target::Target;
+use crate::dm::worker::{bio_flags, status as sts, OwnedBio};
 use crate::logic::remaps::{pieces, MsgError, PendingAdd};
-use crate::logic::table::Nodes;
 use crate::logic::stats::Counter;
-use crate::logic::status::SpareLevel;
-use crate::target::{scan_state, Core, Remap};
-use core::fmt::Write;
+use crate::logic::table::Nodes;
 use core::sync::atomic::Ordering;
 
 /// The device an I/O of the error path goes to.
@@ -69,79 +63,12 @@ const PIECE_ATTEMPTS: u32 = 3;
 /// New spare blocks tried for one block before giving up.
 const RELOCATE_ATTEMPTS: u32 = 8;
 
-/// How long one scanner step may spend narrowing read errors down, in ms;
-/// the next step goes on where it stopped.
-const SCAN_STEP_BUDGET_MS: u64 = 1000;
-
-/// Bad blocks one scanner step records; a step that finds this many ends
-/// there, and the next goes on from the block after the last.
-const SCAN_BAD_MAX: usize = 64;
-
-/// Worker callback: handles every queued bio.
-#[no_mangle]
-extern "C" fn dmr_worker_run(ti: *mut RawTarget) {
-    // SAFETY: The worker of a constructed target calls back with it; work is
-    // flushed before the target is freed.
-    let (t, target) = unsafe { from_callback::<Remap>(ti) };
-    while let Some(bio) = t.worker.pop() {
-        t.handle_bio(target, bio);
-    }
-}
-
-/// Worker callback: one step of the scanner.
-#[no_mangle]
-extern "C" fn dmr_scan_run(ti: *mut RawTarget) {
-    // SAFETY: As for `dmr_worker_run`; the scan work is cancelled in
-    // `postsuspend`, before any destruction.
-    let (t, target) = unsafe { from_callback::<Remap>(ti) };
-    t.scan_step(target);
-}
-
 impl Remap {
-    fn bs_bytes(&self) -> usize {
-        self.geometry.block_size as usize
-    }
-
-    /// The block holding main sector `sector`.
-    pub(crate) fn block_of(&self, sector: u64) -> u64 {
-        sector.checked_div(self.geometry.block_sectors).unwrap_or(0)
-    }
-
-    /// Enters fail mode (once).
-    pub(crate) fn enter_fail(&self, dev: &str) {
-        if !self.fail.swap(true, Ordering::AcqRel) {
-            dmr_err!(
-                "{}: metadata commit failed: fail mode, writes are refused until 'clear_fail'\n",
-                dev
-            );
-        }
-    }
-
-    /// Logs a change of the spare pool's level (once per change).
-    pub(crate) fn report_spare(&self, dev: &str, c: &mut Core) {
-        let (free, total) = (c.remaps.free_slots(), c.remaps.slots());
-        let level = SpareLevel::of(free, total, c.policy.spare_low);
-        if level == c.reported {
-            return;
-        }
-        c.reported = level;
-        match level {
-            SpareLevel::Low => dmr_info!(
-                "{}: spare pool low: {} of {} blocks free\n",
-                dev,
-                free,
-                total
-            ),
-            SpareLevel::Exhausted => dmr_err!("{}: spare pool exhausted\n", dev),
-            SpareLevel::Ok => {}
-        }
-    }
-
     /// Commits after a change of the error path: the entry units of pool
     /// blocks `lo..=hi` with `Some((lo, hi))`, none with `None` (a change of
     /// the pending list only); the pending list whenever it changed. A
     /// failed write enters fail mode (out of memory writes nothing).
-    fn commit(&self, dev: &str, c: &mut Core, slots: Option<(u64, u64)>) -> bool {
+    pub(super) fn commit(&self, dev: &str, c: &mut Core, slots: Option<(u64, u64)>) -> bool {
         let mut sio = self.spare_io();
         let r = match slots {
             Some((lo, hi)) => c.remaps.commit(&mut sio, lo, hi),
@@ -200,7 +127,7 @@ impl Remap {
     /// A write to a spare block, a relocation (write, commit, publish) and
     /// every metadata commit hold the lock, as messages do: a spare block
     /// whose remap a message removed may already hold another main block.
-    fn handle_bio(&self, ti: &Target, mut bio: OwnedBio) {
+    pub(super) fn finish_bio(&self, ti: &Target, mut bio: OwnedBio) {
         let dev = ti.device_name();
         bio.restore();
         // By the main sector `map` recorded: where the bio was sent then
@@ -364,7 +291,7 @@ impl Remap {
 
     /// Makes main block `block` pending (memory only). Returns whether the
     /// list changed.
-    fn mark_pending(&self, dev: &str, c: &mut Core, block: u64) -> bool {
+    pub(super) fn mark_pending(&self, dev: &str, c: &mut Core, block: u64) -> bool {
         let sector = block * self.geometry.block_sectors;
         match c.remaps.add_pending(block) {
             PendingAdd::Added => {
@@ -457,7 +384,7 @@ impl Remap {
             return sts::IOERR;
         }
         c.remaps.publish(&self.table, block, slot, node, &mut |ev| {
-            crate::target::log_event(dev, ev)
+            log_event(dev, ev)
         });
         self.pending.set(c.remaps.pending());
         c.auto_remaps += 1;
@@ -491,315 +418,5 @@ impl Remap {
         }
         self.report_spare(dev, c);
         sts::OK
-    }
-
-    /// The messages about error handling and the scanner.
-    pub(crate) fn control(
-        &self,
-        ti: &Target,
-        c: &mut Core,
-        msg: Message,
-        out: &mut Emitter<'_>,
-    ) -> Result<(), MsgError> {
-        let dev = ti.device_name();
-        if !c.remaps.loaded() {
-            return Err(MsgError::NotLoaded);
-        }
-        let bs = self.geometry.block_sectors;
-        match msg {
-            Message::Pending => {
-                let p = c.remaps.pending();
-                if p.is_empty() {
-                    let _ = out.write_str("none");
-                }
-                for (i, b) in p.iter().enumerate() {
-                    let _ = write!(out, "{}{}", if i > 0 { " " } else { "" }, b * bs);
-                }
-            }
-            Message::ClearPending(which) => {
-                let n = match which {
-                    None => c.remaps.clear_pending(),
-                    Some(s) => {
-                        if s.checked_rem(bs) != Some(0) {
-                            return Err(MsgError::Invalid(
-                                "main sector must be a multiple of the block size",
-                            ));
-                        }
-                        if !c.remaps.remove_pending(self.block_of(s)) {
-                            return Err(MsgError::At("not pending", s));
-                        }
-                        1
-                    }
-                };
-                self.pending.set(c.remaps.pending());
-                if n > 0 && !self.commit(dev, c, None) {
-                    return Err(MsgError::Io);
-                }
-                let _ = write!(out, "cleared {n}");
-            }
-            Message::ClearFail => {
-                let mut sio = self.spare_io();
-                if c.remaps.rewrite_all(&mut sio).is_err() {
-                    dmr_err!("{}: clear_fail: metadata still cannot be written\n", dev);
-                    return Err(MsgError::Io);
-                }
-                if self.fail.swap(false, Ordering::AcqRel) {
-                    dmr_info!("{}: metadata written: fail mode cleared\n", dev);
-                }
-                let _ = out.write_str("ok");
-            }
-            Message::Set(s) => {
-                let mut p = c.policy;
-                p.apply(s);
-                p.check(self.geometry.block_size)
-                    .map_err(|r| MsgError::Invalid(r.as_str()))?;
-                if let Setting::ScanChunk(kib) = s {
-                    // A running scanner reads into a buffer of the new size
-                    // from its next step on.
-                    if c.scan.buf.is_some() {
-                        let a = RawArray::new(kib as usize * 1024).ok_or(MsgError::NoMemory)?;
-                        c.scan.buf = Some(a);
-                    }
-                }
-                c.policy = p;
-                if let Setting::AutoRemap(on) = s {
-                    self.auto_remap.store(on, Ordering::Relaxed);
-                    if on {
-                        // An explicit `on` restarts the threshold count.
-                        c.auto_remaps = 0;
-                    }
-                }
-                if let Setting::SpareLow(_) = s {
-                    self.report_spare(dev, c);
-                }
-            }
-            Message::Policy => {
-                let _ = c.policy.write_all(out);
-            }
-            Message::Scan(ScanCmd::Start) => {
-                let bytes = c.policy.scan_chunk as usize * 1024;
-                if c.scan.buf.as_ref().map(|b| b.len()) != Some(bytes) {
-                    let a = RawArray::new(bytes).ok_or(MsgError::NoMemory)?;
-                    c.scan.buf = Some(a);
-                }
-                if !c.scan.running {
-                    c.scan.running = true;
-                    c.scan.due_ms = now_ms();
-                    self.scanning.store(true, Ordering::Relaxed);
-                    dmr_info!(
-                        "{}: scan started at sector {}\n",
-                        dev,
-                        c.scan.position * bs
-                    );
-                    if !c.suspended {
-                        self.worker.scan_after(0);
-                    }
-                }
-            }
-            Message::Scan(ScanCmd::Stop) => {
-                if c.scan.running {
-                    dmr_info!("{}: scan stopped at sector {}\n", dev, c.scan.position * bs);
-                }
-                c.scan.running = false;
-                c.scan.position = 0;
-                self.scanning.store(false, Ordering::Relaxed);
-            }
-            Message::Scan(ScanCmd::Status) => {
-                let _ = write!(
-                    out,
-                    "state {} position {} total {} passes {} found {} rate {} last_pass ",
-                    scan_state(c).as_str(),
-                    c.scan.position * bs,
-                    self.geometry.main_blocks * bs,
-                    c.scan.passes,
-                    c.scan.found,
-                    c.policy.scan_rate
-                );
-                let _ = match c.scan.last_pass_ms {
-                    Some(t) => write!(out, "{}", now_ms().saturating_sub(t) / 1000),
-                    None => out.write_str("never"),
-                };
-            }
-            _ => return Err(MsgError::Invalid("not a control message")),
-        }
-        Ok(())
-    }
-
-    /// One step of the scanner: reads the next chunk of main (skipping
-    /// remapped blocks), makes blocks that fail pending, and schedules the
-    /// next step so as to keep to `scan_rate`.
-    ///
-    /// The reads run without the target's lock, so that status, messages and
-    /// suspend never wait for a dying disk: the lock is taken to pick the
-    /// chunk and again to record what was found. They are idle-priority and
-    /// fail-fast, a step stops narrowing an error down after
-    /// [`SCAN_STEP_BUDGET_MS`] (the next step goes on from there), and
-    /// `scan stop` or a suspend ends it after the read in flight.
-    fn scan_step(&self, ti: &Target) {
-        let dev = ti.device_name();
-        let t0 = now_ms();
-        let mut c = self.core.lock();
-        if !c.scan.running || c.suspended || !c.remaps.loaded() {
-            return;
-        }
-        let main_blocks = self.geometry.main_blocks;
-        let bs = self.geometry.block_sectors;
-        let bs_bytes = self.bs_bytes() as u64;
-        if c.scan.position >= main_blocks {
-            c.scan.passes += 1;
-            c.scan.position = 0;
-            c.scan.last_pass_ms = Some(now_ms());
-            dmr_info!(
-                "{}: scan pass {} complete: {} bad blocks found\n",
-                dev,
-                c.scan.passes,
-                c.scan.found
-            );
-            let mut sio = self.spare_io();
-            let mut repaired = 0;
-            let r = c.remaps.verify(&mut sio, &mut |ev| {
-                repaired += 1;
-                crate::target::log_event(dev, ev)
-            });
-            self.stats.add(Counter::Repairs, repaired);
-            if r.is_err() {
-                self.enter_fail(dev);
-            }
-        }
-        let chunk_blocks = (u64::from(c.policy.scan_chunk) * 1024)
-            .checked_div(bs_bytes)
-            .unwrap_or(1)
-            .max(1);
-        let start = c.scan.position;
-        let n = chunk_blocks.min(main_blocks - start);
-        let retries = c.policy.read_retries;
-        let Some(mut buf) = c.scan.buf.take() else {
-            return;
-        };
-        drop(c);
-
-        // The buffer holds the chunk (`scan start` and `set scan_chunk` size
-        // it); never read more than it holds.
-        let n = n.min(buf.len() as u64 / bs_bytes).max(1);
-        let mut bad = [0u64; SCAN_BAD_MAX];
-        let mut nbad = 0;
-        let mut found = 0u64;
-        let mut bytes = 0u64;
-        let mut narrowed = 0u32;
-        let mut blk = start;
-        let halted = || !self.scanning.load(Ordering::Relaxed) || self.halt.load(Ordering::Relaxed);
-        let read = |b: &mut [u8], at: u64| {
-            io::sync_io(
-                &self.io_client,
-                &self.main,
-                at,
-                b,
-                io::flags::IDLE | io::flags::FAILFAST,
-            )
-            .is_ok()
-        };
-        'chunk: while blk < start + n {
-            if halted() {
-                break;
-            }
-            if self.table.lookup(blk).is_some() {
-                blk += 1;
-                continue;
-            }
-            let mut end = blk + 1;
-            while end < start + n && self.table.lookup(end).is_none() {
-                end += 1;
-            }
-            let len = ((end - blk) * bs_bytes) as usize;
-            let ok = match buf.get_mut(..len) {
-                Some(b) => read(b, blk * bs),
-                None => false,
-            };
-            if ok {
-                bytes += len as u64;
-                blk = end;
-                continue;
-            }
-            // Narrow the error down block by block, within the budget (but
-            // at least one block per step, so that the scan moves on).
-            while blk < end {
-                if halted()
-                    || nbad == SCAN_BAD_MAX
-                    || (narrowed > 0 && now_ms().saturating_sub(t0) > SCAN_STEP_BUDGET_MS)
-                {
-                    break 'chunk;
-                }
-                narrowed += 1;
-                if self.pending.contains(blk) {
-                    // Known bad already.
-                    bytes += bs_bytes;
-                    blk += 1;
-                    continue;
-                }
-                let mut good = false;
-                for _ in 0..=retries {
-                    if let Some(b) = buf.get_mut(..bs_bytes as usize) {
-                        if read(b, blk * bs) {
-                            good = true;
-                            break;
-                        }
-                    }
-                }
-                if !good {
-                    found += 1;
-                    // Below SCAN_BAD_MAX: checked before the reads.
-                    if let Some(b) = bad.get_mut(nbad) {
-                        *b = blk;
-                        nbad += 1;
-                    }
-                }
-                bytes += bs_bytes;
-                blk += 1;
-            }
-        }
-
-        let mut c = self.core.lock();
-        if c.scan.buf.is_none() {
-            c.scan.buf = Some(buf);
-        }
-        self.stats.add(Counter::ScanBytes, bytes);
-        if !c.scan.running || c.scan.position != start {
-            // Stopped (or restarted) meanwhile: this step's results belong
-            // to a scan that is over.
-            return;
-        }
-        let mut pending_changed = false;
-        for &x in &bad[..nbad] {
-            if self.table.lookup(x).is_none()
-                && !c.remaps.pending().contains(&x)
-                && self.mark_pending(dev, &mut c, x)
-            {
-                pending_changed = true;
-            }
-        }
-        c.scan.found += found;
-        c.scan.position = blk;
-        if pending_changed {
-            self.pending.set(c.remaps.pending());
-            self.commit(dev, &mut c, None);
-        }
-        self.update_stats(&mut c);
-        if c.suspended || self.halt.load(Ordering::Relaxed) {
-            return;
-        }
-        // Keep the average to the rate over whole chunks, skipped blocks
-        // included: each step is due one chunk's time after the previous
-        // one (twice that after foreground I/O). A scanner that fell behind
-        // (slow reads) does not catch up more than a second's worth.
-        let mut step_ms = c.policy.scan_delay_ms((blk - start) * bs_bytes);
-        if self.busy.swap(false, Ordering::Relaxed) {
-            step_ms = step_ms.saturating_mul(2);
-        }
-        let now = now_ms();
-        c.scan.due_ms = c.scan.due_ms.max(t0.saturating_sub(1000)).saturating_add(step_ms);
-        let delay = c.scan.due_ms.saturating_sub(now);
-        drop(c);
-        self.worker
-            .scan_after(u32::try_from(delay).unwrap_or(u32::MAX));
     }
 }
