@@ -330,6 +330,27 @@ void dmr_stats_add(void *stats, unsigned int counter, u64 value)
 	this_cpu_add(dmr_all_pcpu->c[counter], value);
 }
 
+/*
+ * One routed request: ops and remapped (unless out of range: not remapped)
+ * count one, bytes_counter counts bytes.
+ */
+void dmr_stats_add_io(void *stats, unsigned int ops, unsigned int bytes_counter,
+		      unsigned int remapped, u64 bytes)
+{
+	struct dmr_stats *s = stats;
+
+	if (ops >= DMR_NR_COUNTERS || bytes_counter >= DMR_NR_COUNTERS)
+		return;
+	this_cpu_inc(s->pcpu->c[ops]);
+	this_cpu_inc(dmr_all_pcpu->c[ops]);
+	this_cpu_add(s->pcpu->c[bytes_counter], bytes);
+	this_cpu_add(dmr_all_pcpu->c[bytes_counter], bytes);
+	if (remapped < DMR_NR_COUNTERS) {
+		this_cpu_inc(s->pcpu->c[remapped]);
+		this_cpu_inc(dmr_all_pcpu->c[remapped]);
+	}
+}
+
 void dmr_stats_set(void *stats, unsigned int gauge, u64 value)
 {
 	struct dmr_stats *s = stats;

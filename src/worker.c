@@ -32,11 +32,6 @@ static void dmr_scan_fn(struct work_struct *work)
 	w->run_scan(w->ti);
 }
 
-unsigned int dmr_bio_data_size(void)
-{
-	return sizeof(struct dmr_bio_data);
-}
-
 /*
  * WQ_MEM_RECLAIM: the worker completes bios that writeback may be waiting
  * for, so it must make progress under memory pressure.
@@ -102,53 +97,6 @@ void dmr_worker_scan_schedule(struct dmr_worker *w, unsigned int delay_ms)
 void dmr_worker_scan_cancel(struct dmr_worker *w)
 {
 	cancel_delayed_work_sync(&w->scan);
-}
-
-static struct dmr_bio_data *dmr_pd(struct bio *bio)
-{
-	return dm_per_bio_data(bio, sizeof(struct dmr_bio_data));
-}
-
-void dmr_bio_record(struct bio *bio, sector_t origin, unsigned int flags,
-		    u64 epoch)
-{
-	struct dmr_bio_data *pd = dmr_pd(bio);
-
-	pd->iter = bio->bi_iter;
-	pd->origin = origin;
-	pd->epoch = epoch;
-	pd->flags = flags;
-}
-
-sector_t dmr_bio_origin(struct bio *bio)
-{
-	return dmr_pd(bio)->origin;
-}
-
-u64 dmr_bio_epoch(struct bio *bio)
-{
-	return dmr_pd(bio)->epoch;
-}
-
-/* The bio's size as map saw it (bi_size is consumed by completion). */
-unsigned int dmr_bio_recorded_size(struct bio *bio)
-{
-	return dmr_pd(bio)->iter.bi_size;
-}
-
-void dmr_bio_restore(struct bio *bio)
-{
-	bio->bi_iter = dmr_pd(bio)->iter;
-}
-
-unsigned int dmr_bio_flags(struct bio *bio)
-{
-	return dmr_pd(bio)->flags;
-}
-
-void dmr_bio_set_flags(struct bio *bio, unsigned int flags)
-{
-	dmr_pd(bio)->flags = flags;
 }
 
 /*

@@ -334,7 +334,7 @@ mod tests {
     use super::*;
     use dm_remap::logic::format::{self, Identity};
     use dm_remap::logic::geometry::{validate, DeviceFacts};
-    use dm_remap::logic::message::parse;
+    use dm_remap::logic::message::{parse, Message};
     use dm_remap::logic::remaps::{self, LayoutRequest, MetaIo, Remaps};
     use dm_remap::logic::table_line::Features;
     use dm_remap::HostEnv;
@@ -397,8 +397,10 @@ mod tests {
         for m in ["add_remap 100 auto 10", "add_remap 7 5000"] {
             let words: Vec<&str> = m.split_whitespace().collect();
             let mut out = String::new();
-            r.handle(&t, &mut img, parse(&words).unwrap(), &mut out, &mut |_| {})
-                .unwrap();
+            let Ok(Message::Remaps(msg)) = parse(&words) else {
+                panic!("{m}: not a remap message");
+            };
+            r.handle(&t, &mut img, msg, &mut out, &mut |_| {}).unwrap();
         }
         if bad {
             // Pool block 2 held main block 102; block 20 was free.

@@ -79,51 +79,60 @@ impl Bio {
         self.opf() & (b::REQ_FUA | b::REQ_PREFLUSH) != 0
     }
 
-    /// Records, for the error path (per-bio data), where the bio's data is,
-    /// the target-relative main sector `origin` it covers and the error-path
-    /// `flags` (`DMR_BIO_*`): what `end_io` and the worker go by, since a
-    /// lower driver may change `bi_bdev` and `bi_sector` in place.
+    /// The target's per-bio data of this bio (one call into device-mapper).
     #[inline]
-    pub(crate) fn record(&mut self, origin: u64, flags: u32, epoch: u64) {
-        // SAFETY: A bio of our target, whose per-bio data the constructor
-        // reserved (`CtrContext::reserve_bio_data`).
-        unsafe { b::dmr_bio_record(self.raw(), origin, flags, epoch) }
+    fn data(&self) -> *mut BioData {
+        // SAFETY: A bio of our target (type invariant), whose per-bio data of
+        // `size_of::<BioData>()` bytes the constructor reserved
+        // (`CtrContext::reserve_bio_data`).
+        unsafe { b::dm_per_bio_data(self.raw(), core::mem::size_of::<BioData>()).cast() }
     }
 
-    /// The relocation count [`Self::record`] recorded.
+    /// Records in the per-bio data where the bio's data is now, with `rec`:
+    /// what `end_io` and the worker go by, since a lower driver may change
+    /// `bi_bdev`, `bi_sector` and `bi_iter` in place. `map` records every
+    /// bio it does not kill, before anything else reads the record.
     #[inline]
-    pub(crate) fn epoch(&self) -> u64 {
-        // SAFETY: As in `record`.
-        unsafe { b::dmr_bio_epoch(self.raw()) }
+    pub(crate) fn record(&mut self, rec: Record) {
+        let d = self.data();
+        // SAFETY: The bio is valid (type invariant); `d` points to its
+        // per-bio data, suitably aligned (`BioData`'s assertions), which only
+        // the holder of the bio touches.
+        unsafe {
+            d.write(BioData {
+                iter: (*self.raw()).bi_iter,
+                origin: rec.origin,
+                epoch: rec.epoch,
+                stage: rec.stage as u8,
+                on_spare: u8::from(rec.on_spare),
+                pass: u8::from(rec.pass),
+            })
+        }
     }
 
-    /// The size in bytes [`Self::record`] recorded (valid after
-    /// completion, when `bi_size` is consumed).
+    /// What [`Self::record`] recorded, and the bio's size in bytes then
+    /// (valid after completion, when the bio's own `bi_iter` is consumed).
     #[inline]
-    pub(crate) fn recorded_size(&self) -> u32 {
-        // SAFETY: As in `record`.
-        unsafe { b::dmr_bio_recorded_size(self.raw()) }
+    pub(crate) fn recorded(&self) -> (Record, u32) {
+        let d = self.data();
+        // SAFETY: As in `record`; `map` recorded it before any reader.
+        let d = unsafe { &*d };
+        let rec = Record {
+            origin: d.origin,
+            epoch: d.epoch,
+            stage: Stage::from_u8(d.stage),
+            on_spare: d.on_spare != 0,
+            pass: d.pass != 0,
+        };
+        (rec, d.iter.bi_size)
     }
 
-    /// The main sector [`Self::record`] recorded.
+    /// Moves the bio on to `stage` (the rest of the record stays).
     #[inline]
-    pub(crate) fn origin(&self) -> u64 {
+    pub(crate) fn set_stage(&mut self, stage: Stage) {
+        let d = self.data();
         // SAFETY: As in `record`.
-        unsafe { b::dmr_bio_origin(self.raw()) }
-    }
-
-    /// The error-path flags of the per-bio data (`DMR_BIO_*`).
-    #[inline]
-    pub(crate) fn flags(&self) -> u32 {
-        // SAFETY: As in `record`.
-        unsafe { b::dmr_bio_flags(self.raw()) }
-    }
-
-    /// Sets the error-path flags.
-    #[inline]
-    pub(crate) fn set_flags(&mut self, flags: u32) {
-        // SAFETY: As in `record`.
-        unsafe { b::dmr_bio_set_flags(self.raw(), flags) }
+        unsafe { (*d).stage = stage as u8 }
     }
 
     /// Whether the bio carries `REQ_PREFLUSH`.
@@ -160,5 +169,89 @@ impl Bio {
         // SAFETY: The bio is valid and ours to modify (type invariant); the
         // block device of an open `DmDev` is valid (its type invariant).
         unsafe { b::dmr_bio_set_dev(self.raw(), dev.bdev()) }
+    }
+}
+
+/// Who has a bio the target mapped, as its per-bio data records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Stage {
+    /// `map` sent it to a device.
+    Mapped = 0,
+    /// `map` queued it to the worker without submitting it (a write to a
+    /// pending block, or to the block the worker is writing).
+    Deferred = 1,
+    /// It failed, and `end_io` handed it to the worker.
+    Failed = 2,
+    /// Written fine, but where a relocation moved its block away from
+    /// meanwhile: `end_io` handed it to the worker, which writes it again
+    /// where the table says.
+    Redo = 3,
+}
+
+impl Stage {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Stage::Deferred,
+            2 => Stage::Failed,
+            3 => Stage::Redo,
+            _ => Stage::Mapped,
+        }
+    }
+
+    /// Whether the worker has (or had) the bio.
+    pub(crate) fn with_worker(self) -> bool {
+        self != Stage::Mapped
+    }
+}
+
+/// What `map` records of a bio (see [`Bio::record`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Record {
+    /// The target-relative main sector the bio covers.
+    pub(crate) origin: u64,
+    /// The target's relocation count when `map` saw the bio.
+    pub(crate) epoch: u64,
+    pub(crate) stage: Stage,
+    /// `map` sent it to the spare.
+    pub(crate) on_spare: bool,
+    /// Its errors go to the caller as they are (empty bios: the clones of a
+    /// flush, which go to both devices).
+    pub(crate) pass: bool,
+}
+
+/// The target's per-bio data (`ti->per_io_data_size` bytes in front of
+/// every clone device-mapper hands to `map`). Plain bytes for the flags, so
+/// no bit pattern is invalid; device-mapper does not zero it, and `map`
+/// writes it whole.
+#[repr(C)]
+pub(crate) struct BioData {
+    /// The bio's `bi_iter` as `map` saw it (dm-raid1's `dm_bio_record`
+    /// saves it for the same reason).
+    iter: b::bvec_iter,
+    origin: u64,
+    epoch: u64,
+    stage: u8,
+    on_spare: u8,
+    pass: u8,
+}
+
+// device-mapper places the per-bio data right in front of its own
+// 8-byte-aligned structure: a size that keeps that alignment, and no more
+// alignment asked.
+const _: () = assert!(core::mem::size_of::<BioData>() % 8 == 0);
+const _: () = assert!(core::mem::align_of::<BioData>() <= 8);
+
+/// Restores a bio's `bi_iter` to what [`Bio::record`] saw.
+///
+/// # Safety
+///
+/// `bio` must be a valid bio of the target, recorded by `map`, owned by the
+/// caller.
+pub(super) unsafe fn restore(bio: *mut b::bio) {
+    // SAFETY: Valid and recorded (caller); the per-bio data is reserved.
+    unsafe {
+        let d = b::dm_per_bio_data(bio, core::mem::size_of::<BioData>()).cast::<BioData>();
+        (*bio).bi_iter = (*d).iter;
     }
 }

@@ -60,6 +60,31 @@ impl Stats {
         unsafe { b::dmr_stats_add(self.0.as_ptr(), c as c_uint, v) }
     }
 
+    /// Counts one routed request of `bytes` bytes: adds 1 to `ops` and to
+    /// `remapped` (if any), `bytes` to `bytes_counter`. One call for what
+    /// `map` counts per bio.
+    #[inline]
+    pub(crate) fn add_io(
+        &self,
+        ops: Counter,
+        bytes_counter: Counter,
+        remapped: Option<Counter>,
+        bytes: u64,
+    ) {
+        let remapped = remapped.map_or(c_uint::MAX, |c| c as c_uint);
+        // SAFETY: As for `add`; the C side ignores ids out of range (the
+        // `None` above).
+        unsafe {
+            b::dmr_stats_add_io(
+                self.0.as_ptr(),
+                ops as c_uint,
+                bytes_counter as c_uint,
+                remapped,
+                bytes,
+            )
+        }
+    }
+
     /// Sets a gauge.
     pub(crate) fn set(&self, g: Gauge, v: u64) {
         // SAFETY: As for `add`.

@@ -8,6 +8,7 @@ use super::bio::Bio;
 use super::device::DmDev;
 use super::worker::{Worker, WorkerOps};
 use crate::logic::emit::Emitter;
+use crate::logic::message::Errno;
 use crate::logic::Refusal;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -216,8 +217,10 @@ impl<T> CtrContext<'_, T> {
     /// Reserves the per-bio data the error path uses (see `Bio::record`).
     pub(crate) fn reserve_bio_data(&mut self) {
         // SAFETY: Valid and exclusively ours during construction; the size
-        // comes from the C side that defines the structure.
-        unsafe { (*self.ti.as_ptr()).per_io_data_size = b::dmr_bio_data_size() }
+        // is that of the structure `Bio::record` writes there.
+        unsafe {
+            (*self.ti.as_ptr()).per_io_data_size = core::mem::size_of::<super::bio::BioData>() as u32
+        }
     }
 
 
@@ -376,6 +379,17 @@ unsafe fn args<'a>(argc: c_uint, argv: *mut *mut c_char) -> Result<KVec<&'a str>
             .map_err(|_| Refusal::new(c"Cannot allocate argument list"))?;
     }
     Ok(v)
+}
+
+/// The kernel's error for a refused message's error number.
+pub(crate) fn errno(e: Errno) -> Error {
+    match e {
+        Errno::Inval => EINVAL,
+        Errno::NoMem => ENOMEM,
+        Errno::NoSpc => ENOSPC,
+        Errno::Io => EIO,
+        Errno::Busy => EBUSY,
+    }
 }
 
 /// # Safety

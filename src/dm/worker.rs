@@ -138,7 +138,7 @@ impl OwnedBio {
     /// Puts the bio's data position back to what `map` saw.
     pub(crate) fn restore(&mut self) {
         // SAFETY: Owned and valid (type invariant); `map` recorded it.
-        unsafe { b::dmr_bio_restore(self.raw()) }
+        unsafe { super::bio::restore(self.raw()) }
     }
 
     /// A borrowed view, for the accessors of [`Bio`].
@@ -179,22 +179,6 @@ impl OwnedBio {
         // is consumed.
         unsafe { b::dmr_bio_complete(self.raw(), status) }
     }
-}
-
-/// Flags of the per-bio data (`DMR_BIO_*` of `include/dm_remap_worker.h`).
-pub(crate) mod bio_flags {
-    use super::b;
-    /// `end_io` handed the bio to the worker.
-    pub(crate) const HANDLED: u32 = b::DMR_BIO_HANDLED;
-    /// `map` queued the bio to the worker without submitting it.
-    pub(crate) const DEFERRED: u32 = b::DMR_BIO_DEFERRED;
-    /// Errors pass through (empty flushes).
-    pub(crate) const PASS: u32 = b::DMR_BIO_PASS;
-    /// `map` sent the bio to the spare.
-    pub(crate) const ON_SPARE: u32 = b::DMR_BIO_ON_SPARE;
-    /// Written fine, but where a relocation moved its block away from
-    /// meanwhile: the worker writes it again where the table says.
-    pub(crate) const REDO: u32 = b::DMR_BIO_REDO;
 }
 
 /// Block status codes.

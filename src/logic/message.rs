@@ -7,6 +7,7 @@
 use super::number::parse_u64;
 use super::policy::Setting;
 use super::Refusal;
+use core::fmt;
 
 /// A spare location given to `add_remap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +29,18 @@ pub enum ScanCmd {
     Status,
 }
 
-/// A parsed message.
+/// A parsed message, by who handles it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message {
+    /// About the remaps: the writer's (`Remaps::handle`).
+    Remaps(RemapMsg),
+    /// About error handling and the scanner: the target's.
+    Control(ControlMsg),
+}
+
+/// A message about the remaps (and `help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemapMsg {
     /// `help`
     Help,
     /// `count`
@@ -64,6 +74,25 @@ pub enum Message {
         /// Length in sectors (default: one block).
         nr: Option<u64>,
     },
+}
+
+impl RemapMsg {
+    /// Whether it changes remaps (refused in fail mode).
+    pub fn changes_remaps(&self) -> bool {
+        match self {
+            RemapMsg::Clear
+            | RemapMsg::Convert
+            | RemapMsg::Add { .. }
+            | RemapMsg::Remove { .. } => true,
+            RemapMsg::Help | RemapMsg::Count | RemapMsg::Query(_) | RemapMsg::List { .. } => false,
+        }
+    }
+}
+
+/// A message about error handling (the pending list, fail mode, the
+/// policy) and the scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlMsg {
     /// `pending`
     Pending,
     /// `clear_pending [<main_sector>]`
@@ -76,6 +105,96 @@ pub enum Message {
     Policy,
     /// `scan start|stop|status`
     Scan(ScanCmd),
+}
+
+impl From<RemapMsg> for Message {
+    fn from(m: RemapMsg) -> Self {
+        Message::Remaps(m)
+    }
+}
+
+impl From<ControlMsg> for Message {
+    fn from(m: ControlMsg) -> Self {
+        Message::Control(m)
+    }
+}
+
+/// Why a message was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgError {
+    /// Invalid input.
+    Invalid(&'static str),
+    /// Invalid input at this sector.
+    At(&'static str, u64),
+    /// The spare pool has too few free blocks.
+    PoolFull {
+        /// Blocks needed.
+        need: u64,
+        /// Blocks free.
+        free: u64,
+    },
+    /// Memory ran short.
+    NoMemory,
+    /// Writing the metadata failed; the change was undone.
+    Io,
+    /// The table has not loaded its metadata yet (it loads on resume).
+    NotLoaded,
+    /// The metadata area cannot describe more pool blocks.
+    MetadataFull {
+        /// Pool blocks the metadata area can describe.
+        slots: u64,
+    },
+    /// The target is in fail mode; nothing is changed until `clear_fail`.
+    FailMode,
+}
+
+impl fmt::Display for MsgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MsgError::Invalid(s) => f.write_str(s),
+            MsgError::At(s, sector) => write!(f, "{s} (sector {sector})"),
+            MsgError::PoolFull { need, free } => {
+                write!(f, "spare pool full: {need} blocks needed, {free} free")
+            }
+            MsgError::NoMemory => f.write_str("out of memory"),
+            MsgError::Io => f.write_str("metadata write failed; change undone"),
+            MsgError::NotLoaded => f.write_str("metadata not loaded yet; resume the device first"),
+            MsgError::MetadataFull { slots } => write!(
+                f,
+                "metadata area full: it describes {slots} spare blocks and all are in use"
+            ),
+            MsgError::FailMode => f.write_str("fail mode: send clear_fail first"),
+        }
+    }
+}
+
+/// The error number a refused message returns to its sender (`dmsetup`
+/// prints it); the kernel side converts it to the kernel's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Errno {
+    /// EINVAL: the message is wrong.
+    Inval,
+    /// ENOMEM.
+    NoMem,
+    /// ENOSPC: no room on the spare, in its pool or its metadata.
+    NoSpc,
+    /// EIO: the metadata cannot be written.
+    Io,
+    /// EBUSY: not yet (the metadata loads on resume).
+    Busy,
+}
+
+impl MsgError {
+    /// The error number the sender gets.
+    pub fn errno(&self) -> Errno {
+        match self {
+            MsgError::NoMemory => Errno::NoMem,
+            MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => Errno::NoSpc,
+            MsgError::Io | MsgError::FailMode => Errno::Io,
+            MsgError::NotLoaded => Errno::Busy,
+            MsgError::Invalid(_) | MsgError::At(..) => Errno::Inval,
+        }
+    }
 }
 
 /// Lines `list` prints when no maximum is given.
@@ -126,27 +245,27 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
     let bad_main = c"invalid main sector: not a decimal number";
     if is("help") {
         match rest {
-            [] => Ok(Message::Help),
+            [] => Ok(RemapMsg::Help.into()),
             _ => Err(Refusal::new(c"help takes no arguments")),
         }
     } else if is("count") {
         match rest {
-            [] => Ok(Message::Count),
+            [] => Ok(RemapMsg::Count.into()),
             _ => Err(Refusal::new(c"count takes no arguments")),
         }
     } else if is("clear_remaps") {
         match rest {
-            [] => Ok(Message::Clear),
+            [] => Ok(RemapMsg::Clear.into()),
             _ => Err(Refusal::new(c"clear_remaps takes no arguments")),
         }
     } else if is("convert_metadata") {
         match rest {
-            [] => Ok(Message::Convert),
+            [] => Ok(RemapMsg::Convert.into()),
             _ => Err(Refusal::new(c"convert_metadata takes no arguments")),
         }
     } else if is("query") {
         match rest {
-            [s] => Ok(Message::Query(num(s, bad_main)?)),
+            [s] => Ok(RemapMsg::Query(num(s, bad_main)?).into()),
             _ => Err(Refusal::new(c"usage: query <main_sector>")),
         }
     } else if is("list") {
@@ -164,7 +283,7 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
             },
             None => LIST_DEFAULT_MAX,
         };
-        Ok(Message::List { start, max })
+        Ok(RemapMsg::List { start, max }.into())
     } else if is("add_remap") {
         if !(2..=3).contains(&rest.len()) {
             return Err(Refusal::new(
@@ -180,45 +299,49 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
                 c"invalid spare sector: not a decimal number or 'auto'",
             )?)
         };
-        Ok(Message::Add {
+        Ok(RemapMsg::Add {
             main,
             spare,
             nr: nr(rest.get(2))?,
-        })
+        }
+        .into())
     } else if is("remove_remap") {
         if !(1..=2).contains(&rest.len()) {
             return Err(Refusal::new(
                 c"usage: remove_remap <main_sector> [<nr_sectors>]",
             ));
         }
-        Ok(Message::Remove {
+        Ok(RemapMsg::Remove {
             main: num(rest[0], bad_main)?,
             nr: nr(rest.get(1))?,
-        })
+        }
+        .into())
     } else if is("pending") {
         match rest {
-            [] => Ok(Message::Pending),
+            [] => Ok(ControlMsg::Pending.into()),
             _ => Err(Refusal::new(c"pending takes no arguments")),
         }
     } else if is("clear_pending") {
         match rest {
-            [] => Ok(Message::ClearPending(None)),
-            [s] => Ok(Message::ClearPending(Some(num(s, bad_main)?))),
+            [] => Ok(ControlMsg::ClearPending(None).into()),
+            [s] => Ok(ControlMsg::ClearPending(Some(num(s, bad_main)?)).into()),
             _ => Err(Refusal::new(c"usage: clear_pending [<main_sector>]")),
         }
     } else if is("clear_fail") {
         match rest {
-            [] => Ok(Message::ClearFail),
+            [] => Ok(ControlMsg::ClearFail.into()),
             _ => Err(Refusal::new(c"clear_fail takes no arguments")),
         }
     } else if is("policy") {
         match rest {
-            [] => Ok(Message::Policy),
+            [] => Ok(ControlMsg::Policy.into()),
             _ => Err(Refusal::new(c"policy takes no arguments")),
         }
     } else if is("set") {
         match rest {
-            [name, value] if *name != "scan_rate" => Ok(Message::Set(Setting::parse(name, value)?)),
+            [name, value] if *name != "scan_rate" => {
+                Ok(ControlMsg::Set(Setting::parse(name, value)?).into())
+            }
             [_, _] => Err(Refusal::new(
                 c"use 'scan_rate <MiB/s>' to set the scan rate",
             )),
@@ -226,14 +349,14 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
         }
     } else if is("scan_rate") {
         match rest {
-            [value] => Ok(Message::Set(Setting::parse("scan_rate", value)?)),
+            [value] => Ok(ControlMsg::Set(Setting::parse("scan_rate", value)?).into()),
             _ => Err(Refusal::new(c"usage: scan_rate <MiB/s>")),
         }
     } else if is("scan") {
         match rest {
-            [c] if c.eq_ignore_ascii_case("start") => Ok(Message::Scan(ScanCmd::Start)),
-            [c] if c.eq_ignore_ascii_case("stop") => Ok(Message::Scan(ScanCmd::Stop)),
-            [c] if c.eq_ignore_ascii_case("status") => Ok(Message::Scan(ScanCmd::Status)),
+            [c] if c.eq_ignore_ascii_case("start") => Ok(ControlMsg::Scan(ScanCmd::Start).into()),
+            [c] if c.eq_ignore_ascii_case("stop") => Ok(ControlMsg::Scan(ScanCmd::Stop).into()),
+            [c] if c.eq_ignore_ascii_case("status") => Ok(ControlMsg::Scan(ScanCmd::Status).into()),
             _ => Err(Refusal::new(c"usage: scan start|stop|status")),
         }
     } else {
@@ -254,64 +377,86 @@ mod tests {
 
     #[test]
     fn every_form() {
-        assert_eq!(p("help"), Ok(Message::Help));
-        assert_eq!(p("HELP"), Ok(Message::Help));
-        assert_eq!(p("count"), Ok(Message::Count));
-        assert_eq!(p("clear_remaps"), Ok(Message::Clear));
-        assert_eq!(p("convert_metadata"), Ok(Message::Convert));
+        assert_eq!(p("help"), Ok(RemapMsg::Help.into()));
+        assert_eq!(p("HELP"), Ok(RemapMsg::Help.into()));
+        assert_eq!(p("count"), Ok(RemapMsg::Count.into()));
+        assert_eq!(p("clear_remaps"), Ok(RemapMsg::Clear.into()));
+        assert_eq!(p("convert_metadata"), Ok(RemapMsg::Convert.into()));
         assert_eq!(
             p("convert_metadata 3"),
             Err("convert_metadata takes no arguments")
         );
-        assert_eq!(p("query 17"), Ok(Message::Query(17)));
+        assert_eq!(p("query 17"), Ok(RemapMsg::Query(17).into()));
         assert_eq!(
             p("list"),
-            Ok(Message::List {
+            Ok(RemapMsg::List {
                 start: 0,
                 max: LIST_DEFAULT_MAX
-            })
+            }
+            .into())
         );
-        assert_eq!(p("list 5"), Ok(Message::List { start: 5, max: 100 }));
-        assert_eq!(p("list 5 7"), Ok(Message::List { start: 5, max: 7 }));
+        assert_eq!(
+            p("list 5"),
+            Ok(RemapMsg::List { start: 5, max: 100 }.into())
+        );
+        assert_eq!(
+            p("list 5 7"),
+            Ok(RemapMsg::List { start: 5, max: 7 }.into())
+        );
         assert_eq!(
             p("add_remap 1010 5010 10"),
-            Ok(Message::Add {
+            Ok(RemapMsg::Add {
                 main: 1010,
                 spare: SpareArg::Sector(5010),
                 nr: Some(10)
-            })
+            }
+            .into())
         );
         assert_eq!(
             p("add_remap 8 auto"),
-            Ok(Message::Add {
+            Ok(RemapMsg::Add {
                 main: 8,
                 spare: SpareArg::Auto,
                 nr: None
-            })
+            }
+            .into())
         );
         assert_eq!(
             p("remove_remap 8"),
-            Ok(Message::Remove { main: 8, nr: None })
+            Ok(RemapMsg::Remove { main: 8, nr: None }.into())
         );
-        assert_eq!(p("pending"), Ok(Message::Pending));
-        assert_eq!(p("clear_pending"), Ok(Message::ClearPending(None)));
-        assert_eq!(p("clear_pending 8"), Ok(Message::ClearPending(Some(8))));
-        assert_eq!(p("clear_fail"), Ok(Message::ClearFail));
-        assert_eq!(p("policy"), Ok(Message::Policy));
+        assert_eq!(p("pending"), Ok(ControlMsg::Pending.into()));
+        assert_eq!(
+            p("clear_pending"),
+            Ok(ControlMsg::ClearPending(None).into())
+        );
+        assert_eq!(
+            p("clear_pending 8"),
+            Ok(ControlMsg::ClearPending(Some(8)).into())
+        );
+        assert_eq!(p("clear_fail"), Ok(ControlMsg::ClearFail.into()));
+        assert_eq!(p("policy"), Ok(ControlMsg::Policy.into()));
         assert_eq!(
             p("set auto_remap off"),
-            Ok(Message::Set(Setting::AutoRemap(false)))
+            Ok(ControlMsg::Set(Setting::AutoRemap(false)).into())
         );
-        assert_eq!(p("scan_rate 8"), Ok(Message::Set(Setting::ScanRate(8))));
-        assert_eq!(p("scan start"), Ok(Message::Scan(ScanCmd::Start)));
-        assert_eq!(p("scan STOP"), Ok(Message::Scan(ScanCmd::Stop)));
-        assert_eq!(p("scan status"), Ok(Message::Scan(ScanCmd::Status)));
+        assert_eq!(
+            p("scan_rate 8"),
+            Ok(ControlMsg::Set(Setting::ScanRate(8)).into())
+        );
+        assert_eq!(p("scan start"), Ok(ControlMsg::Scan(ScanCmd::Start).into()));
+        assert_eq!(p("scan STOP"), Ok(ControlMsg::Scan(ScanCmd::Stop).into()));
+        assert_eq!(
+            p("scan status"),
+            Ok(ControlMsg::Scan(ScanCmd::Status).into())
+        );
         assert_eq!(
             p("remove_remap 8 16"),
-            Ok(Message::Remove {
+            Ok(RemapMsg::Remove {
                 main: 8,
                 nr: Some(16)
-            })
+            }
+            .into())
         );
     }
 

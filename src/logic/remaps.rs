@@ -17,10 +17,10 @@ use super::format::{
 };
 use super::geometry::Geometry;
 use super::mem::{Env, RawArray};
-use super::message::{Message, SpareArg, HELP};
+use super::message::{MsgError, RemapMsg, SpareArg, HELP};
 use super::pool::SparePool;
 use super::table::{target_buckets, Empty, NodeBox, Nodes, RemapTable, Retired, Writer};
-use core::fmt::{self, Write};
+use core::fmt::Write;
 
 /// Where a piece of a bio goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,55 +216,6 @@ pub enum Event {
         /// Copies written.
         copies: u32,
     },
-}
-
-/// Why a message was refused. Nothing changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MsgError {
-    /// Invalid input.
-    Invalid(&'static str),
-    /// Invalid input at this sector.
-    At(&'static str, u64),
-    /// The spare pool has too few free blocks.
-    PoolFull {
-        /// Blocks needed.
-        need: u64,
-        /// Blocks free.
-        free: u64,
-    },
-    /// Memory ran short.
-    NoMemory,
-    /// Writing the metadata failed; the change was undone.
-    Io,
-    /// The table has not loaded its metadata yet (it loads on resume).
-    NotLoaded,
-    /// The metadata area cannot describe more pool blocks.
-    MetadataFull {
-        /// Pool blocks the metadata area can describe.
-        slots: u64,
-    },
-    /// The target is in fail mode; nothing is changed until `clear_fail`.
-    FailMode,
-}
-
-impl fmt::Display for MsgError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MsgError::Invalid(s) => f.write_str(s),
-            MsgError::At(s, sector) => write!(f, "{s} (sector {sector})"),
-            MsgError::PoolFull { need, free } => {
-                write!(f, "spare pool full: {need} blocks needed, {free} free")
-            }
-            MsgError::NoMemory => f.write_str("out of memory"),
-            MsgError::Io => f.write_str("metadata write failed; change undone"),
-            MsgError::NotLoaded => f.write_str("metadata not loaded yet; resume the device first"),
-            MsgError::MetadataFull { slots } => write!(
-                f,
-                "metadata area full: it describes {slots} spare blocks and all are in use"
-            ),
-            MsgError::FailMode => f.write_str("fail mode: send clear_fail first"),
-        }
-    }
 }
 
 /// Reads and writes of the spare's metadata area.
@@ -1339,7 +1290,7 @@ impl<E: Env> Remaps<E> {
         &mut self,
         t: &RemapTable<E>,
         io: &mut dyn MetaIo,
-        msg: Message,
+        msg: RemapMsg,
         out: &mut W,
         ev: &mut dyn FnMut(Event),
     ) -> Result<(), MsgError> {
@@ -1349,23 +1300,23 @@ impl<E: Env> Remaps<E> {
         // Replies are best effort: text that does not fit the result buffer
         // is cut, and device-mapper tells dmsetup so.
         match msg {
-            Message::Help => {
+            RemapMsg::Help => {
                 let _ = out.write_str(HELP);
             }
-            Message::Count => {
+            RemapMsg::Count => {
                 let _ = write!(out, "{}", t.len());
             }
-            Message::Query(sector) => {
+            RemapMsg::Query(sector) => {
                 let r = self.query(t, sector)?;
                 let dev = if r.to_spare { "spare" } else { "main" };
                 let _ = write!(out, "{dev} {}", r.sector);
             }
-            Message::List { start, max } => self.list(t, start, max, out)?,
-            Message::Clear => {
+            RemapMsg::List { start, max } => self.list(t, start, max, out)?,
+            RemapMsg::Clear => {
                 let n = self.clear(t, io)?;
                 let _ = write!(out, "cleared {n}");
             }
-            Message::Convert => {
+            RemapMsg::Convert => {
                 let l = self.convert(io)?;
                 let _ = write!(
                     out,
@@ -1374,19 +1325,12 @@ impl<E: Env> Remaps<E> {
                     l.copy_sectors / format::UNIT_SECTORS
                 );
             }
-            Message::Add { main, spare, nr } => self.add(t, io, main, spare, nr, out, ev)?,
-            Message::Remove { main, nr } => {
+            RemapMsg::Add { main, spare, nr } => self.add(t, io, main, spare, nr, out, ev)?,
+            RemapMsg::Remove { main, nr } => {
                 let n = self.remove(t, io, main, nr, ev)?;
                 let _ = write!(out, "removed {n}");
-            }
-            // Handled by the target (they concern its error handling and
-            // scanner, not the table).
-            Message::Pending
-            | Message::ClearPending(_)
-            | Message::ClearFail
-            | Message::Set(_)
-            | Message::Policy
-            | Message::Scan(_) => return Err(MsgError::Invalid("not a remap table message")),
+            } // Handled by the target (they concern its error handling and
+              // scanner, not the table).
         }
         Ok(())
     }
@@ -1855,12 +1799,21 @@ mod tests {
     use super::*;
     use crate::logic::format::PENDING_MAX;
     use crate::logic::geometry::{validate, DeviceFacts};
-    use crate::logic::message::parse;
+    use crate::logic::message::Message;
     use crate::logic::table_line::Features;
     use crate::HostEnv;
     extern crate std;
     use std::string::String;
     use std::vec::Vec;
+
+    /// A message for `Remaps::handle`; the control messages are the
+    /// target's, refused here.
+    fn parse(words: &[&str]) -> Result<RemapMsg, crate::logic::Refusal> {
+        match crate::logic::message::parse(words)? {
+            Message::Remaps(m) => Ok(m),
+            Message::Control(_) => Err(crate::logic::Refusal::new(c"not a remap message")),
+        }
+    }
 
     const MIB: u64 = 2048;
     /// Bytes of the spare the tests keep in memory: every metadata area

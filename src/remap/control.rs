@@ -11,9 +11,8 @@ use crate::dm::target::Target;
 use crate::dm::worker::now_ms;
 use crate::logic::emit::Emitter;
 use crate::logic::mem::RawArray;
-use crate::logic::message::{Message, ScanCmd};
+use crate::logic::message::{ControlMsg, MsgError, ScanCmd};
 use crate::logic::policy::Setting;
-use crate::logic::remaps::MsgError;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
@@ -23,7 +22,7 @@ impl Remap {
         &self,
         ti: &Target,
         c: &mut Core,
-        msg: Message,
+        msg: ControlMsg,
         out: &mut Emitter<'_>,
     ) -> Result<(), MsgError> {
         let dev = ti.device_name();
@@ -32,7 +31,7 @@ impl Remap {
         }
         let bs = self.geometry.block_sectors;
         match msg {
-            Message::Pending => {
+            ControlMsg::Pending => {
                 let p = c.remaps.pending();
                 if p.is_empty() {
                     let _ = out.write_str("none");
@@ -41,7 +40,7 @@ impl Remap {
                     let _ = write!(out, "{}{}", if i > 0 { " " } else { "" }, b * bs);
                 }
             }
-            Message::ClearPending(which) => {
+            ControlMsg::ClearPending(which) => {
                 let n = match which {
                     None => c.remaps.clear_pending(),
                     Some(s) => {
@@ -62,7 +61,7 @@ impl Remap {
                 }
                 let _ = write!(out, "cleared {n}");
             }
-            Message::ClearFail => {
+            ControlMsg::ClearFail => {
                 let mut sio = self.spare_io();
                 if c.remaps.rewrite_all(&mut sio).is_err() {
                     dmr_err!("{}: clear_fail: metadata still cannot be written\n", dev);
@@ -73,7 +72,7 @@ impl Remap {
                 }
                 let _ = out.write_str("ok");
             }
-            Message::Set(s) => {
+            ControlMsg::Set(s) => {
                 let mut p = c.policy;
                 p.apply(s);
                 p.check(self.geometry.block_size)
@@ -98,10 +97,10 @@ impl Remap {
                     self.report_spare(dev, c);
                 }
             }
-            Message::Policy => {
+            ControlMsg::Policy => {
                 let _ = c.policy.write_all(out);
             }
-            Message::Scan(ScanCmd::Start) => {
+            ControlMsg::Scan(ScanCmd::Start) => {
                 let bytes = c.policy.scan_chunk as usize * 1024;
                 if c.scan.buf.as_ref().map(|b| b.len()) != Some(bytes) {
                     let a = RawArray::new(bytes).ok_or(MsgError::NoMemory)?;
@@ -121,7 +120,7 @@ impl Remap {
                     }
                 }
             }
-            Message::Scan(ScanCmd::Stop) => {
+            ControlMsg::Scan(ScanCmd::Stop) => {
                 if c.scan.running {
                     dmr_info!("{}: scan stopped at sector {}\n", dev, c.scan.position * bs);
                 }
@@ -129,7 +128,7 @@ impl Remap {
                 c.scan.position = 0;
                 self.scanning.store(false, Ordering::Relaxed);
             }
-            Message::Scan(ScanCmd::Status) => {
+            ControlMsg::Scan(ScanCmd::Status) => {
                 let _ = write!(
                     out,
                     "state {} position {} total {} passes {} found {} rate {} last_pass ",
@@ -145,7 +144,6 @@ impl Remap {
                     None => out.write_str("never"),
                 };
             }
-            _ => return Err(MsgError::Invalid("not a control message")),
         }
         Ok(())
     }

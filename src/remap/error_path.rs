@@ -33,8 +33,10 @@ use crate::dm::io;
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::target::Target;
-use crate::dm::worker::{bio_flags, status as sts, OwnedBio};
-use crate::logic::remaps::{pieces, MsgError, PendingAdd};
+use crate::dm::bio::Stage;
+use crate::dm::worker::{status as sts, OwnedBio};
+use crate::logic::message::MsgError;
+use crate::logic::remaps::{pieces, PendingAdd};
 use crate::logic::stats::Counter;
 use crate::logic::table::Nodes;
 use core::sync::atomic::Ordering;
@@ -133,12 +135,13 @@ impl Remap {
         // By the main sector `map` recorded: where the bio was sent then
         // (and where its clone's `bi_bdev` points now) does not matter; the
         // block is retried wherever the table puts it now.
-        let (sector, size, write, fua, flags) = {
+        let (rec, size, write, fua) = {
             let b = bio.bio();
-            (b.origin(), b.size(), b.is_write(), b.is_durable(), b.flags())
+            (b.recorded().0, b.size(), b.is_write(), b.is_durable())
         };
-        let deferred = flags & bio_flags::DEFERRED != 0;
-        let redo = flags & bio_flags::REDO != 0;
+        let sector = rec.origin;
+        let deferred = rec.stage == Stage::Deferred;
+        let redo = rec.stage == Stage::Redo;
         let bs = self.geometry.block_sectors;
         let bs_bytes = self.bs_bytes();
         let mut c = self.core.lock();

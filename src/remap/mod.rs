@@ -22,26 +22,26 @@
 //! loads it, repairing stale copies or formatting a blank area. Every message
 //! that changes remaps commits before it returns.
 
-use crate::dm::bio::Bio;
+use crate::dm::bio::{Bio, Record, Stage};
 use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::stats::Stats;
 use crate::dm::target::{
+    errno,
     CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, SpareClaim, StatusKind,
     Target, TargetOps,
 };
-use crate::dm::worker::bio_flags::{DEFERRED, HANDLED, ON_SPARE, PASS, REDO};
 use crate::dm::worker::{self, OwnedBio, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::mem::RawArray;
-use crate::logic::message::{self, Message, ScanCmd};
+use crate::logic::message::{self, ControlMsg, Message, MsgError, ScanCmd};
 use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
-use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, MsgError, Remaps};
+use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, Remaps};
 use crate::logic::stats::{Counter, Gauge};
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
@@ -148,17 +148,11 @@ impl Remap {
     #[inline]
     fn count(&self, bio: &Bio, to_spare: bool, bytes: u64) {
         if bio.is_read() {
-            self.stats.add(Counter::Reads, 1);
-            self.stats.add(Counter::ReadBytes, bytes);
-            if to_spare {
-                self.stats.add(Counter::RemappedReads, 1);
-            }
+            let remapped = to_spare.then_some(Counter::RemappedReads);
+            self.stats.add_io(Counter::Reads, Counter::ReadBytes, remapped, bytes);
         } else if bio.is_write() {
-            self.stats.add(Counter::Writes, 1);
-            self.stats.add(Counter::WriteBytes, bytes);
-            if to_spare {
-                self.stats.add(Counter::RemappedWrites, 1);
-            }
+            let remapped = to_spare.then_some(Counter::RemappedWrites);
+            self.stats.add_io(Counter::Writes, Counter::WriteBytes, remapped, bytes);
         }
     }
 
@@ -188,11 +182,10 @@ impl Remap {
         self.stats.set(Gauge::ScanFound, c.scan.found);
     }
 
-    /// Whether a block of `bio` (as `map` recorded it) is the one the
-    /// worker is writing, or is remapped now.
-    fn moved_under(&self, bio: &Bio) -> bool {
-        let origin = bio.origin();
-        let sectors = u64::from(bio.recorded_size() >> 9);
+    /// Whether a block of a bio (at `origin`, of `size` bytes, as `map`
+    /// recorded it) is the one the worker is writing, or is remapped now.
+    fn moved_under(&self, origin: u64, size: u32) -> bool {
+        let sectors = u64::from(size >> 9);
         if sectors == 0 {
             return false;
         }
@@ -445,17 +438,25 @@ impl TargetOps for Remap {
                 // Empty flush: clone 0 goes to main, clone 1 to the spare.
                 // Its errors go to the caller as they are (device-mapper
                 // does not zero the per-bio data, so `end_io` must be told).
-                if bio.target_bio_nr() == 1 {
-                    bio.set_dev(&self.spare);
-                    bio.record(0, PASS | ON_SPARE, epoch);
-                } else {
-                    bio.set_dev(&self.main);
-                    bio.record(0, PASS, epoch);
-                }
+                let on_spare = bio.target_bio_nr() == 1;
+                bio.set_dev(if on_spare { &self.spare } else { &self.main });
+                bio.record(Record {
+                    origin: 0,
+                    epoch,
+                    stage: Stage::Mapped,
+                    on_spare,
+                    pass: true,
+                });
             } else {
                 bio.set_dev(&self.main);
                 bio.set_sector(ti.offset(bio.sector()));
-                bio.record(0, PASS, epoch);
+                bio.record(Record {
+                    origin: 0,
+                    epoch,
+                    stage: Stage::Mapped,
+                    on_spare: false,
+                    pass: true,
+                });
             }
             return MapResult::Remapped;
         }
@@ -505,11 +506,20 @@ impl TargetOps for Remap {
         }
         bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
         bio.set_sector(r.sector);
-        bio.record(offset, if r.to_spare { ON_SPARE } else { 0 }, epoch);
+        bio.record(Record {
+            origin: offset,
+            epoch,
+            stage: if deferred {
+                Stage::Deferred
+            } else {
+                Stage::Mapped
+            },
+            on_spare: r.to_spare,
+            pass: false,
+        });
         #[cfg(not(dmr_no_stats))]
         self.count(bio, r.to_spare, len << 9);
         if deferred {
-            bio.set_flags(DEFERRED);
             self.worker.queue(bio);
             return MapResult::Submitted;
         }
@@ -582,21 +592,14 @@ impl TargetOps for Remap {
         let mut sio = self.spare_io();
         let mut c = self.core.lock();
         let r = match msg {
-            Message::Pending
-            | Message::ClearPending(_)
-            | Message::ClearFail
-            | Message::Set(_)
-            | Message::Policy
-            | Message::Scan(_) => self.control(ti, &mut c, msg, out),
-            Message::Add { .. } | Message::Remove { .. } | Message::Clear | Message::Convert
-                if self.fail.load(Ordering::Relaxed) =>
-            {
+            Message::Control(m) => self.control(ti, &mut c, m, out),
+            Message::Remaps(m) if m.changes_remaps() && self.fail.load(Ordering::Relaxed) => {
                 Err(MsgError::FailMode)
             }
-            _ => {
+            Message::Remaps(m) => {
                 let r = c
                     .remaps
-                    .handle(&self.table, &mut sio, msg, out, &mut |ev| log_event(dev, ev));
+                    .handle(&self.table, &mut sio, m, out, &mut |ev| log_event(dev, ev));
                 // A failed commit, or one kept with copies missing it.
                 let degraded = c.remaps.take_degraded();
                 if degraded || matches!(r, Err(MsgError::Io)) {
@@ -606,7 +609,7 @@ impl TargetOps for Remap {
             }
         };
         self.update_stats(&mut c);
-        let stop_scan = matches!(msg, Message::Scan(ScanCmd::Stop));
+        let stop_scan = msg == Message::Control(ControlMsg::Scan(ScanCmd::Stop));
         drop(c);
         if stop_scan {
             // Outside the lock: a running step takes it.
@@ -622,13 +625,7 @@ impl TargetOps for Remap {
         }
         r.map_err(|e| {
             dmr_err!("{}: {}: {}\n", dev, verb, e);
-            match e {
-                MsgError::NoMemory => ENOMEM,
-                MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => ENOSPC,
-                MsgError::Io | MsgError::FailMode => EIO,
-                MsgError::NotLoaded => EBUSY,
-                MsgError::Invalid(_) | MsgError::At(..) => EINVAL,
-            }
+            errno(e.errno())
         })
     }
 
@@ -650,33 +647,37 @@ impl TargetOps for Remap {
 
     fn end_io(&self, _ti: &Target, bio: &mut Bio, status: u8) -> EndIo {
         if status == worker::status::OK {
-            // The usual case costs one comparison of the worker's write
-            // count (a read does not even need that).
-            if bio.is_write() && bio.epoch() != self.relocations.load(Ordering::SeqCst) {
-                let flags = bio.flags();
-                if flags & (PASS | HANDLED | DEFERRED) == 0 && self.moved_under(bio) {
+            // The usual case costs one look at the record and a comparison
+            // of the worker's write count (a read not even that).
+            if bio.is_write() {
+                let (rec, size) = bio.recorded();
+                if rec.epoch != self.relocations.load(Ordering::SeqCst)
+                    && !rec.pass
+                    && !rec.stage.with_worker()
+                    && self.moved_under(rec.origin, size)
+                {
                     // Written where the worker has moved (or is moving) a
                     // block of it away from: write it again where the table
                     // says, before it is acknowledged.
-                    bio.set_flags(flags | HANDLED | REDO);
+                    bio.set_stage(Stage::Redo);
                     self.worker.queue(bio);
                     return EndIo::Incomplete;
                 }
             }
             return EndIo::Done;
         }
-        let flags = bio.flags();
-        if flags & (HANDLED | DEFERRED) != 0 {
+        let (rec, _) = bio.recorded();
+        if rec.stage.with_worker() {
             // Completed by the worker, which counted the error.
             return EndIo::Done;
         }
-        let c = if flags & ON_SPARE != 0 {
+        let c = if rec.on_spare {
             Counter::SpareErrors
         } else {
             Counter::MainErrors
         };
         self.stats.add(c, 1);
-        if flags & PASS != 0
+        if rec.pass
             || !worker::is_media_error(status)
             || !(bio.is_read() || bio.is_write())
             || !self.auto_remap.load(Ordering::Relaxed)
@@ -684,7 +685,7 @@ impl TargetOps for Remap {
             return EndIo::Done;
         }
         // Retry from the worker (process context), from where `map` saw it.
-        bio.set_flags(flags | HANDLED);
+        bio.set_stage(Stage::Failed);
         self.worker.queue(bio);
         EndIo::Incomplete
     }
