@@ -13,7 +13,8 @@
 use kernel::prelude::*;
 
 mod dm;
-#[allow(unreachable_pub, dead_code)]
+// `pub` for the host crate (`src/host.rs`), which exports it.
+#[allow(unreachable_pub)]
 mod logic;
 mod remap;
 

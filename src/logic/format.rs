@@ -19,8 +19,11 @@
 
 use core::fmt;
 
-/// Bytes of a sector: the unit of version 2.
+/// Bytes of a sector: the kernel's unit of every offset and length in a
+/// bio, and the unit of version 2.
 pub const SECTOR: usize = 512;
+/// Shift from bytes to sectors.
+pub const SECTOR_SHIFT: u32 = 9;
 /// Bytes of a metadata unit of version 3.
 pub const UNIT: usize = 4096;
 /// Sectors of a version-3 unit.
@@ -50,8 +53,11 @@ pub const RETIRED: u64 = u64::MAX;
 /// Main blocks a version-2 pending sector lists (and so the most a
 /// version-2 spare keeps pending).
 pub const PENDING_MAX: usize = 60;
-/// Size of the version-2 metadata area, and the least a version-3 area
-/// takes: the pool never starts before sector 4096.
+/// Size of the version-2 metadata area (2 MiB), and the least a version-3
+/// area takes: the pool never starts before sector 4096, so the documented
+/// `add_remap` examples with explicit spare sectors from 5000 on land in the
+/// pool of small spares. Until a spare's layout is known, the pool is taken
+/// to start right after it.
 pub const MIN_AREA_SECTORS: u64 = 4096;
 /// Pool blocks a version-3 spare describes by default: the whole pool, up to
 /// this many (feature `metadata_slots` changes it).
@@ -140,13 +146,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether `other` describes the same device pair (the UUID aside).
-    pub fn same_pair(&self, other: &Identity) -> bool {
-        self.main_sectors == other.main_sectors
-            && self.spare_sectors == other.spare_sectors
-            && self.block_size == other.block_size
-    }
-
     /// Whether metadata recorded for `recorded` serves this pair: the same
     /// pair, or one whose main has grown since (`lvextend`): every remap
     /// still names a block inside main. A main that shrank, another spare

@@ -2,7 +2,7 @@
 
 //! Checks a main/spare pair and derives the layout the target works with.
 
-use super::layout::{METADATA_AREA_SECTORS, SECTOR_SHIFT};
+use super::format::{MIN_AREA_SECTORS, SECTOR_SHIFT};
 use super::table_line::Features;
 use super::Refusal;
 
@@ -96,7 +96,7 @@ pub fn validate(
             c"Target length is not a multiple of the block size",
         ));
     }
-    if spare.sectors < METADATA_AREA_SECTORS + block_sectors {
+    if spare.sectors < MIN_AREA_SECTORS + block_sectors {
         return Err(Refusal::new(
             c"Spare device too small: it needs a 2 MiB metadata area plus one data block",
         ));
@@ -105,8 +105,8 @@ pub fn validate(
         block_size,
         block_sectors,
         main_blocks: target_len / block_sectors,
-        spare_data_start: METADATA_AREA_SECTORS,
-        spare_data_blocks: (spare.sectors - METADATA_AREA_SECTORS) / block_sectors,
+        spare_data_start: MIN_AREA_SECTORS,
+        spare_data_blocks: (spare.sectors - MIN_AREA_SECTORS) / block_sectors,
     })
 }
 

@@ -83,13 +83,9 @@ impl<T: Zeroable, E: Env> RawArray<T, E> {
     }
 
     /// Whether the array has no elements.
+    #[cfg(not(MODULE))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Bytes allocated for the array.
-    pub fn bytes(&self) -> usize {
-        core::mem::size_of::<T>() * self.len.max(1)
     }
 }
 

@@ -15,7 +15,6 @@
 pub mod emit;
 pub mod format;
 pub mod geometry;
-pub mod layout;
 #[allow(unsafe_code)]
 pub mod mem;
 pub mod message;

@@ -390,6 +390,7 @@ fn empty_entries_torn(s: &[u8], loc: u64) -> bool {
 /// starts at sector 0 whatever the layout, so its units are where they are
 /// checked here. The module formats such a spare again (nothing is lost);
 /// `dm-remap-tool` calls it blank for the same reason.
+#[cfg(not(MODULE))]
 pub fn interrupted_format(area: &[u8], crc: Crc) -> bool {
     let unit = format::UNIT;
     if area.len() < unit {
@@ -1651,6 +1652,7 @@ impl<E: Env> Remaps<E> {
     }
 
     /// The pool block starting at spare sector `sector`, if it is one.
+    #[cfg(test)]
     pub fn slot_at(&self, sector: u64) -> Option<u64> {
         let rel = sector.checked_sub(self.geo.spare_data_start)?;
         if rel.checked_rem(self.geo.block_sectors) != Some(0) {
@@ -1661,6 +1663,7 @@ impl<E: Env> Remaps<E> {
     }
 
     /// The main block pool block `slot` holds.
+    #[cfg(test)]
     pub fn holder(&self, slot: u64) -> Option<u64> {
         self.pool.holder(slot)
     }

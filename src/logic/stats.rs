@@ -77,6 +77,7 @@ pub enum Gauge {
 /// Number of gauges.
 pub const GAUGES: usize = 12;
 
+#[cfg(not(MODULE))]
 /// The one-value files and `summary`, by the id `src/stats.c` passes (its
 /// `DMR_A_*`).
 pub const FILES: [&str; 30] = [
@@ -184,6 +185,7 @@ impl Snapshot {
     }
 }
 
+#[cfg(not(MODULE))]
 /// The name of file `id`.
 pub fn file_name(id: u32) -> Option<&'static str> {
     FILES.get(id as usize).copied()
@@ -242,6 +244,7 @@ pub fn write_summary<W: Write>(s: &Snapshot, w: &mut W) -> fmt::Result {
     writeln!(w, "\tbytes: {}", s.c(Counter::ScanBytes))
 }
 
+#[cfg(not(MODULE))]
 /// Sysfs files that hold each counter and gauge (for reading the tree back).
 const COUNTER_FILES: [&str; COUNTERS] = [
     "read_cnt",
@@ -258,6 +261,7 @@ const COUNTER_FILES: [&str; COUNTERS] = [
     "pending_marked",
     "scan_bytes",
 ];
+#[cfg(not(MODULE))]
 const GAUGE_FILES: [&str; GAUGES] = [
     "remaps",
     "spare_used",
@@ -273,6 +277,7 @@ const GAUGE_FILES: [&str; GAUGES] = [
     "scan_found",
 ];
 
+#[cfg(not(MODULE))]
 impl Snapshot {
     /// Rebuilds a snapshot from the files of a stat directory; `file` returns
     /// a file's number. `None` if one is missing.
@@ -288,6 +293,7 @@ impl Snapshot {
     }
 }
 
+#[cfg(not(MODULE))]
 /// One device, as the exporters see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Device<'a> {
@@ -301,6 +307,7 @@ pub struct Device<'a> {
     pub stats: Snapshot,
 }
 
+#[cfg(not(MODULE))]
 /// Writes `s` as a JSON string literal.
 pub fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     w.write_char('"')?;
@@ -315,6 +322,7 @@ pub fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     w.write_char('"')
 }
 
+#[cfg(not(MODULE))]
 fn json_values<W: Write>(w: &mut W, s: &Snapshot) -> fmt::Result {
     let mut first = true;
     for (id, f) in FILES.iter().enumerate() {
@@ -329,6 +337,7 @@ fn json_values<W: Write>(w: &mut W, s: &Snapshot) -> fmt::Result {
     Ok(())
 }
 
+#[cfg(not(MODULE))]
 /// The stat tree as JSON: `{"devices":{"dm-0":{"name":..,"dev":..,<files>}},
 /// "all_devs":{<files>}}`, every one-value file as a number.
 pub fn write_json<W: Write>(w: &mut W, devices: &[Device<'_>], all: &Snapshot) -> fmt::Result {
@@ -351,6 +360,7 @@ pub fn write_json<W: Write>(w: &mut W, devices: &[Device<'_>], all: &Snapshot) -
     w.write_str("}}")
 }
 
+#[cfg(not(MODULE))]
 fn label<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     for c in s.chars() {
         match c {
@@ -363,11 +373,14 @@ fn label<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     Ok(())
 }
 
+#[cfg(not(MODULE))]
 /// Picks one value out of a snapshot.
 type Pick = fn(&Snapshot) -> u64;
+#[cfg(not(MODULE))]
 /// A metric family: name, type, help, and its series (extra labels, value).
 type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, Pick)]);
 
+#[cfg(not(MODULE))]
 /// The stat tree in Prometheus' text exposition format (version 0.0.4), one
 /// family per kind of value, labelled by device; `all_devs` is left out
 /// (`sum()` over the devices gives it).

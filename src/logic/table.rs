@@ -269,12 +269,6 @@ impl<E: Env> RemapTable<E> {
         self.resizes.load(Ordering::Relaxed)
     }
 
-    /// Bytes of memory the table uses (nodes and buckets).
-    pub fn bytes(&self) -> u64 {
-        self.len() * core::mem::size_of::<Node>() as u64
-            + self.buckets() * core::mem::size_of::<AtomicPtr<Node>>() as u64
-    }
-
     fn check(&self, w: &Writer) -> Result<(), TableError> {
         if w.id == self.id {
             Ok(())
@@ -343,7 +337,8 @@ impl<E: Env> RemapTable<E> {
     /// Points `main` at `spare` instead of its current spare block, in one
     /// step for readers: they see the old node or its complete replacement,
     /// never neither. Returns the old spare block; the old node goes to
-    /// `retired`.
+    /// `retired`. (The target allocates the node first, `replace_node`.)
+    #[cfg(test)]
     pub fn replace(
         &self,
         w: &mut Writer,
