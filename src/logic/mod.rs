@@ -23,11 +23,14 @@ pub mod pending;
 pub mod policy;
 pub mod pool;
 pub mod remaps;
+pub mod routing;
 pub mod stats;
 pub mod status;
 #[allow(unsafe_code)]
 pub mod table;
 pub mod table_line;
+#[cfg(test)]
+pub mod testing;
 
 /// Why a table line, a device pair or a message was refused.
 ///

@@ -42,6 +42,7 @@ use crate::logic::message::{self, ControlMsg, Message, MsgError, ScanCmd};
 use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
 use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, Remaps};
+use crate::logic::routing;
 use crate::logic::stats::{Counter, Gauge};
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
@@ -470,7 +471,7 @@ impl TargetOps for Remap {
         let offset = ti.offset(bio.sector());
         let sectors = u64::from(size >> 9);
         let r = if self.table.is_empty() {
-            remaps::Route {
+            routing::Route {
                 to_spare: false,
                 sector: offset,
                 len: sectors,
@@ -478,7 +479,7 @@ impl TargetOps for Remap {
         } else {
             // One read-side section for the whole bio.
             self.table
-                .read(|t| remaps::route(&self.geometry, |b| t.lookup(b), offset, sectors))
+                .read(|t| routing::route(&self.geometry, |b| t.lookup(b), offset, sectors))
         };
         let mut len = r.len;
         let mut deferred = false;
@@ -486,7 +487,7 @@ impl TargetOps for Remap {
             // A write to a pending block goes to the spare through the
             // worker, and so does one to the block the worker is writing;
             // the blocks before it go where they go as usual.
-            let (first, n) = remaps::blocks_of(&self.geometry, offset, len);
+            let (first, n) = routing::blocks_of(&self.geometry, offset, len);
             let mut held = None;
             if !r.to_spare && !self.pending.is_empty() && self.auto_remap.load(Ordering::Relaxed)
             {
@@ -496,7 +497,7 @@ impl TargetOps for Remap {
             if busy != 0 && (first..first + n).contains(&(busy - 1)) {
                 held = Some(held.map_or(busy - 1, |p| p.min(busy - 1)));
             }
-            let h = remaps::hold(&self.geometry, offset, len, held);
+            let h = routing::hold(&self.geometry, offset, len, held);
             len = h.len;
             deferred = h.deferred;
         }
