@@ -13,40 +13,14 @@
 #include <linux/device-mapper.h>
 #include <linux/types.h>
 
-/* Event counters: per CPU, summed when read, only ever growing (but reset). */
-enum dmr_counter {
-	DMR_C_READS,
-	DMR_C_WRITES,
-	DMR_C_READ_BYTES,
-	DMR_C_WRITE_BYTES,
-	DMR_C_REMAPPED_READS,
-	DMR_C_REMAPPED_WRITES,
-	DMR_C_MAIN_ERRORS,
-	DMR_C_SPARE_ERRORS,
-	DMR_C_AUTO_REMAPS,
-	DMR_C_COMMITS,
-	DMR_C_REPAIRS,
-	DMR_C_PENDING_MARKED,
-	DMR_C_SCAN_BYTES,
-	DMR_NR_COUNTERS
-};
-
-/* Values the live table sets. */
-enum dmr_gauge {
-	DMR_G_REMAPS,
-	DMR_G_SPARE_USED,
-	DMR_G_SPARE_TOTAL,
-	DMR_G_BUCKETS,
-	DMR_G_RESIZES,
-	DMR_G_PENDING,
-	DMR_G_RETIRED,
-	DMR_G_FAIL_MODE,
-	DMR_G_SPARE_FREE,
-	DMR_G_SCAN_POSITION,
-	DMR_G_SCAN_PASSES,
-	DMR_G_SCAN_FOUND,
-	DMR_NR_GAUGES
-};
+/*
+ * What there is to count and show is declared once, in Rust
+ * (src/logic/stats.rs: Counter, Gauge and FILES); these are its sizes, which
+ * src/dm/stats.rs checks at compile time.
+ */
+#define DMR_NR_COUNTERS 13	/* per CPU, summed when read */
+#define DMR_NR_GAUGES 12	/* set by the live table */
+#define DMR_NR_FILES 30		/* statistics files of a stat directory */
 
 int dmr_stats_init(void);
 void dmr_stats_exit(void);

@@ -21,6 +21,7 @@
 /* Implemented in Rust (src/logic/stats.rs via src/dm/stats.rs). */
 ssize_t dmr_stats_format(unsigned int attr, const u64 *counters,
 			 const u64 *gauges, char *buf, size_t len);
+const char *dmr_stats_file_name(unsigned int attr);
 
 struct dmr_pcpu {
 	u64 c[DMR_NR_COUNTERS];
@@ -67,20 +68,6 @@ static void zero(struct dmr_pcpu __percpu *pcpu)
 	}
 }
 
-/* Attribute ids shared with src/logic/stats.rs (Attr). */
-enum {
-	DMR_A_READ_CNT, DMR_A_WRITE_CNT, DMR_A_TOTAL_CNT,
-	DMR_A_READ_AVR_BS, DMR_A_WRITE_AVR_BS, DMR_A_TOTAL_AVR_BS,
-	DMR_A_SUMMARY, DMR_A_REMAPS, DMR_A_REMAPPED_READS,
-	DMR_A_REMAPPED_WRITES, DMR_A_SPARE_USED, DMR_A_SPARE_TOTAL,
-	DMR_A_HASH_BUCKETS, DMR_A_HASH_RESIZES, DMR_A_MAIN_ERRORS,
-	DMR_A_SPARE_ERRORS, DMR_A_AUTO_REMAPS, DMR_A_METADATA_COMMITS,
-	DMR_A_METADATA_REPAIRS, DMR_A_READ_BYTES, DMR_A_WRITE_BYTES,
-	DMR_A_PENDING, DMR_A_RETIRED, DMR_A_FAIL_MODE, DMR_A_SPARE_FREE,
-	DMR_A_SCAN_POSITION, DMR_A_SCAN_PASSES, DMR_A_SCAN_FOUND,
-	DMR_A_PENDING_MARKED, DMR_A_SCAN_BYTES,
-};
-
 struct dmr_attr {
 	struct kobj_attribute attr;
 	unsigned int id;
@@ -121,42 +108,9 @@ static ssize_t all_show(struct kobject *kobj, struct kobj_attribute *attr, char 
 	return show_values(id, c, g, buf);
 }
 
-#define DMR_ATTRS(prefix, showfn)						\
-static struct dmr_attr prefix##_attrs[] = {					\
-	{ __ATTR(read_cnt, 0444, showfn, NULL), DMR_A_READ_CNT },		\
-	{ __ATTR(write_cnt, 0444, showfn, NULL), DMR_A_WRITE_CNT },		\
-	{ __ATTR(total_cnt, 0444, showfn, NULL), DMR_A_TOTAL_CNT },		\
-	{ __ATTR(read_avr_bs, 0444, showfn, NULL), DMR_A_READ_AVR_BS },		\
-	{ __ATTR(write_avr_bs, 0444, showfn, NULL), DMR_A_WRITE_AVR_BS },	\
-	{ __ATTR(total_avr_bs, 0444, showfn, NULL), DMR_A_TOTAL_AVR_BS },	\
-	{ __ATTR(summary, 0444, showfn, NULL), DMR_A_SUMMARY },			\
-	{ __ATTR(remaps, 0444, showfn, NULL), DMR_A_REMAPS },			\
-	{ __ATTR(remapped_reads, 0444, showfn, NULL), DMR_A_REMAPPED_READS },	\
-	{ __ATTR(remapped_writes, 0444, showfn, NULL), DMR_A_REMAPPED_WRITES },	\
-	{ __ATTR(spare_used, 0444, showfn, NULL), DMR_A_SPARE_USED },		\
-	{ __ATTR(spare_total, 0444, showfn, NULL), DMR_A_SPARE_TOTAL },		\
-	{ __ATTR(hash_buckets, 0444, showfn, NULL), DMR_A_HASH_BUCKETS },	\
-	{ __ATTR(hash_resizes, 0444, showfn, NULL), DMR_A_HASH_RESIZES },	\
-	{ __ATTR(main_errors, 0444, showfn, NULL), DMR_A_MAIN_ERRORS },		\
-	{ __ATTR(spare_errors, 0444, showfn, NULL), DMR_A_SPARE_ERRORS },	\
-	{ __ATTR(auto_remaps, 0444, showfn, NULL), DMR_A_AUTO_REMAPS },		\
-	{ __ATTR(metadata_commits, 0444, showfn, NULL), DMR_A_METADATA_COMMITS }, \
-	{ __ATTR(metadata_repairs, 0444, showfn, NULL), DMR_A_METADATA_REPAIRS }, \
-	{ __ATTR(read_bytes, 0444, showfn, NULL), DMR_A_READ_BYTES },		\
-	{ __ATTR(write_bytes, 0444, showfn, NULL), DMR_A_WRITE_BYTES },		\
-	{ __ATTR(pending, 0444, showfn, NULL), DMR_A_PENDING },			\
-	{ __ATTR(retired, 0444, showfn, NULL), DMR_A_RETIRED },			\
-	{ __ATTR(fail_mode, 0444, showfn, NULL), DMR_A_FAIL_MODE },		\
-	{ __ATTR(spare_free, 0444, showfn, NULL), DMR_A_SPARE_FREE },		\
-	{ __ATTR(scan_position, 0444, showfn, NULL), DMR_A_SCAN_POSITION },	\
-	{ __ATTR(scan_passes, 0444, showfn, NULL), DMR_A_SCAN_PASSES },		\
-	{ __ATTR(scan_found, 0444, showfn, NULL), DMR_A_SCAN_FOUND },		\
-	{ __ATTR(pending_marked, 0444, showfn, NULL), DMR_A_PENDING_MARKED },	\
-	{ __ATTR(scan_bytes, 0444, showfn, NULL), DMR_A_SCAN_BYTES },		\
-}
-
-DMR_ATTRS(dev, dev_show);
-DMR_ATTRS(all, all_show);
+/* Named by Rust at init (dmr_stats_file_name); ids are FILES indices. */
+static struct dmr_attr dev_attrs[DMR_NR_FILES];
+static struct dmr_attr all_attrs[DMR_NR_FILES];
 
 static ssize_t name_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
@@ -222,6 +176,20 @@ int dmr_stats_init(void)
 	int r;
 
 	for (i = 0; i < NATTRS; i++) {
+		const char *name = dmr_stats_file_name(i);
+
+		if (!name)
+			return -EINVAL;
+		dev_attrs[i] = (struct dmr_attr) {
+			.attr = { .attr = { .name = name, .mode = 0444 },
+				  .show = dev_show },
+			.id = i,
+		};
+		all_attrs[i] = (struct dmr_attr) {
+			.attr = { .attr = { .name = name, .mode = 0444 },
+				  .show = all_show },
+			.id = i,
+		};
 		dmr_dev_list[i] = &dev_attrs[i].attr.attr;
 		dmr_all_list[i] = &all_attrs[i].attr.attr;
 	}

@@ -127,3 +127,17 @@ pub(crate) unsafe extern "C" fn dmr_stats_format(
         Err(_) => EINVAL.to_errno() as isize,
     }
 }
+
+/// The name of statistics file `attr` (a static NUL-terminated string), or
+/// null past the last: `src/stats.c` names its sysfs attributes with it.
+#[no_mangle]
+pub(crate) extern "C" fn dmr_stats_file_name(attr: c_uint) -> *const c_char {
+    stats::FILES
+        .get(attr as usize)
+        .map_or(core::ptr::null(), |f| f.name.as_ptr().cast())
+}
+
+// The C side sizes its arrays by these; `logic::stats` declares them.
+const _: () = assert!(b::DMR_NR_COUNTERS as usize == COUNTERS);
+const _: () = assert!(b::DMR_NR_GAUGES as usize == GAUGES);
+const _: () = assert!(b::DMR_NR_FILES as usize == stats::FILES.len());

@@ -6,10 +6,11 @@
 //! turns a snapshot of them into file contents. `docs/sysfs.md` documents
 //! every file.
 
+use core::ffi::CStr;
 use core::fmt::{self, Write};
 
-/// Event counters (same order as `enum dmr_counter` in
-/// `include/dm_remap_stats.h`).
+/// Event counters, kept per CPU by `src/stats.c` (`DMR_NR_COUNTERS` of
+/// them, checked at compile time), by this id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Counter {
@@ -44,7 +45,7 @@ pub enum Counter {
 /// Number of counters.
 pub const COUNTERS: usize = 13;
 
-/// Values set by the live table (same order as `enum dmr_gauge`).
+/// Values set by the live table (`DMR_NR_GAUGES` of them), by this id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Gauge {
@@ -77,41 +78,167 @@ pub enum Gauge {
 /// Number of gauges.
 pub const GAUGES: usize = 12;
 
-#[cfg(not(MODULE))]
-/// The one-value files and `summary`, by the id `src/stats.c` passes (its
-/// `DMR_A_*`).
-pub const FILES: [&str; 30] = [
-    "read_cnt",
-    "write_cnt",
-    "total_cnt",
-    "read_avr_bs",
-    "write_avr_bs",
-    "total_avr_bs",
-    "summary",
-    "remaps",
-    "remapped_reads",
-    "remapped_writes",
-    "spare_used",
-    "spare_total",
-    "hash_buckets",
-    "hash_resizes",
-    "main_errors",
-    "spare_errors",
-    "auto_remaps",
-    "metadata_commits",
-    "metadata_repairs",
-    "read_bytes",
-    "write_bytes",
-    "pending",
-    "retired",
-    "fail_mode",
-    "spare_free",
-    "scan_position",
-    "scan_passes",
-    "scan_found",
-    "pending_marked",
-    "scan_bytes",
+/// What a statistics file shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Show {
+    /// A counter.
+    Counter(Counter),
+    /// A gauge.
+    Gauge(Gauge),
+    /// A value computed from the others.
+    Derived(fn(&Snapshot) -> u64),
+    /// The multi-line `summary`.
+    Summary,
+}
+
+/// One statistics file of a stat directory.
+#[derive(Clone, Copy, Debug)]
+pub struct File {
+    /// Its name (NUL-terminated: sysfs takes it as it is).
+    pub name: &'static CStr,
+    /// What it shows.
+    pub show: Show,
+}
+
+/// Every statistics file of `/sys/module/dm_remap/stat/<dev>/` (and of
+/// `all_devs`), by the id `src/stats.c` passes back to [`render`]: the one
+/// declaration the sysfs attributes, the values, reading a tree back and the
+/// tool's names all come from. (`name`, `dev` and `reset` are the C side's
+/// own.)
+pub const FILES: [File; 30] = [
+    File {
+        name: c"read_cnt",
+        show: Show::Counter(Counter::Reads),
+    },
+    File {
+        name: c"write_cnt",
+        show: Show::Counter(Counter::Writes),
+    },
+    File {
+        name: c"total_cnt",
+        show: Show::Derived(Snapshot::total),
+    },
+    File {
+        name: c"read_avr_bs",
+        show: Show::Derived(read_avg),
+    },
+    File {
+        name: c"write_avr_bs",
+        show: Show::Derived(write_avg),
+    },
+    File {
+        name: c"total_avr_bs",
+        show: Show::Derived(total_avg),
+    },
+    File {
+        name: c"summary",
+        show: Show::Summary,
+    },
+    File {
+        name: c"remaps",
+        show: Show::Gauge(Gauge::Remaps),
+    },
+    File {
+        name: c"remapped_reads",
+        show: Show::Counter(Counter::RemappedReads),
+    },
+    File {
+        name: c"remapped_writes",
+        show: Show::Counter(Counter::RemappedWrites),
+    },
+    File {
+        name: c"spare_used",
+        show: Show::Gauge(Gauge::SpareUsed),
+    },
+    File {
+        name: c"spare_total",
+        show: Show::Gauge(Gauge::SpareTotal),
+    },
+    File {
+        name: c"hash_buckets",
+        show: Show::Gauge(Gauge::Buckets),
+    },
+    File {
+        name: c"hash_resizes",
+        show: Show::Gauge(Gauge::Resizes),
+    },
+    File {
+        name: c"main_errors",
+        show: Show::Counter(Counter::MainErrors),
+    },
+    File {
+        name: c"spare_errors",
+        show: Show::Counter(Counter::SpareErrors),
+    },
+    File {
+        name: c"auto_remaps",
+        show: Show::Counter(Counter::AutoRemaps),
+    },
+    File {
+        name: c"metadata_commits",
+        show: Show::Counter(Counter::Commits),
+    },
+    File {
+        name: c"metadata_repairs",
+        show: Show::Counter(Counter::Repairs),
+    },
+    File {
+        name: c"read_bytes",
+        show: Show::Counter(Counter::ReadBytes),
+    },
+    File {
+        name: c"write_bytes",
+        show: Show::Counter(Counter::WriteBytes),
+    },
+    File {
+        name: c"pending",
+        show: Show::Gauge(Gauge::Pending),
+    },
+    File {
+        name: c"retired",
+        show: Show::Gauge(Gauge::Retired),
+    },
+    File {
+        name: c"fail_mode",
+        show: Show::Gauge(Gauge::FailMode),
+    },
+    File {
+        name: c"spare_free",
+        show: Show::Gauge(Gauge::SpareFree),
+    },
+    File {
+        name: c"scan_position",
+        show: Show::Gauge(Gauge::ScanPosition),
+    },
+    File {
+        name: c"scan_passes",
+        show: Show::Gauge(Gauge::ScanPasses),
+    },
+    File {
+        name: c"scan_found",
+        show: Show::Gauge(Gauge::ScanFound),
+    },
+    File {
+        name: c"pending_marked",
+        show: Show::Counter(Counter::PendingMarked),
+    },
+    File {
+        name: c"scan_bytes",
+        show: Show::Counter(Counter::ScanBytes),
+    },
 ];
+
+fn read_avg(s: &Snapshot) -> u64 {
+    average(s.c(Counter::ReadBytes), s.c(Counter::Reads))
+}
+
+fn write_avg(s: &Snapshot) -> u64 {
+    average(s.c(Counter::WriteBytes), s.c(Counter::Writes))
+}
+
+fn total_avg(s: &Snapshot) -> u64 {
+    average(s.total_bytes(), s.total())
+}
 
 /// A snapshot of one device's (or all devices') statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -150,55 +277,38 @@ impl Snapshot {
 
     /// The value of a one-number file, by its id.
     pub fn value(&self, id: u32) -> Option<u64> {
-        Some(match id {
-            0 => self.c(Counter::Reads),
-            1 => self.c(Counter::Writes),
-            2 => self.total(),
-            3 => average(self.c(Counter::ReadBytes), self.c(Counter::Reads)),
-            4 => average(self.c(Counter::WriteBytes), self.c(Counter::Writes)),
-            5 => average(self.total_bytes(), self.total()),
-            7 => self.g(Gauge::Remaps),
-            8 => self.c(Counter::RemappedReads),
-            9 => self.c(Counter::RemappedWrites),
-            10 => self.g(Gauge::SpareUsed),
-            11 => self.g(Gauge::SpareTotal),
-            12 => self.g(Gauge::Buckets),
-            13 => self.g(Gauge::Resizes),
-            14 => self.c(Counter::MainErrors),
-            15 => self.c(Counter::SpareErrors),
-            16 => self.c(Counter::AutoRemaps),
-            17 => self.c(Counter::Commits),
-            18 => self.c(Counter::Repairs),
-            19 => self.c(Counter::ReadBytes),
-            20 => self.c(Counter::WriteBytes),
-            21 => self.g(Gauge::Pending),
-            22 => self.g(Gauge::Retired),
-            23 => self.g(Gauge::FailMode),
-            24 => self.g(Gauge::SpareFree),
-            25 => self.g(Gauge::ScanPosition),
-            26 => self.g(Gauge::ScanPasses),
-            27 => self.g(Gauge::ScanFound),
-            28 => self.c(Counter::PendingMarked),
-            29 => self.c(Counter::ScanBytes),
-            _ => return None,
-        })
+        match FILES.get(id as usize)?.show {
+            Show::Counter(c) => Some(self.c(c)),
+            Show::Gauge(g) => Some(self.g(g)),
+            Show::Derived(f) => Some(f(self)),
+            Show::Summary => None,
+        }
     }
 }
 
 #[cfg(not(MODULE))]
 /// The name of file `id`.
 pub fn file_name(id: u32) -> Option<&'static str> {
-    FILES.get(id as usize).copied()
+    FILES.get(id as usize)?.name.to_str().ok()
+}
+
+/// The id of the file named `name`.
+#[cfg(not(MODULE))]
+pub fn file_id(name: &str) -> Option<u32> {
+    FILES
+        .iter()
+        .position(|f| f.name.to_bytes() == name.as_bytes())
+        .map(|i| i as u32)
 }
 
 /// Writes file `id` of `s`.
 pub fn render<W: Write>(id: u32, s: &Snapshot, w: &mut W) -> fmt::Result {
-    if id == 6 {
-        return write_summary(s, w);
-    }
-    match s.value(id) {
-        Some(v) => writeln!(w, "{v}"),
-        None => Err(fmt::Error),
+    match FILES.get(id as usize).map(|f| f.show) {
+        Some(Show::Summary) => write_summary(s, w),
+        _ => match s.value(id) {
+            Some(v) => writeln!(w, "{v}"),
+            None => Err(fmt::Error),
+        },
     }
 }
 
@@ -245,49 +355,18 @@ pub fn write_summary<W: Write>(s: &Snapshot, w: &mut W) -> fmt::Result {
 }
 
 #[cfg(not(MODULE))]
-/// Sysfs files that hold each counter and gauge (for reading the tree back).
-const COUNTER_FILES: [&str; COUNTERS] = [
-    "read_cnt",
-    "write_cnt",
-    "read_bytes",
-    "write_bytes",
-    "remapped_reads",
-    "remapped_writes",
-    "main_errors",
-    "spare_errors",
-    "auto_remaps",
-    "metadata_commits",
-    "metadata_repairs",
-    "pending_marked",
-    "scan_bytes",
-];
-#[cfg(not(MODULE))]
-const GAUGE_FILES: [&str; GAUGES] = [
-    "remaps",
-    "spare_used",
-    "spare_total",
-    "hash_buckets",
-    "hash_resizes",
-    "pending",
-    "retired",
-    "fail_mode",
-    "spare_free",
-    "scan_position",
-    "scan_passes",
-    "scan_found",
-];
-
-#[cfg(not(MODULE))]
 impl Snapshot {
     /// Rebuilds a snapshot from the files of a stat directory; `file` returns
     /// a file's number. `None` if one is missing.
     pub fn from_files(file: impl Fn(&str) -> Option<u64>) -> Option<Snapshot> {
         let mut s = Snapshot::default();
-        for (i, f) in COUNTER_FILES.iter().enumerate() {
-            s.c[i] = file(f)?;
-        }
-        for (i, f) in GAUGE_FILES.iter().enumerate() {
-            s.g[i] = file(f)?;
+        for f in &FILES {
+            let name = f.name.to_str().ok()?;
+            match f.show {
+                Show::Counter(c) => s.c[c as usize] = file(name)?,
+                Show::Gauge(g) => s.g[g as usize] = file(name)?,
+                Show::Derived(_) | Show::Summary => {}
+            }
         }
         Some(s)
     }
@@ -331,7 +410,7 @@ fn json_values<W: Write>(w: &mut W, s: &Snapshot) -> fmt::Result {
                 w.write_char(',')?;
             }
             first = false;
-            write!(w, "\"{f}\":{v}")?;
+            write!(w, "\"{}\":{v}", f.name.to_str().map_err(|_| fmt::Error)?)?;
         }
     }
     Ok(())
@@ -529,10 +608,28 @@ mod tests {
     use std::string::String;
 
     #[test]
+    fn every_counter_and_gauge_has_one_file() {
+        let mut c = [0; COUNTERS];
+        let mut g = [0; GAUGES];
+        for f in &FILES {
+            match f.show {
+                Show::Counter(x) => c[x as usize] += 1,
+                Show::Gauge(x) => g[x as usize] += 1,
+                Show::Derived(_) | Show::Summary => {}
+            }
+        }
+        assert_eq!((c, g), ([1; COUNTERS], [1; GAUGES]));
+        let mut names: std::vec::Vec<_> = FILES.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), FILES.len());
+    }
+
+    #[test]
     fn files_round_trip() {
         let s = snap();
         let back = Snapshot::from_files(|f| {
-            let id = FILES.iter().position(|x| *x == f)? as u32;
+            let id = file_id(f)?;
             let mut out = String::new();
             render(id, &s, &mut out).ok()?;
             out.trim().parse().ok()
