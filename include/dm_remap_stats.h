@@ -29,6 +29,6 @@ void dmr_stats_put(void *stats);
 void dmr_stats_add(void *stats, unsigned int counter, u64 value);
 void dmr_stats_add_io(void *stats, unsigned int ops, unsigned int bytes_counter,
 		      unsigned int remapped, u64 bytes);
-void dmr_stats_set(void *stats, unsigned int gauge, u64 value);
+void dmr_stats_set_gauges(void *stats, const u64 *values);
 
 #endif /* DM_REMAP_STATS_H */

@@ -319,10 +319,12 @@ void dmr_stats_add_io(void *stats, unsigned int ops, unsigned int bytes_counter,
 	}
 }
 
-void dmr_stats_set(void *stats, unsigned int gauge, u64 value)
+/* Every gauge at once: values holds DMR_NR_GAUGES of them. */
+void dmr_stats_set_gauges(void *stats, const u64 *values)
 {
 	struct dmr_stats *s = stats;
+	int i;
 
-	if (gauge < DMR_NR_GAUGES)
-		atomic64_set(&s->gauges[gauge], value);
+	for (i = 0; i < DMR_NR_GAUGES; i++)
+		atomic64_set(&s->gauges[i], values[i]);
 }

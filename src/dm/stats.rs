@@ -5,7 +5,7 @@
 
 use super::bindings as b;
 use crate::logic::emit::Emitter;
-use crate::logic::stats::{self, Counter, Gauge, Snapshot, COUNTERS, GAUGES};
+use crate::logic::stats::{self, Counter, Snapshot, COUNTERS, GAUGES};
 use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::ffi::{c_char, c_uint, c_void};
@@ -85,10 +85,11 @@ impl Stats {
         }
     }
 
-    /// Sets a gauge.
-    pub(crate) fn set(&self, g: Gauge, v: u64) {
-        // SAFETY: As for `add`.
-        unsafe { b::dmr_stats_set(self.0.as_ptr(), g as c_uint, v) }
+    /// Sets every gauge, indexed by `logic::stats::Gauge`.
+    pub(crate) fn set_gauges(&self, values: &[u64; GAUGES]) {
+        // SAFETY: As for `add`; `values` holds the `DMR_NR_GAUGES` values
+        // the C side reads (checked below).
+        unsafe { b::dmr_stats_set_gauges(self.0.as_ptr(), values.as_ptr()) }
     }
 }
 

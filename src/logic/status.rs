@@ -11,6 +11,7 @@
 //! fields are only ever appended, so parsers that split on spaces keep
 //! working. `docs/usage.md` describes each field.
 
+use super::stats::{Gauge, GAUGES};
 use core::fmt::{self, Write};
 
 /// What the status line reports.
@@ -44,6 +45,36 @@ pub struct Info {
     pub scan_position: u64,
     /// Full passes the scanner completed.
     pub scan_passes: u64,
+    /// Spare data blocks free (the statistics' gauge, not in the line).
+    pub spare_free: u64,
+    /// Bad blocks the scanner found (the statistics' gauge, not in the
+    /// line).
+    pub scan_found: u64,
+}
+
+impl Info {
+    /// The statistics' gauges, indexed by [`Gauge`]: what the status line
+    /// reports, as numbers.
+    pub fn gauges(&self) -> [u64; GAUGES] {
+        let mut g = [0; GAUGES];
+        for (gauge, v) in [
+            (Gauge::Remaps, self.remaps),
+            (Gauge::SpareUsed, self.spare_used),
+            (Gauge::SpareTotal, self.spare_total),
+            (Gauge::Buckets, self.buckets),
+            (Gauge::Resizes, self.resizes),
+            (Gauge::Pending, self.pending),
+            (Gauge::Retired, self.retired),
+            (Gauge::FailMode, u64::from(self.state == State::Fail)),
+            (Gauge::SpareFree, self.spare_free),
+            (Gauge::ScanPosition, self.scan_position),
+            (Gauge::ScanPasses, self.scan_passes),
+            (Gauge::ScanFound, self.scan_found),
+        ] {
+            g[gauge as usize] = v;
+        }
+        g
+    }
 }
 
 /// How full the spare pool is.
@@ -171,11 +202,41 @@ mod tests {
                 scan: ScanState::Paused,
                 scan_position: 4096,
                 scan_passes: 3,
+                spare_free: 5,
+                scan_found: 7,
             },
         )
         .unwrap();
         assert_eq!(s, "ok 512 0 0/122880 64 0 2 1 low on paused 4096 3");
         assert_eq!(SpareLevel::of(0, 100, 10), SpareLevel::Exhausted);
         assert_eq!(SpareLevel::of(50, 100, 10), SpareLevel::Ok);
+    }
+
+    #[test]
+    fn every_gauge_comes_from_the_status() {
+        let info = Info {
+            state: State::Fail,
+            block_size: 4096,
+            remaps: 2,
+            spare_used: 3,
+            spare_total: 4,
+            buckets: 5,
+            resizes: 6,
+            pending: 7,
+            retired: 8,
+            spare: SpareLevel::Ok,
+            auto_remap: true,
+            scan: ScanState::Running,
+            scan_position: 10,
+            scan_passes: 11,
+            spare_free: 9,
+            scan_found: 12,
+        };
+        assert_eq!(info.gauges(), [2, 3, 4, 5, 6, 7, 8, 1, 9, 10, 11, 12]);
+        let ok = Info {
+            state: State::Ok,
+            ..info
+        };
+        assert_eq!(ok.gauges()[Gauge::FailMode as usize], 0);
     }
 }

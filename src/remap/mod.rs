@@ -43,7 +43,7 @@ use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
 use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, Remaps};
 use crate::logic::routing;
-use crate::logic::stats::{Counter, Gauge};
+use crate::logic::stats::Counter;
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
@@ -165,22 +165,36 @@ impl Remap {
         self.stats
             .add(Counter::Commits, generation.saturating_sub(c.counted));
         c.counted = generation;
+        self.stats.set_gauges(&self.info(c).gauges());
+    }
+
+    /// The state `status` reports and the gauges publish.
+    fn info(&self, c: &Core) -> Info {
         let w = &c.remaps;
-        self.stats.set(Gauge::Remaps, self.table.len());
-        self.stats.set(Gauge::SpareUsed, w.spare_used());
-        self.stats.set(Gauge::SpareTotal, w.slots());
-        self.stats.set(Gauge::Buckets, self.table.buckets());
-        self.stats.set(Gauge::Resizes, self.table.resizes());
-        self.stats.set(Gauge::Pending, w.pending().len() as u64);
-        self.stats.set(Gauge::Retired, w.retired());
-        self.stats.set(Gauge::FailMode, u64::from(self.fail.load(Ordering::Relaxed)));
-        self.stats.set(Gauge::SpareFree, w.free_slots());
-        self.stats.set(
-            Gauge::ScanPosition,
-            c.scan.position * self.geometry.block_sectors,
-        );
-        self.stats.set(Gauge::ScanPasses, c.scan.passes);
-        self.stats.set(Gauge::ScanFound, c.scan.found);
+        Info {
+            state: if !w.loaded() {
+                State::Inactive
+            } else if self.fail.load(Ordering::Relaxed) {
+                State::Fail
+            } else {
+                State::Ok
+            },
+            block_size: self.geometry.block_size,
+            remaps: self.table.len(),
+            spare_used: w.spare_used(),
+            spare_total: w.slots(),
+            buckets: self.table.buckets(),
+            resizes: self.table.resizes(),
+            pending: w.pending().len() as u64,
+            retired: w.retired(),
+            spare: SpareLevel::of(w.free_slots(), w.slots(), c.policy.spare_low),
+            auto_remap: c.policy.auto_remap,
+            scan: scan_state(c),
+            scan_position: c.scan.position * self.geometry.block_sectors,
+            scan_passes: c.scan.passes,
+            spare_free: w.free_slots(),
+            scan_found: c.scan.found,
+        }
     }
 
     /// Whether a block of a bio (at `origin`, of `size` bytes, as `map`
@@ -532,32 +546,7 @@ impl TargetOps for Remap {
         // a larger buffer, so the write error needs no handling here.
         let _ = match kind {
             StatusKind::Info => {
-                let info = {
-                    let c = self.core.lock();
-                    let w = &c.remaps;
-                    Info {
-                        state: if !w.loaded() {
-                            State::Inactive
-                        } else if self.fail.load(Ordering::Relaxed) {
-                            State::Fail
-                        } else {
-                            State::Ok
-                        },
-                        block_size: self.geometry.block_size,
-                        remaps: self.table.len(),
-                        spare_used: w.spare_used(),
-                        spare_total: w.slots(),
-                        buckets: self.table.buckets(),
-                        resizes: self.table.resizes(),
-                        pending: w.pending().len() as u64,
-                        retired: w.retired(),
-                        spare: SpareLevel::of(w.free_slots(), w.slots(), c.policy.spare_low),
-                        auto_remap: c.policy.auto_remap,
-                        scan: scan_state(&c),
-                        scan_position: c.scan.position * self.geometry.block_sectors,
-                        scan_passes: c.scan.passes,
-                    }
-                };
+                let info = self.info(&self.core.lock());
                 status::write_info(out, &info)
             }
             StatusKind::Table => table_line::write_canonical(
