@@ -6,7 +6,7 @@
 use super::bindings as b;
 use super::bio::Bio;
 use super::device::DmDev;
-use super::worker::{Worker, WorkerOps};
+use super::worker::{BlkStatus, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::message::Errno;
 use crate::logic::Refusal;
@@ -88,7 +88,7 @@ pub(crate) trait TargetOps: Sized + Send + Sync {
     fn preresume(&self, ti: &Target) -> Result;
     /// Sees every mapped bio complete with `status` (0: success). Runs in
     /// the completion context (possibly interrupt): must not sleep.
-    fn end_io(&self, ti: &Target, bio: &mut Bio, status: u8) -> EndIo;
+    fn end_io(&self, ti: &Target, bio: &mut Bio, status: BlkStatus) -> EndIo;
     /// After the device is suspended: no bio is in flight any more.
     fn postsuspend(&self, ti: &Target);
     /// The device resumes.
@@ -614,7 +614,7 @@ unsafe extern "C" fn end_io<T: TargetOps>(
             private::<T>(ti),
             Target::from_raw(ti),
             Bio::from_raw(bio),
-            if error.is_null() { 0 } else { *error },
+            BlkStatus(if error.is_null() { 0 } else { *error }),
         )
     };
     match t.end_io(target, bio, status) {

@@ -128,6 +128,7 @@ impl Drop for Worker {
 ///
 /// `0` is a valid bio of the target that nobody else touches until it is
 /// completed.
+#[must_use = "a bio the worker took must be completed, or its submitter waits forever"]
 pub(crate) struct OwnedBio(NonNull<b::bio>);
 
 impl OwnedBio {
@@ -173,34 +174,51 @@ impl OwnedBio {
         }
     }
 
-    /// Completes the bio with `status` (a `blk_status_t`).
-    pub(crate) fn complete(self, status: u8) {
+    /// Completes the bio, successfully or with the error.
+    pub(crate) fn complete(self, r: Result<(), BlockError>) {
         // SAFETY: Owned (type invariant); completing gives it up, and `self`
         // is consumed.
-        unsafe { b::dmr_bio_complete(self.raw(), status) }
+        unsafe { b::dmr_bio_complete(self.raw(), blk_status(r)) }
     }
 }
 
-/// Block status codes.
-pub(crate) mod status {
-    use super::b;
+/// How a bio the target handled completed: a `blk_status_t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlkStatus(pub(super) u8);
+
+impl BlkStatus {
     /// Success.
-    pub(crate) const OK: u8 = b::BLK_STS_OK;
-    /// I/O error (EIO).
-    pub(crate) const IOERR: u8 = b::BLK_STS_IOERR;
-    /// No space (ENOSPC).
-    pub(crate) const NOSPC: u8 = b::BLK_STS_NOSPC;
-    /// Out of resources (ENOMEM).
-    pub(crate) const RESOURCE: u8 = b::BLK_STS_RESOURCE;
-    /// Medium error.
-    pub(crate) const MEDIUM: u8 = b::BLK_STS_MEDIUM;
+    pub(crate) fn is_ok(self) -> bool {
+        self.0 == b::BLK_STS_OK
+    }
+
+    /// Whether the medium failed (what the error path handles); not for
+    /// `BLK_STS_AGAIN` of a NOWAIT bio, unsupported operations and the like,
+    /// which pass through.
+    pub(crate) fn is_media_error(self) -> bool {
+        self.0 == b::BLK_STS_IOERR || self.0 == b::BLK_STS_MEDIUM
+    }
 }
 
-/// Whether `status` says the medium failed (what the error path handles);
-/// not for `BLK_STS_AGAIN` of a NOWAIT bio, unsupported operations and the
-/// like, which pass through.
-pub(crate) fn is_media_error(status: u8) -> bool {
-    status == status::IOERR || status == status::MEDIUM
+/// Why the worker fails a bio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockError {
+    /// I/O error (`BLK_STS_IOERR`, EIO).
+    Io,
+    /// No spare block left (`BLK_STS_NOSPC`, ENOSPC).
+    NoSpace,
+    /// Out of memory (`BLK_STS_RESOURCE`).
+    Resource,
+}
+
+/// The `blk_status_t` of an outcome.
+fn blk_status(r: Result<(), BlockError>) -> u8 {
+    match r {
+        Ok(()) => b::BLK_STS_OK,
+        Err(BlockError::Io) => b::BLK_STS_IOERR,
+        Err(BlockError::NoSpace) => b::BLK_STS_NOSPC,
+        Err(BlockError::Resource) => b::BLK_STS_RESOURCE,
+    }
 }
 
 /// Milliseconds since boot (jiffies), for rates and ages.

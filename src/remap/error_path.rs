@@ -34,7 +34,7 @@ use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::target::Target;
 use crate::dm::bio::Stage;
-use crate::dm::worker::{status as sts, OwnedBio};
+use crate::dm::worker::{BlockError, OwnedBio};
 use crate::logic::message::MsgError;
 use crate::logic::remaps::PendingAdd;
 use crate::logic::routing::pieces;
@@ -150,15 +150,15 @@ impl Remap {
         // workqueue), and puts it back before it completes the bio.
         let Some(mut buf) = c.buf.take() else {
             drop(c);
-            bio.complete(sts::RESOURCE);
+            bio.complete(Err(BlockError::Resource));
             return;
         };
-        let mut status = sts::OK;
+        let mut status = Ok(());
         let mut pending_changed = false;
         if !c.remaps.loaded() || size % 512 != 0 || buf.len() < bs_bytes {
-            status = sts::IOERR;
+            status = Err(BlockError::Io);
         }
-        let sectors = if status == sts::OK { u64::from(size >> 9) } else { 0 };
+        let sectors = if status.is_ok() { u64::from(size >> 9) } else { 0 };
         for p in pieces(&self.geometry, sector, sectors) {
             // Pieces are at most one block, inside the bio: the casts are
             // lossless.
@@ -171,13 +171,13 @@ impl Remap {
                 // from, unseen (see `guard`).
                 self.guard(p.block);
             }
-            let mut st = sts::IOERR;
+            let mut st = Err(BlockError::Io);
             for attempt in 0..=PIECE_ATTEMPTS {
                 let unlocked = attempt < PIECE_ATTEMPTS;
                 let at = self.table.lookup(p.block);
                 if write && redo && at.is_none() {
                     // Still on main, where it was written.
-                    st = sts::OK;
+                    st = Ok(());
                     break;
                 }
                 let (read_retries, write_retries) =
@@ -209,12 +209,12 @@ impl Remap {
                         if at.is_none() {
                             pending_changed |= self.mark_pending(dev, &mut c, p.block);
                         }
-                        st = sts::IOERR;
+                        st = Err(BlockError::Io);
                         break;
                     }
                     if !write {
                         bio.copy_in(off, &buf[..n]);
-                        st = sts::OK;
+                        st = Ok(());
                         break;
                     }
                     let at = (p.in_block << 9) as usize;
@@ -226,7 +226,7 @@ impl Remap {
                     Some(slot) => {
                         let to = c.remaps.slot_sector(slot);
                         if self.retried(Dev::Spare, op, write_retries, to, data) {
-                            sts::OK
+                            Ok(())
                         } else {
                             self.relocate(dev, &mut c, data, p.block, Some(slot))
                         }
@@ -255,7 +255,7 @@ impl Remap {
                                 self.pending.set(c.remaps.pending());
                                 self.commit(dev, &mut c, None);
                             }
-                            sts::OK
+                            Ok(())
                         } else {
                             self.relocate(dev, &mut c, data, p.block, None)
                         }
@@ -266,7 +266,7 @@ impl Remap {
             if merge {
                 self.relocating.store(0, Ordering::SeqCst);
             }
-            if st != sts::OK {
+            if st.is_err() {
                 status = st;
                 if write {
                     // Later blocks would hit the same condition (fail mode,
@@ -317,7 +317,8 @@ impl Remap {
 
     /// Moves main block `block` (data in `data`, one block) to a new spare
     /// block, retiring `old` (its failed spare block) if given: write,
-    /// commit, publish.
+    /// commit, publish. Fails with `NoSpace` when the pool has no free block
+    /// left, `Resource` without memory, `Io` otherwise.
     fn relocate(
         &self,
         dev: &str,
@@ -325,16 +326,16 @@ impl Remap {
         data: &mut [u8],
         block: u64,
         old: Option<u64>,
-    ) -> u8 {
+    ) -> Result<(), BlockError> {
         let sector = block * self.geometry.block_sectors;
         let threshold = c.policy.error_threshold;
         if !c.policy.auto_remap || (threshold != 0 && c.auto_remaps >= threshold) {
-            return sts::IOERR;
+            return Err(BlockError::Io);
         }
         // The table node first: once the remap is durable, publishing it
         // must not fail.
         let Some(node) = Nodes::<KernelEnv>::new(1).and_then(|mut n| n.pop()) else {
-            return sts::RESOURCE;
+            return Err(BlockError::Resource);
         };
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         let mut slot = None;
@@ -367,9 +368,9 @@ impl Remap {
                     dev,
                     sector
                 );
-                return sts::NOSPC;
+                return Err(BlockError::NoSpace);
             }
-            return sts::IOERR;
+            return Err(BlockError::Io);
         };
         if let Some(o) = old {
             c.remaps.retire_slot(o);
@@ -385,7 +386,7 @@ impl Remap {
             if was_pending {
                 c.remaps.add_pending(block);
             }
-            return sts::IOERR;
+            return Err(BlockError::Io);
         }
         c.remaps.publish(&self.table, block, slot, node, &mut |ev| {
             log_event(dev, ev)
@@ -421,6 +422,6 @@ impl Remap {
             dmr_err!("{}: error threshold {} reached; auto_remap off\n", dev, threshold);
         }
         self.report_spare(dev, c);
-        sts::OK
+        Ok(())
     }
 }

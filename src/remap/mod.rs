@@ -33,7 +33,7 @@ use crate::dm::target::{
     CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, SpareClaim, StatusKind,
     Target, TargetOps,
 };
-use crate::dm::worker::{self, OwnedBio, Worker, WorkerOps};
+use crate::dm::worker::{self, BlkStatus, OwnedBio, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
@@ -635,8 +635,8 @@ impl TargetOps for Remap {
         limits.prefer_block_size(self.geometry.block_size, kernel::page::PAGE_SIZE as u32);
     }
 
-    fn end_io(&self, _ti: &Target, bio: &mut Bio, status: u8) -> EndIo {
-        if status == worker::status::OK {
+    fn end_io(&self, _ti: &Target, bio: &mut Bio, status: BlkStatus) -> EndIo {
+        if status.is_ok() {
             // The usual case costs one look at the record and a comparison
             // of the worker's write count (a read not even that).
             if bio.is_write() {
@@ -668,7 +668,7 @@ impl TargetOps for Remap {
         };
         self.stats.add(c, 1);
         if rec.pass
-            || !worker::is_media_error(status)
+            || !status.is_media_error()
             || !(bio.is_read() || bio.is_write())
             || !self.auto_remap.load(Ordering::Relaxed)
         {
