@@ -10,7 +10,7 @@
 //! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy] [--no-stats]
 //! ```
 //!
-//! Every command installs what the machine lacks (`scripts/setup.sh`) and
+//! Every command installs what the machine lacks (`scripts/host/setup.sh`) and
 //! builds what it needs (kernel, module, guest image), reusing the cache.
 
 use std::io::{BufRead, BufReader};
@@ -40,12 +40,12 @@ commands:
   bench   fio 4 KiB random reads and writes on dm-linear and dm-remap (0
           remaps, and as many as the spare holds) over null_blk, on the perf
           kernel with instruction-counted time; prints IOPS and ratios to
-          dm-linear (format: scripts/bench.sh)
+          dm-linear (format: scripts/guest/bench.sh)
             --rounds N       rounds per phase (default 2)
             --runtime S      guest seconds per fio run (default 5)
   coverage
           region, function and line coverage of the host tests over the
-          module's pure logic (src/logic/), per file (scripts/coverage.sh)
+          module's pure logic (src/logic/), per file (scripts/host/coverage.sh)
   demo    boots the guest and walks through creating and using a remap device
   guest   boots the guest with the module and tools ready and runs FILE or CMD,
           returning its output and exit status; with neither, a shell
@@ -162,7 +162,7 @@ fn run() -> Result<ExitCode> {
         "bench" => x.bench(&opts),
         "demo" => x.demo(&opts),
         "coverage" => {
-            cmd!(x.sh, "bash scripts/coverage.sh").run()?;
+            cmd!(x.sh, "bash scripts/host/coverage.sh").run()?;
             Ok(ExitCode::SUCCESS)
         }
         "monitor" => x.monitor(&opts),
@@ -200,7 +200,10 @@ fn run() -> Result<ExitCode> {
 struct Xtask {
     sh: Shell,
     root: PathBuf,
+    /// `$DMR_CACHE` (`scripts/host/common.sh`).
     cache: PathBuf,
+    /// The LLVM tools' suffix, `$DMR_LLVM` (`scripts/host/common.sh`).
+    llvm: String,
 }
 
 impl Drop for Xtask {
@@ -226,14 +229,24 @@ impl Xtask {
             .ok_or("xtask has no parent directory")?
             .to_path_buf();
         sh.change_dir(&root);
-        let cache = match std::env::var_os("DMR_CACHE") {
-            Some(c) => PathBuf::from(c),
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(c) => PathBuf::from(c).join("dm-remap"),
-                None => PathBuf::from(std::env::var("HOME")?).join(".cache/dm-remap"),
-            },
+        // The cache directory and the LLVM suffix, from the one place that
+        // sets them for every script.
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(r#". scripts/host/common.sh && printf '%s\n%s\n' "$DMR_CACHE" "$DMR_LLVM""#)
+            .current_dir(&root)
+            .output()?;
+        let settings = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = settings.lines();
+        let (Some(cache), Some(llvm)) = (lines.next(), lines.next()) else {
+            return Err("scripts/host/common.sh printed no settings".into());
         };
-        Ok(Self { sh, root, cache })
+        Ok(Self {
+            cache: PathBuf::from(cache),
+            llvm: llvm.to_string(),
+            sh,
+            root,
+        })
     }
 
     /// A directory for this run's own files (removed when it ends), so that
@@ -247,7 +260,7 @@ impl Xtask {
     /// Installs what the machine lacks.
     fn setup(&self) -> Result {
         let t = Instant::now();
-        cmd!(self.sh, "bash scripts/setup.sh").run()?;
+        cmd!(self.sh, "bash scripts/host/setup.sh").run()?;
         step("setup", t);
         Ok(())
     }
@@ -255,7 +268,7 @@ impl Xtask {
     /// Builds or finds the kernel of `flavour`; returns its build directory.
     fn kernel(&self, flavour: &str) -> Result<PathBuf> {
         let t = Instant::now();
-        let out = cmd!(self.sh, "bash scripts/kernel.sh {flavour}").read()?;
+        let out = cmd!(self.sh, "bash scripts/host/kernel.sh {flavour}").read()?;
         let kdir = PathBuf::from(out.lines().last().ok_or("kernel.sh printed nothing")?);
         step(&format!("{flavour} kernel"), t);
         Ok(kdir)
@@ -292,7 +305,8 @@ impl Xtask {
             .args(["-C"])
             .arg(kdir)
             .arg(format!("M={}", dir.display()))
-            .args(["LLVM=-19", clippy_arg])
+            .arg(format!("LLVM={}", self.llvm))
+            .arg(clippy_arg)
             .args(no_stats.then_some("DMR_NO_STATS=1"))
             .env("PATH", path_with_cargo_bin())
             .output()?;
@@ -319,7 +333,7 @@ impl Xtask {
     /// Builds the host tools (release, statically linked) for the guest and
     /// returns the paths of `dm-remap-tool` and `dmr-log-replay`. Static: under
     /// the debug kernel on TCG a process start costs in proportion to the
-    /// pages it maps (scripts/dmsetup-static.sh), and every guest test ends
+    /// pages it maps (scripts/host/dmsetup-static.sh), and every guest test ends
     /// with `dm-remap-tool check` of its spares. The explicit target keeps
     /// these builds apart from the host's.
     fn tools(&self) -> Result<(PathBuf, PathBuf)> {
@@ -351,7 +365,7 @@ impl Xtask {
         let img = dir.join(format!("initramfs-{}.cpio.gz", std::process::id()));
         cmd!(
             self.sh,
-            "bash scripts/initramfs.sh {img} {ko} {job} {files...}"
+            "bash scripts/host/initramfs.sh {img} {ko} {job} {files...}"
         )
         .run()?;
         step("guest image", t);
@@ -369,7 +383,7 @@ impl Xtask {
         mut on_line: impl FnMut(&str),
     ) -> Result<i32> {
         let mut c = Command::new("bash");
-        c.arg(self.root.join("scripts/run-guest.sh"));
+        c.arg(self.root.join("scripts/host/run-guest.sh"));
         if icount {
             c.arg("--icount");
         }
@@ -428,7 +442,7 @@ impl Xtask {
         std::fs::create_dir_all(&private)?;
         let conf = private.join("dmr-test.conf");
         std::fs::write(&conf, format!("KMEMLEAK={}\n", u8::from(kmemleak)))?;
-        let job = self.root.join("scripts/guest-tests.sh");
+        let job = self.root.join("scripts/guest/guest-tests.sh");
         let img = self.initramfs(&ko, &job, &[conf])?;
 
         // Longest first, by the times of earlier runs.
@@ -445,7 +459,7 @@ impl Xtask {
             .collect();
         let jobs = o.jobs.unwrap_or_else(default_jobs);
         let t = Instant::now();
-        let runner = self.root.join("scripts/run-guest.sh");
+        let runner = self.root.join("scripts/host/run-guest.sh");
         let plan = suite::Plan {
             runner: &runner,
             kdir: &kdir,
@@ -552,7 +566,7 @@ impl Xtask {
                 o.runtime.unwrap_or(5)
             ),
         )?;
-        let job = self.root.join("scripts/bench.sh");
+        let job = self.root.join("scripts/guest/bench.sh");
         let img = self.initramfs(&ko, &job, &[conf])?;
         let t = Instant::now();
         let rc = self.boot(&kdir, &img, true, o.timeout.unwrap_or(3600), |l| {
@@ -564,7 +578,7 @@ impl Xtask {
 
     fn demo(&self, o: &Opts) -> Result<ExitCode> {
         let (kdir, ko) = self.prepare_guest(&o.flavour)?;
-        let job = self.root.join("scripts/demo.sh");
+        let job = self.root.join("scripts/guest/demo.sh");
         let img = self.initramfs(&ko, &job, &[])?;
         let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| {
             println!("{l}")
@@ -574,10 +588,10 @@ impl Xtask {
 
     fn monitor(&self, o: &Opts) -> Result<ExitCode> {
         let flavour = if o.flavour_given { &o.flavour } else { "perf" };
-        cmd!(self.sh, "bash scripts/setup.sh --plot").run()?;
+        cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
         let kdir = self.kernel(flavour)?;
         let ko = self.module(&kdir, false)?;
-        let job = self.root.join("scripts/monitor-workload.sh");
+        let job = self.root.join("scripts/guest/monitor-workload.sh");
         let img = self.initramfs(&ko, &job, &[])?;
         let mut series = String::new();
         let mut inside = false;
@@ -603,7 +617,7 @@ impl Xtask {
         std::fs::write(&csv, series)?;
         cmd!(
             self.sh,
-            "/usr/bin/python3 scripts/plot-monitor.py {csv} {png}"
+            "/usr/bin/python3 scripts/host/plot-monitor.py {csv} {png}"
         )
         .run()?;
         println!("series: {}\nplot:   {}", csv.display(), png.display());
@@ -653,7 +667,7 @@ impl Xtask {
         let img = self.initramfs(&ko, &job, &files)?;
         let _ = std::fs::remove_file(&job);
         let status = Command::new("bash")
-            .arg(self.root.join("scripts/run-guest.sh"))
+            .arg(self.root.join("scripts/host/run-guest.sh"))
             .arg("--shell")
             .arg(&kdir)
             .arg(&img)

@@ -2,7 +2,7 @@
 //!
 //! Every guest boots the same kernel and image and asks the host for its next
 //! test over a control port (a second serial port on a UNIX socket, see
-//! `scripts/guest-tests.sh`); the host hands out the tests from one queue,
+//! `scripts/guest/guest-tests.sh`); the host hands out the tests from one queue,
 //! longest first (by the times of earlier runs), so the guests finish close
 //! together. Each guest checks its own kernel log per test and runs its own
 //! kmemleak scan at the end; the host merges the scans into one result.
@@ -62,7 +62,7 @@ pub fn wants_icount(text: &str) -> bool {
 
 /// What the suite needs to boot a guest.
 pub struct Plan<'a> {
-    /// `scripts/run-guest.sh`.
+    /// `scripts/host/run-guest.sh`.
     pub runner: &'a Path,
     pub kdir: &'a Path,
     pub image: &'a Path,

@@ -6,7 +6,7 @@
 #
 #   cp "$(cargo xtask build --kernel perf --no-stats)" /tmp/dm_remap_nostats.ko
 #   cargo xtask guest --kernel perf --icount --file /tmp/dm_remap_nostats.ko \
-#       --script scripts/bench-stats.sh
+#       --script scripts/guest/bench-stats.sh
 #
 # 4 KiB random reads, io_uring, queue depth 32, 2 jobs, 5 s of guest time per
 # round, 2 rounds; the main device is /dev/nullb0 (no memory backing: pure

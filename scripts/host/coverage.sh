@@ -6,7 +6,7 @@
 # lines; stable rustc reports no branches). The files' inline test modules
 # are counted too.
 #
-#   scripts/coverage.sh
+#   scripts/host/coverage.sh
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 

@@ -3,7 +3,7 @@
 # Builds a statically linked dmsetup for the guest image (once; cached) and
 # prints its path.
 #
-#   scripts/dmsetup-static.sh
+#   scripts/host/dmsetup-static.sh
 #
 # Why: under the debug kernel on TCG a process start costs in proportion to the
 # pages it touches, and Debian's dmsetup maps six shared libraries (libdevmapper,

@@ -3,7 +3,7 @@
 # Builds a statically linked GNU dd, cmp or grep, or util-linux losetup, for
 # the guest image (once each; cached) and prints its path.
 #
-#   scripts/gnu-static.sh dd|cmp|grep|losetup
+#   scripts/host/gnu-static.sh dd|cmp|grep|losetup
 #
 # Why: the tests start these thousands of times, and under the debug kernel a
 # dynamically linked program costs about 40 ms of guest time per start (the

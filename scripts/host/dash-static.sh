@@ -3,7 +3,7 @@
 # Builds a statically linked dash, the guest's /bin/sh (once; cached), and
 # prints its path.
 #
-#   scripts/dash-static.sh
+#   scripts/host/dash-static.sh
 #
 # Why: every test is a shell script, and under the debug kernel the cost of a
 # fork grows with the parent's mappings (each is copied, then torn down, with

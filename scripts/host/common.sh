@@ -2,7 +2,7 @@
 # Shared settings for the dm-remap scripts. Source it; do not run it.
 
 # shellcheck disable=SC2034
-DMR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DMR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Everything built outside the repository (kernels, unpacked source, guest
 # images) lives here, so a fresh clone on the same machine reuses it.
 DMR_CACHE=${DMR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dm-remap}

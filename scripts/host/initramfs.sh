@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Builds the guest's initramfs.
 #
-#   scripts/initramfs.sh OUT MODULE JOB [FILE...]
+#   scripts/host/initramfs.sh OUT MODULE JOB [FILE...]
 #
 # OUT     the cpio archive to write
 # MODULE  dm_remap.ko, installed as /lib/dm-remap/dm_remap.ko
@@ -16,7 +16,7 @@
 # commands, the user-space tools the tests drive (static dmsetup, fio, GNU dd,
 # grep, cmp and util-linux losetup, built by scripts/*-static.sh; bash,
 # mke2fs/e2fsck/filefrag with the shared libraries ldd reports for them),
-# scripts/guest-init.sh as /init, and tests/.
+# scripts/guest/guest-init.sh as /init, and tests/.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -46,27 +46,27 @@ add_prog() {
 }
 # dash is the shell: busybox's sh would run its own applets in preference to
 # the real tools in PATH (losetup, mke2fs), surprising scripts. Static: a fork
-# costs in proportion to the parent's mappings (scripts/dash-static.sh).
+# costs in proportion to the parent's mappings (scripts/host/dash-static.sh).
 rm "$stage/bin/sh"
-cp "$(bash "$DMR_ROOT/scripts/dash-static.sh")" "$stage/bin/sh"
+cp "$(bash "$DMR_ROOT/scripts/host/dash-static.sh")" "$stage/bin/sh"
 # Static: a process start is dear under the debug kernel on TCG, and the tests
-# run dmsetup thousands of times (scripts/dmsetup-static.sh has the figures).
-dmsetup=$(bash "$DMR_ROOT/scripts/dmsetup-static.sh")
+# run dmsetup thousands of times (scripts/host/dmsetup-static.sh has the figures).
+dmsetup=$(bash "$DMR_ROOT/scripts/host/dmsetup-static.sh")
 cp "$dmsetup" "$stage/usr/sbin/dmsetup"
 # Static GNU dd, grep, cmp and util-linux losetup, started thousands of times
-# (scripts/gnu-static.sh). GNU dd: busybox dd silently ignores a failing
+# (scripts/host/gnu-static.sh). GNU dd: busybox dd silently ignores a failing
 # O_DIRECT. GNU cmp: busybox cmp reads byte by byte (getc), which takes 10 s
 # and more for the 64 MiB the tests compare in the guest.
 for p in dd:/usr/bin/dd grep:/usr/bin/grep cmp:/usr/bin/cmp losetup:/usr/sbin/losetup; do
-	cp "$(bash "$DMR_ROOT/scripts/gnu-static.sh" "${p%%:*}")" "$stage${p#*:}"
+	cp "$(bash "$DMR_ROOT/scripts/host/gnu-static.sh" "${p%%:*}")" "$stage${p#*:}"
 done
 # bash, GNU grep -P and a pass-through sudo: users' monitoring scripts
 # ("sudo dmesg") run unchanged; the guest runs everything as root.
 add_prog /bin/bash /bin/bash
 printf '#!/bin/sh\nexec "$@"\n' >"$stage/usr/bin/sudo"
 chmod +x "$stage/usr/bin/sudo"
-# A static fio: Debian's maps 64 shared libraries (scripts/fio-static.sh).
-fio=$(bash "$DMR_ROOT/scripts/fio-static.sh")
+# A static fio: Debian's maps 64 shared libraries (scripts/host/fio-static.sh).
+fio=$(bash "$DMR_ROOT/scripts/host/fio-static.sh")
 cp "$fio" "$stage/usr/bin/fio"
 add_prog /sbin/mke2fs /usr/sbin/mke2fs
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
@@ -80,8 +80,8 @@ add_prog /usr/sbin/filefrag /usr/sbin/filefrag
 cp /etc/mke2fs.conf "$stage/etc/" 2>/dev/null || true
 
 cp "$module" "$stage/lib/dm-remap/dm_remap.ko"
-cp "$DMR_ROOT/scripts/guest-init.sh" "$stage/init"
-cp "$DMR_ROOT/scripts/guest-env.sh" "$stage/etc/dmr-env.sh"
+cp "$DMR_ROOT/scripts/guest/guest-init.sh" "$stage/init"
+cp "$DMR_ROOT/scripts/guest/guest-env.sh" "$stage/etc/dmr-env.sh"
 cp "$job" "$stage/run/job.sh"
 cp -r "$DMR_ROOT"/tests/. "$stage/tests/"
 for f in "$@"; do cp "$f" "$stage/run/files/"; done

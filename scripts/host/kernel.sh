@@ -3,7 +3,7 @@
 # Builds (or finds in the cache) the test kernel of one flavour and prints its
 # build directory, which is the KDIR for the module build.
 #
-#   scripts/kernel.sh debug|perf
+#   scripts/host/kernel.sh debug|perf
 #
 # Source: Debian's linux-source-6.12, unpacked once into the cache. Config:
 # tinyconfig + kernel/base.config + kernel/<flavour>.config. The cache key
@@ -19,7 +19,7 @@ case $flavour in debug | perf) ;; *) die "unknown kernel flavour '$flavour' (deb
 # Bump when the way the kernel is built changes in a way the key cannot see.
 RECIPE=1
 tarball=/usr/src/linux-source-6.12.tar.xz
-[ -f "$tarball" ] || die "$tarball missing: run scripts/setup.sh"
+[ -f "$tarball" ] || die "$tarball missing: run scripts/host/setup.sh"
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
 
 key=$({
@@ -27,7 +27,8 @@ key=$({
 	rustc --version
 	bindgen --version
 	"clang$DMR_LLVM" --version | head -1
-	cat "$DMR_ROOT/kernel/base.config" "$DMR_ROOT/kernel/$flavour.config"
+	# The options, not the comments: rewording one rebuilds nothing.
+	grep -Ehv '^[[:space:]]*(#|$)' "$DMR_ROOT/kernel/base.config" "$DMR_ROOT/kernel/$flavour.config"
 } | sha256sum | cut -c1-16)
 
 out="$DMR_CACHE/kernel/$flavour-$key"

@@ -3,7 +3,7 @@
 # Builds a statically linked fio for the guest image (once; cached) and prints
 # its path.
 #
-#   scripts/fio-static.sh
+#   scripts/host/fio-static.sh
 #
 # Why: Debian's fio links 64 shared libraries (Ceph, RBD, GlusterFS, ICU,
 # GnuTLS, ...), 72 MiB that the guest image carried and that every fio start

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Benchmark (not a test) of metadata commits, run in the guest:
 #
-#   cargo xtask guest --kernel perf --icount --script scripts/bench-metadata.sh
+#   cargo xtask guest --kernel perf --icount --script scripts/guest/bench-metadata.sh
 #
 # - the time of one add_remap (one block) with 1,000 and with 100,000 remaps
 #   already present: a commit writes the changed entry sector and the header

@@ -8,7 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
 	linux-source-6.12
-	clang-19 lld-19 llvm-19 libclang-19-dev
+	"clang$DMR_LLVM" "lld$DMR_LLVM" "llvm$DMR_LLVM" "libclang$DMR_LLVM-dev"
 	flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 busybox-static dmsetup
 	zlib1g-dev libpcre2-dev e2fsprogs util-linux

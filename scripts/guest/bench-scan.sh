@@ -4,7 +4,7 @@
 # and whether it keeps to its rate, in one guest run on the perf kernel with
 # instruction-counted time:
 #
-#   cargo xtask guest --kernel perf --icount --script scripts/bench-scan.sh
+#   cargo xtask guest --kernel perf --icount --script scripts/guest/bench-scan.sh
 #
 # Main is /dev/nullb0 (no memory backing), 1 GiB; fio does 4 KiB random reads
 # (io_uring, queue depth 32, 2 jobs) for 5 s of guest time per round, on

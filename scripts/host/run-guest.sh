@@ -3,7 +3,7 @@
 # Boots the test kernel with an initramfs under QEMU (TCG) and relays the job's
 # output; exits with the job's exit status.
 #
-#   scripts/run-guest.sh [--shell] [--icount[=SHIFT]] [--timeout SECONDS] [--log FILE]
+#   scripts/host/run-guest.sh [--shell] [--icount[=SHIFT]] [--timeout SECONDS] [--log FILE]
 #                        [--control SOCKET] KDIR INITRAMFS
 #
 # --shell    interactive shell on the console instead of the job
