@@ -5,7 +5,7 @@
 //! at every crash point without a process per point.
 
 use dm_remap::logic::format::{
-    self, check_copy, decode_header, entry_slot, CopyState, Defect, Header, Layout,
+    check_copy, decode_header, newest_valid, CopyState, CopyView, Defect, Header, Layout,
     MIN_AREA_SECTORS, RETIRED, SECTOR,
 };
 use dm_remap::logic::remaps::{self, MetaIo};
@@ -102,7 +102,6 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
         return Ok(s);
     };
     s.layout = Some(layout);
-    let mut best: Option<(u32, Header)> = None;
     let mut bufs = Vec::new();
     for i in 0..layout.copies {
         let at = layout.copy_start(i);
@@ -127,15 +126,12 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
                 state = CopyState::Bad(Defect::Duplicate { block });
             }
         }
-        if let CopyState::Valid(h) = state {
-            if best.is_none_or_older(h.generation) {
-                best = Some((i, h));
-            }
-        }
         s.copies.push((at, state));
         bufs.push(buf);
     }
-    let Some((bi, bh)) = best else {
+    let states: Vec<CopyState> = s.copies.iter().map(|&(_, st)| st).collect();
+    // The newest valid copy, as the module chooses among its pair's.
+    let Some((bi, bh)) = newest_valid(&states, |_| true) else {
         s.problems.push("no valid metadata copy".into());
         for (i, (at, st)) in s.copies.iter().enumerate() {
             if let CopyState::Bad(d) = st {
@@ -145,20 +141,11 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
         return Ok(s);
     };
     s.version = Some(layout.version);
-    let unit = layout.unit();
-    let spu = layout.slots_per_unit();
-    let best_buf = &bufs[bi as usize];
-    s.slots = (0..layout.slots)
-        .map(|slot| {
-            let k = layout.unit_of(slot) as usize;
-            entry_slot(
-                &best_buf[(1 + k) * unit..(2 + k) * unit],
-                slot as usize % spu,
-            )
-        })
-        .collect();
+    let view = |i: usize| CopyView::new(&bufs[i], layout).expect("read whole");
+    let best = view(bi as usize);
+    s.slots = best.slots().collect();
     // The copy was validated, its pending units with it.
-    s.pending = format::pending_list(best_buf, &bh).collect();
+    s.pending = best.pending(&bh).collect();
     s.best = Some(bh);
     // Every copy must be valid, as new as the best and hold the same slots.
     for (i, (at, st)) in s.copies.iter().enumerate() {
@@ -172,18 +159,14 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
                 .problems
                 .push(format!("copy {i} (sector {at}): another device pair")),
             CopyState::Valid(h) => {
-                let buf = &bufs[i];
-                let slots_differ = (0..layout.slots).any(|slot| {
-                    let k = layout.unit_of(slot) as usize;
-                    entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], slot as usize % spu)
-                        != s.slots[slot as usize]
-                });
+                let copy = view(i);
+                let slots_differ = !copy.slots().eq(s.slots.iter().copied());
                 if slots_differ {
                     s.problems.push(format!(
                         "copy {i} (sector {at}): same generation, different remaps"
                     ));
                 }
-                if !format::pending_list(buf, h).eq(s.pending.iter().copied()) {
+                if !copy.pending(h).eq(s.pending.iter().copied()) {
                     s.problems.push(format!(
                         "copy {i} (sector {at}): same generation, different pending blocks"
                     ));
@@ -202,30 +185,14 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
 
 /// A main block two slots of the copy in `buf` name, if any.
 fn duplicate(buf: &[u8], h: &Header) -> Option<u64> {
-    let l = h.layout;
-    let (unit, spu) = (l.unit(), l.slots_per_unit());
     let mut seen = HashMap::new();
-    for slot in 0..l.slots {
-        let k = l.unit_of(slot) as usize;
-        let v = entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], slot as usize % spu);
+    let copy = CopyView::new(buf, h.layout)?;
+    for (slot, v) in copy.slots().enumerate() {
         if v != 0 && v != RETIRED && seen.insert(v - 1, slot).is_some() {
             return Some(v - 1);
         }
     }
     None
-}
-
-trait OlderThan {
-    fn is_none_or_older(&self, generation: u64) -> bool;
-}
-
-impl OlderThan for Option<(u32, Header)> {
-    fn is_none_or_older(&self, generation: u64) -> bool {
-        match self {
-            None => true,
-            Some((_, h)) => h.generation < generation,
-        }
-    }
 }
 
 /// The remaps as `(main_sector, spare_sector, nr_sectors)` runs, sorted.

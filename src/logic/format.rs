@@ -719,6 +719,47 @@ pub fn entry_slot(b: &[u8], i: usize) -> u64 {
     get_u64(b, E_SLOTS + 8 * i)
 }
 
+/// A copy read whole (header, entry units, pending units: `copy_bytes` of
+/// its layout), as the module and the tool both read it.
+#[derive(Clone, Copy)]
+pub struct CopyView<'a> {
+    buf: &'a [u8],
+    layout: Layout,
+}
+
+impl<'a> CopyView<'a> {
+    /// The copy in `buf`, of `layout`; `None` if `buf` is shorter than a
+    /// copy.
+    pub fn new(buf: &'a [u8], layout: Layout) -> Option<Self> {
+        (buf.len() >= layout.copy_bytes()).then_some(CopyView { buf, layout })
+    }
+
+    /// The slot of pool block `slot` (main block + 1, 0 when free,
+    /// [`RETIRED`]); 0 past the last.
+    pub fn slot(&self, slot: u64) -> u64 {
+        if slot >= self.layout.slots {
+            return 0;
+        }
+        let unit = self.layout.unit();
+        let k = self.layout.unit_of(slot) as usize;
+        let i = slot as usize % self.layout.slots_per_unit();
+        self.buf
+            .get((1 + k) * unit..(2 + k) * unit)
+            .map_or(0, |u| entry_slot(u, i))
+    }
+
+    /// Every pool block's slot, in order.
+    pub fn slots(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.layout.slots).map(|s| self.slot(s))
+    }
+
+    /// The pending list, block by block, of a copy [`check_copy`] accepted
+    /// with header `h`.
+    pub fn pending(&self, h: &Header) -> impl Iterator<Item = u64> + 'a {
+        pending_list(self.buf, h)
+    }
+}
+
 /// Writes a pending unit of `unit` bytes at `location` with generation
 /// `generation` listing `blocks` (main blocks, ascending and distinct; as
 /// many as the unit holds are written).
@@ -950,20 +991,11 @@ pub enum Decision {
 /// metadata of this pair: it only allows formatting over an area that holds
 /// none (garbage, or metadata of another pair).
 pub fn decide(states: &[CopyState], pair: &Identity, format: bool) -> Decision {
-    let mut best: Option<(u32, u64)> = None;
-    let mut foreign = false;
-    for (i, s) in states.iter().enumerate() {
-        if let CopyState::Valid(h) = s {
-            if !pair.serves(&h.identity) {
-                foreign = true;
-                continue;
-            }
-            if best.is_none_or_older(h.generation) {
-                best = Some((i as u32, h.generation));
-            }
-        }
-    }
-    if let Some((copy, generation)) = best {
+    let foreign = states
+        .iter()
+        .any(|s| matches!(s, CopyState::Valid(h) if !pair.serves(&h.identity)));
+    if let Some((copy, h)) = newest_valid(states, |h| pair.serves(&h.identity)) {
+        let generation = h.generation;
         let mut repair = 0;
         for (i, s) in states.iter().enumerate() {
             let fine = matches!(s, CopyState::Valid(h)
@@ -1000,17 +1032,19 @@ fn headers_identity(states: &[CopyState], copy: u32) -> Identity {
     }
 }
 
-trait OlderThan {
-    fn is_none_or_older(&self, generation: u64) -> bool;
-}
-
-impl OlderThan for Option<(u32, u64)> {
-    fn is_none_or_older(&self, generation: u64) -> bool {
-        match self {
-            None => true,
-            Some((_, g)) => *g < generation,
+/// The newest valid copy among `states` whose header `pick` accepts (the
+/// first of equals), with its index: what the module loads (of the copies
+/// of its device pair) and what the tool reports (of any).
+pub fn newest_valid(states: &[CopyState], pick: impl Fn(&Header) -> bool) -> Option<(u32, Header)> {
+    let mut best: Option<(u32, Header)> = None;
+    for (i, s) in states.iter().enumerate() {
+        if let CopyState::Valid(h) = s {
+            if pick(h) && best.map_or(true, |(_, b)| b.generation < h.generation) {
+                best = Some((i as u32, *h));
+            }
         }
     }
+    best
 }
 
 #[cfg(test)]

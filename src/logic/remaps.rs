@@ -798,12 +798,8 @@ impl<E: Env> Remaps<E> {
         self.clear_pending();
         self.resize_for(t, h.remaps, ev);
         let l = h.layout;
-        let unit = l.unit();
-        let spu = l.slots_per_unit();
-        for slot in 0..l.slots {
-            let k = l.unit_of(slot) as usize;
-            let i = slot as usize % spu;
-            let v = format::entry_slot(&buf[(1 + k) * unit..(2 + k) * unit], i);
+        let copy = format::CopyView::new(buf, l).ok_or(None)?;
+        for (slot, v) in (0..l.slots).zip(copy.slots()) {
             if v == 0 {
                 continue;
             }
@@ -826,7 +822,7 @@ impl<E: Env> Remaps<E> {
         // The copy was validated: the list is ascending, distinct and inside
         // main, and no longer than the format allows.
         let mut n = 0;
-        for block in format::pending_list(buf, h) {
+        for block in copy.pending(h) {
             if n == self.pending_capacity() || block >= self.geo.main_blocks {
                 let _ = t.clear(&mut self.writer);
                 self.pool.reset();
