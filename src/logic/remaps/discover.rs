@@ -381,3 +381,409 @@ pub fn check_spare<E: Env>(
         d => Ok((layout, d)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::*;
+    use super::super::*;
+    use super::*;
+
+    use crate::logic::format::{self, Decision, SECTOR};
+
+    use crate::HostEnv;
+    extern crate std;
+    use crate::logic::testing::{geo, MIB};
+
+    use std::vec::Vec;
+
+    #[test]
+    fn copies_are_found_when_copy_0_is_lost() {
+        // Formatted with 2 copies; then sector 0 (copy 0's header) is lost.
+        // A table line with the default 5 copies must still find copy 1,
+        // load it, and not format over it even when asked to.
+        let g = geo(Some(4096));
+        let (disk, layout, slot) = one_remap_with_copies(2);
+        assert_eq!(layout.copies, 2);
+        for garbage in [0u8, 0x5a] {
+            let mut d = disk.clone();
+            d.data[..SECTOR].fill(garbage);
+            let found = test_layout(&mut d, &g, 5);
+            assert_eq!(found.copies, 2, "garbage {garbage:#x}");
+            let (t2, events) = load_asking_format(&mut d, found);
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    Event::Loaded {
+                        copy: 1,
+                        remaps: 1,
+                        ..
+                    }
+                )),
+                "{events:?}"
+            );
+            assert!(!events.iter().any(|e| matches!(e, Event::Formatted { .. })));
+            assert_eq!(t2.lookup(100), slot);
+            all_copies_valid(&mut d, &found, "after the repair");
+        }
+    }
+
+    #[test]
+    fn copies_are_found_with_unit_0_and_all_but_one_copy_lost() {
+        // For every copy count: formatted with n copies, one remap; then
+        // unit 0 and every copy but copy k are overwritten with garbage. A
+        // table line asking for another count finds copy k by probing, and
+        // loads it; `format` does not format over it.
+        let g = geo(Some(4096));
+        let mut probes = 0;
+        for n in 1..=format::MAX_COPIES {
+            let (disk, layout, _) = one_remap_with_copies(n);
+            assert_eq!(layout.copies, n);
+            for k in 1..n {
+                let mut d = disk.clone();
+                for i in (0..n).filter(|&i| i != k) {
+                    let at = layout.copy_start(i) as usize * SECTOR;
+                    d.data[at..at + layout.copy_bytes()].fill(0x5a);
+                }
+                let found = test_layout(&mut d, &g, 17 - n);
+                assert_eq!(found, layout, "{n} copies, copy {k} left");
+                let (_, events) = load_asking_format(&mut d, found);
+                assert!(
+                    events
+                        .iter()
+                        .any(|e| matches!(e, Event::Loaded { copy, remaps: 1, .. } if *copy == k)),
+                    "{n} copies, copy {k}: {events:?}"
+                );
+                assert!(!events.iter().any(|e| matches!(e, Event::Formatted { .. })));
+                all_copies_valid(&mut d, &found, "after the repair");
+                probes += 1;
+            }
+            // Every copy lost: garbage, refused without `format`.
+            let mut d = disk.clone();
+            for i in 0..n {
+                let at = layout.copy_start(i) as usize * SECTOR;
+                d.data[at..at + layout.copy_bytes()].fill(0x5a);
+            }
+            assert!(matches!(
+                Fixture::on(Some(4096), d),
+                Err(LoadError::Refused(_))
+            ));
+        }
+        std::println!("copies found by probing in {probes} cases");
+    }
+
+    #[test]
+    fn layout_is_found_past_an_unreadable_sector_and_a_blank_spare_costs_few_reads() {
+        // One unreadable sector at the start of the spare (copy 0's header,
+        // or another sector of its unit) fails the read of the first 2 MiB
+        // in one piece: each place is then read on its own, and the other
+        // copies are found.
+        let (disk, layout, _) = one_remap_with_copies(3);
+        for bad in [0, 1, 7] {
+            let mut d = disk.clone();
+            let mut io = BadSector {
+                disk: &mut d,
+                bad: Some(bad),
+                reads: 0,
+            };
+            let found = discover::<HostEnv>(&mut io, 64 * MIB, crc32fast::hash).unwrap();
+            assert_eq!(found, (Some(layout), None), "sector {bad} unreadable");
+        }
+        // A blank 64 MiB spare: the first 2 MiB in one read, then only the
+        // places beyond it (329 places in all, 180 of them in the first 2 MiB).
+        let mut blank = Disk::new();
+        let mut io = BadSector {
+            disk: &mut blank,
+            bad: None,
+            reads: 0,
+        };
+        let found = discover::<HostEnv>(&mut io, 64 * MIB, crc32fast::hash).unwrap();
+        assert_eq!(found, (None, None));
+        assert_eq!(io.reads, 1 + (329 - 180), "reads of a blank spare");
+    }
+
+    #[test]
+    fn a_newer_format_version_is_refused_and_kept() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto").unwrap();
+        let layout = f.r.meta.layout;
+        let mut disk = f.disk.clone();
+        for i in 0..layout.copies {
+            let at = layout.copy_start(i) as usize * SECTOR;
+            let hdr = &mut disk.data[at..at + SECTOR];
+            hdr[8..12].copy_from_slice(&4u32.to_le_bytes());
+            format::seal(hdr, crc32fast::hash);
+        }
+        let before = disk.data.clone();
+        let e = Fixture::on(Some(4096), disk.clone()).err();
+        assert_eq!(e, Some(LoadError::Newer(4)));
+        assert!(NEWER_VERSION
+            .to_str()
+            .unwrap()
+            .contains("newer format version"));
+        assert_eq!(disk.data, before, "nothing written");
+        // With `format`, it is formatted over.
+        let g = geo(Some(4096));
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: true,
+        };
+        let (l, d) =
+            check_spare::<HostEnv>(&mut disk, &g, &pair(Some(4096)), &req, crc32fast::hash)
+                .unwrap();
+        assert_eq!((l, d), (layout, Decision::Format));
+    }
+
+    #[test]
+    fn the_loader_survives_crafted_and_damaged_spares() {
+        // A spare is untrusted input (a disk plugged in). Valid images with
+        // remaps, a pending block and a retired block, then every field of
+        // header, entry and pending sectors set to edge values and re-sealed
+        // with a correct CRC (so the checks behind the CRC are reached), or
+        // bytes flipped without re-sealing, 1-4 at a time. The loader must
+        // never panic; what it accepts must be consistent (every copy valid
+        // after its repairs, the table and the pool agreeing) and durable.
+        let seed = 0xf022_1e55_u64;
+        std::println!("loader fuzz seed {seed:#x}");
+        let mut rng = crate::logic::TestRng(seed);
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 80 auto 16").unwrap();
+        f.msg("add_remap 8000 40960 24").unwrap();
+        f.r.add_pending(2000);
+        let s = f.r.reserve(100).unwrap();
+        f.r.retire_slot(s);
+        f.r.commit(&mut f.disk, s, s).unwrap();
+        let base = f.disk.data.clone();
+        let layout = f.r.meta.layout;
+        let main_blocks = f.r.geo.main_blocks;
+        // (offset, width) of every field (docs/on-disk-format.md).
+        let header: &[(usize, usize)] = &[
+            (8, 4),
+            (12, 4),
+            (16, 4),
+            (20, 4),
+            (40, 8),
+            (48, 8),
+            (56, 8),
+            (64, 8),
+            (72, 8),
+            (80, 8),
+            (88, 4),
+            (92, 4),
+            (96, 8),
+            (104, 8),
+            (112, 8),
+            (120, 4),
+            (124, 4),
+            (128, 8),
+        ];
+        let edge = |rng: &mut crate::logic::TestRng, g: u64| -> u64 {
+            let v = [
+                0,
+                1,
+                2,
+                60,
+                61,
+                62,
+                9,
+                508,
+                509,
+                4572,
+                512,
+                4096,
+                4095,
+                u64::from(u32::MAX),
+                u64::MAX,
+                u64::MAX - 1,
+                main_blocks - 1,
+                main_blocks,
+                main_blocks + 1,
+                layout.slots,
+                layout.slots + 1,
+                g,
+                g.wrapping_add(1),
+                g.wrapping_sub(1),
+                rng.next(),
+            ];
+            v[rng.below(v.len() as u64) as usize]
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..2000 {
+            let mut img = base.clone();
+            for _ in 0..1 + rng.below(4) {
+                // One copy, or (a third of the time) the same change in
+                // every copy: a consistently crafted spare.
+                let all = rng.below(3) == 0;
+                let first = rng.below(u64::from(layout.copies)) as u32;
+                let copies = if all {
+                    0..layout.copies
+                } else {
+                    first..first + 1
+                };
+                // Header, an entry unit or a pending unit.
+                let unit = layout.unit();
+                let k = match rng.below(3) {
+                    0 => 0,
+                    1 => 1 + rng.below(layout.entry_units()),
+                    _ => layout.pending_offset() + rng.below(2),
+                };
+                let o = layout.unit_at(first, k) as usize * SECTOR;
+                let g = u64::from_le_bytes(img[o + 40..o + 48].try_into().unwrap());
+                let (off, width) = match k {
+                    0 => header[rng.below(header.len() as u64) as usize],
+                    _ if k >= layout.pending_offset() => {
+                        let i = rng.below(2 + 1 + format::PENDING_PER_UNIT as u64) as usize;
+                        match i {
+                            0 | 1 => (8 * i, 8),
+                            2 => (16, 4),
+                            _ => (24 + 8 * (i - 3), 8),
+                        }
+                    }
+                    _ => (8 * rng.below(2 + format::SLOTS_PER_UNIT as u64) as usize, 8),
+                };
+                let v = edge(&mut rng, g);
+                let damage =
+                    (rng.below(8) == 0).then(|| (rng.below(unit as u64) as usize, rng.below(8)));
+                for copy in copies {
+                    let o = layout.unit_at(copy, k) as usize * SECTOR;
+                    let u = &mut img[o..o + unit];
+                    u[off..off + width].copy_from_slice(&v.to_le_bytes()[..width]);
+                    match damage {
+                        // Damage without a matching CRC.
+                        Some((b, bit)) => u[b] ^= 1 << bit,
+                        // A header is sealed in its first sector.
+                        None if k == 0 => format::seal(&mut u[..SECTOR], crc32fast::hash),
+                        None => format::seal(u, crc32fast::hash),
+                    }
+                }
+            }
+            let disk = Disk {
+                data: img,
+                writes_left: None,
+                log: Vec::new(),
+            };
+            let Ok(mut g) = Fixture::on(Some(4096), disk) else {
+                refused += 1;
+                continue;
+            };
+            accepted += 1;
+            // A header crafted in every copy alike may name another layout:
+            // the copies of the layout loaded must be valid.
+            let loaded = g.r.meta.layout;
+            all_copies_valid(&mut g.disk, &loaded, "an accepted image after its repairs");
+            assert_eq!(g.t.len(), g.r.spare_used(), "table and pool disagree");
+            let st = g.state();
+            let again = Fixture::on(Some(4096), g.disk.clone());
+            assert_eq!(again.map(|mut a| a.state()), Ok(st), "{:?}", g.events);
+            // And it works: a change commits and loads again.
+            if g.msg("add_remap 12000 auto").is_ok() {
+                let st = g.state();
+                assert_eq!(Fixture::on(Some(4096), g.disk.clone()).unwrap().state(), st);
+            }
+        }
+        std::println!("loader fuzz: {accepted} accepted, {refused} refused");
+        assert!(accepted > 0 && refused > 0);
+    }
+
+    #[test]
+    fn a_format_stopped_before_copy_0s_header_is_an_interrupted_format() {
+        // Formatting a blank spare, stopped after each write before the one
+        // of copy 0's header: the area is what `dm-remap-tool` calls blank
+        // (and the module formats again), also with the last write torn
+        // after its first sector. Not so with a unit moved off its place, or
+        // one unit of data that is not ours.
+        let area = format::MIN_AREA_SECTORS as usize * SECTOR;
+        let mut stopped = 0;
+        for n in 0.. {
+            let mut disk = Disk::new();
+            disk.writes_left = Some(n);
+            let g = geo(None);
+            let layout = try_layout(&mut disk, &g, 5).unwrap();
+            let (t, mut r) =
+                Remaps::<HostEnv>::new(g, layout, pair(None), crc32fast::hash).unwrap();
+            let _ = r.load(&t, &mut disk, false, [9; 16], &mut |_| {});
+            if disk.data[..SECTOR].iter().any(|&b| b != 0) {
+                break;
+            }
+            stopped += 1;
+            assert!(
+                interrupted_format(&disk.data[..area], crc32fast::hash),
+                "{n} writes"
+            );
+            if let Some(&(at, len)) = disk.log.last() {
+                let mut torn = disk.data.clone();
+                let from = (at as usize + 1) * SECTOR;
+                torn[from..(at as usize + len) * SECTOR].fill(0);
+                assert!(
+                    interrupted_format(&torn[..area], crc32fast::hash),
+                    "{n} torn"
+                );
+                let mut moved = disk.data[..area].to_vec();
+                let u = at as usize * SECTOR;
+                moved.copy_within(u..u + format::UNIT, u + format::UNIT);
+                moved[u..u + format::UNIT].fill(0);
+                assert!(!interrupted_format(&moved, crc32fast::hash), "{n} moved");
+            }
+            let mut foreign = disk.data[..area].to_vec();
+            foreign[5 * format::UNIT + 100] = 1;
+            assert!(
+                !interrupted_format(&foreign, crc32fast::hash),
+                "{n} foreign"
+            );
+        }
+        // The entry and pending units of copy 0, one write each or more.
+        assert!(stopped >= 2, "{stopped}");
+        let mut header = std::vec![0u8; area];
+        header[0] = 1;
+        assert!(!interrupted_format(&header, crc32fast::hash));
+    }
+
+    #[test]
+    fn unusable_areas_are_refused_unless_formatting() {
+        let mut disk = Disk::new();
+        disk.data[12345] = 1;
+        assert!(matches!(
+            Fixture::on(None, disk.clone()),
+            Err(LoadError::Refused(m)) if m.to_str().unwrap().contains("not blank")
+        ));
+        // Metadata of another device pair.
+        let f = Fixture::new(Some(4096));
+        assert!(matches!(
+            Fixture::on(None, f.disk.clone()),
+            Err(LoadError::Refused(m)) if m.to_str().unwrap().contains("different device pair")
+        ));
+    }
+
+    #[test]
+    fn full_metadata_area_is_refused() {
+        // Formatted to describe fewer blocks than the pool has
+        // (`metadata_slots 49837`).
+        let g = geo(None);
+        let mut disk = Disk::new();
+        let layout = Layout::plan(5, 64 * MIB, 1, 49_837).unwrap();
+        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, pair(None), crc32fast::hash).unwrap();
+        r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
+        let slots = f.r.slots();
+        assert_eq!(slots, 49_837);
+        // 5 copies of 128 units.
+        assert_eq!(f.r.geo.spare_data_start, 5120);
+        f.msg(&std::format!("add_remap 0 auto {slots}")).unwrap();
+        assert_eq!(
+            f.msg(&std::format!("add_remap {slots} auto")).unwrap_err(),
+            std::format!(
+                "metadata area full: it describes {slots} spare blocks and all are in use"
+            )
+        );
+        let beyond = 5120 + slots;
+        assert!(f
+            .msg(&std::format!("add_remap {} {beyond}", slots + 8))
+            .unwrap_err()
+            .starts_with("metadata area full"));
+    }
+}

@@ -376,3 +376,412 @@ impl<E: Env> Remaps<E> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::*;
+    use super::super::*;
+    use super::*;
+
+    use crate::logic::geometry::{validate, DeviceFacts};
+    use crate::logic::message::MsgError;
+    use crate::logic::routing::{route, Route};
+
+    use crate::logic::table_line::Features;
+    use crate::HostEnv;
+    extern crate std;
+    use crate::logic::testing::{geo, MIB};
+    use std::string::String;
+    use std::vec::Vec;
+
+    #[test]
+    fn add_remap_publishes_only_after_its_commit() {
+        for writes_left in [None, Some(0), Some(3), Some(7)] {
+            let mut f = Fixture::new(Some(4096));
+            f.disk.writes_left = writes_left;
+            let mut spy = Spy {
+                disk: &mut f.disk,
+                t: &f.t,
+                block: 12,
+                seen: false,
+            };
+            let m = parse(&["add_remap", "96", "auto", "16"]).unwrap();
+            let r =
+                f.r.handle(&f.t, &mut spy, m, &mut String::new(), &mut |_| {});
+            assert!(!spy.seen, "published during the commit ({writes_left:?})");
+            // Done once copy 0 is whole (2 writes).
+            assert_eq!(
+                r.is_ok(),
+                writes_left.is_none_or(|n| n >= 2),
+                "{writes_left:?}"
+            );
+            assert_eq!(f.t.lookup(12).is_some(), r.is_ok(), "{writes_left:?}");
+            assert_eq!(f.t.lookup(13).is_some(), r.is_ok(), "{writes_left:?}");
+        }
+    }
+
+    #[test]
+    fn huge_add_remap_is_refused_before_walking_its_range() {
+        // 2^44 blocks of main: walking them for overlaps first would take
+        // hours; the pool's size refuses the count at once.
+        let main = 1u64 << 44;
+        let d = |dev, sectors| DeviceFacts {
+            dev,
+            whole: dev,
+            sectors,
+            logical_block_size: 512,
+        };
+        let g = validate(main, &d(1, main), &d(2, 64 * MIB), &Features::default()).unwrap();
+        let mut disk = Disk::new();
+        let layout = test_layout(&mut disk, &g, 5);
+        let mut id = pair(None);
+        id.main_sectors = main;
+        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
+        r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
+        let start = std::time::Instant::now();
+        for line in [
+            std::format!("add_remap 0 auto {main}"),
+            std::format!("add_remap 0 10240 {main}"),
+        ] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let m = parse(&words).unwrap();
+            let e = r
+                .handle(&t, &mut disk, m, &mut String::new(), &mut |_| {})
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    MsgError::PoolFull { .. }
+                        | MsgError::MetadataFull { .. }
+                        | MsgError::Invalid(_)
+                ),
+                "{line}: {e}"
+            );
+        }
+        assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn out_of_memory_at_every_allocation_changes_nothing_or_everything() {
+        // Every message that changes the table, with memory running out at
+        // each of its allocations in turn: it either fails and changes
+        // nothing (in memory and on disk), or succeeds and is durable.
+        let cases = [
+            "add_remap 800 auto 64",
+            "add_remap 800 40960 8",
+            "remove_remap 80 16",
+            "clear_remaps",
+        ];
+        for line in cases {
+            let mut outcomes = (0, 0);
+            for budget in 0.. {
+                let mut f = Fixture::new(Some(4096));
+                f.msg("add_remap 80 auto 16").unwrap();
+                f.msg("add_remap 8000 auto 24").unwrap();
+                let before = f.state();
+                crate::set_alloc_budget(Some(budget));
+                let r = f.msg(line);
+                crate::set_alloc_budget(None);
+                let after = f.state();
+                let mut g = Fixture::on(Some(4096), f.disk.clone()).expect("reloads");
+                assert_eq!(
+                    g.state(),
+                    after,
+                    "{line}, budget {budget}: disk and memory differ"
+                );
+                match r {
+                    Err(e) => {
+                        assert_eq!(
+                            after, before,
+                            "{line}, budget {budget}: failed ({e}) but changed"
+                        );
+                        outcomes.0 += 1;
+                    }
+                    Ok(_) => {
+                        assert_ne!(after, before, "{line}, budget {budget}");
+                        outcomes.1 += 1;
+                        break;
+                    }
+                }
+            }
+            assert!(outcomes.1 == 1, "{line}: never succeeded");
+        }
+    }
+
+    #[test]
+    fn parsers_and_messages_survive_generated_input() {
+        // Token soup for the message and table-line parsers: never a panic;
+        // a message that is refused changes nothing (list, count, pending,
+        // retired); an accepted table line's canonical form parses back to
+        // the same line.
+        let seed = 0x0bad_cafe_u64;
+        std::println!("parser fuzz seed {seed:#x}");
+        let mut rng = crate::logic::TestRng(seed);
+        let words = [
+            "add_remap",
+            "remove_remap",
+            "clear_remaps",
+            "count",
+            "list",
+            "query",
+            "help",
+            "pending",
+            "clear_pending",
+            "clear_fail",
+            "set",
+            "policy",
+            "scan",
+            "scan_rate",
+            "start",
+            "stop",
+            "status",
+            "auto",
+            "all",
+            "block_size",
+            "copies",
+            "format",
+            "auto_remap",
+            "read_retries",
+            "write_retries",
+            "error_threshold",
+            "spare_low",
+            "scan_chunk",
+            "on",
+            "off",
+            "0",
+            "1",
+            "8",
+            "-1",
+            "4096",
+            "65536",
+            "131072",
+            "18446744073709551615",
+            "18446744073709551616",
+            "0x10",
+            "1e3",
+            "7:0",
+            "/dev/loop0",
+            "nan",
+        ];
+        let tok = |rng: &mut crate::logic::TestRng| -> String {
+            if rng.below(3) == 0 {
+                std::format!("{}", rng.next() >> rng.below(64))
+            } else {
+                String::from(words[rng.below(words.len() as u64) as usize])
+            }
+        };
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 80 auto 16").unwrap();
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..20000 {
+            let n = rng.below(6) as usize;
+            let line: Vec<String> = (0..n).map(|_| tok(&mut rng)).collect();
+            let args: Vec<&str> = line.iter().map(|s| s.as_str()).collect();
+            // The table line.
+            if let Ok(tl) = crate::logic::table_line::parse(&args) {
+                let mut canon = String::new();
+                crate::logic::table_line::write_canonical(
+                    &mut canon,
+                    tl.main,
+                    tl.spare,
+                    &tl.features,
+                )
+                .unwrap();
+                let back: Vec<&str> = canon.split(' ').collect();
+                let again = crate::logic::table_line::parse(&back).unwrap();
+                assert_eq!(again.features, tl.features, "{args:?} -> {canon}");
+            }
+            // The message, on a live table.
+            let Ok(m) = parse(&args) else {
+                refused += 1;
+                continue;
+            };
+            let before = (f.state(), f.r.pending().to_vec(), f.r.retired());
+            let mut out = String::new();
+            let r = f.r.handle(&f.t, &mut f.disk, m, &mut out, &mut |_| {});
+            if r.is_err() {
+                refused += 1;
+                assert_eq!(
+                    (f.state(), f.r.pending().to_vec(), f.r.retired()),
+                    before,
+                    "{args:?}"
+                );
+            } else {
+                ok += 1;
+            }
+            if f.t.len() > 2000 {
+                f.msg("clear_remaps").unwrap();
+            }
+        }
+        std::println!("parser fuzz: {ok} accepted, {refused} refused");
+        let st = f.state();
+        assert_eq!(Fixture::on(Some(4096), f.disk.clone()).unwrap().state(), st);
+    }
+
+    #[test]
+    fn seed_loop_resizes_as_documented() {
+        let mut f = Fixture::new(None);
+        for i in 1..=200u64 {
+            let line = std::format!("add_remap {} {} 10", 1000 + i * 10, 15000 + i * 10);
+            assert_eq!(
+                f.msg(&line).unwrap(),
+                std::format!("{} {} 10", 1000 + i * 10, 15000 + i * 10)
+            );
+        }
+        assert_eq!(f.msg("count").unwrap(), "2000");
+        let starts: Vec<_> = f
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Resizing { old, new, count } => Some((*old, *new, *count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [(64, 256, 100), (256, 1024, 390), (1024, 4096, 1540)]
+        );
+        assert_eq!(f.t.resizes(), 3);
+        assert_eq!(f.msg("query 1015").unwrap(), "spare 15015");
+        assert_eq!(f.msg("query 999").unwrap(), "main 999");
+        // Consecutive remaps list as one extent.
+        assert_eq!(f.msg("list").unwrap(), "1010 15010 2000");
+    }
+
+    #[test]
+    fn routing_splits_at_boundaries() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 100 15000 4").unwrap();
+        f.msg("add_remap 104 19000 2").unwrap();
+        let g = f.r.geo;
+        let lk = |b| f.t.lookup(b);
+        // Before the remaps: main up to sector 100.
+        assert_eq!(
+            route(&g, lk, 90, 20),
+            Route {
+                to_spare: false,
+                sector: 90,
+                len: 10
+            }
+        );
+        // Into the first remap: 4 contiguous spare sectors, then a jump.
+        assert_eq!(
+            route(&g, lk, 100, 20),
+            Route {
+                to_spare: true,
+                sector: 15000,
+                len: 4
+            }
+        );
+        assert_eq!(
+            route(&g, lk, 104, 20),
+            Route {
+                to_spare: true,
+                sector: 19000,
+                len: 2
+            }
+        );
+        assert_eq!(
+            route(&g, lk, 106, 20),
+            Route {
+                to_spare: false,
+                sector: 106,
+                len: 20
+            }
+        );
+    }
+
+    #[test]
+    fn routing_with_large_blocks() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 16 auto 16").unwrap();
+        let g = geo(Some(4096));
+        let lk = |b| f.t.lookup(b);
+        let r = route(&g, lk, 20, 100);
+        assert!(r.to_spare);
+        assert_eq!(r.sector, g.spare_data_start + 4);
+        assert_eq!(r.len, 12);
+        assert_eq!(route(&g, lk, 0, 100).len, 16);
+    }
+
+    #[test]
+    fn remove_and_clear_restore_main() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 300").unwrap();
+        assert_eq!(f.t.buckets(), 256);
+        assert_eq!(f.r.spare_used(), 300);
+        assert_eq!(f.msg("remove_remap 0 290").unwrap(), "removed 290");
+        // 10 entries in 256 buckets: below 3/32 of 256, so back to 64.
+        assert_eq!(f.t.buckets(), 64);
+        assert_eq!(f.msg("query 5").unwrap(), "main 5");
+        assert_eq!(f.msg("count").unwrap(), "10");
+        assert_eq!(f.msg("clear_remaps").unwrap(), "cleared 10");
+        assert_eq!(f.msg("count").unwrap(), "0");
+        assert_eq!(f.r.spare_used(), 0);
+        assert_eq!(f.msg("list").unwrap(), "");
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 8 auto 8").unwrap();
+        let before = (f.msg("list").unwrap(), f.r.spare_used());
+        let cases = [
+            ("add_remap 4 auto", "multiples of the block size"),
+            ("add_remap 8 auto 4", "multiples of the block size"),
+            (
+                "add_remap 0 auto 16",
+                "overlaps an existing remap (sector 8)",
+            ),
+            ("add_remap 131064 auto 16", "beyond the end of the device"),
+            (
+                "add_remap 16 96",
+                "spare range lies in the metadata area (sector 96)",
+            ),
+            ("add_remap 16 4100", "multiple of the block size"),
+            (
+                "add_remap 16 4096",
+                "spare range is already in use (sector 4096)",
+            ),
+            ("add_remap 16 131064 16", "beyond the spare's data pool"),
+            ("add_remap 16 auto 1000000", "beyond the end of the device"),
+            ("remove_remap 16", "not remapped (sector 16)"),
+            ("remove_remap 8 16", "not remapped (sector 16)"),
+            ("remove_remap 12", "multiples of the block size"),
+            ("query 131072", "beyond the end"),
+        ];
+        for (m, want) in cases {
+            let got = f.msg(m).expect_err(m);
+            assert!(got.contains(want), "{m}: got {got:?}, want {want:?}");
+            assert_eq!((f.msg("list").unwrap(), f.r.spare_used()), before, "{m}");
+        }
+    }
+
+    #[test]
+    fn pool_exhaustion() {
+        let mut f = Fixture::new(Some(65536));
+        // 62 MiB of pool in 64 KiB blocks: 992 blocks.
+        assert_eq!(f.r.pool.total(), 992);
+        f.msg("add_remap 0 auto 126976").unwrap();
+        let e = f.msg("add_remap 126976 auto 128").unwrap_err();
+        assert_eq!(e, "spare pool full: 1 blocks needed, 0 free");
+    }
+
+    #[test]
+    fn list_pages() {
+        let mut f = Fixture::new(None);
+        for i in 0..5 {
+            f.msg(&std::format!("add_remap {} auto", i * 10)).unwrap();
+        }
+        // The pool of a 64 MiB spare of 512-byte blocks starts after a
+        // metadata area of 5 MiB (5 copies of 256 units).
+        assert_eq!(f.r.geo.spare_data_start, 10240);
+        assert_eq!(f.msg("list 0 2").unwrap(), "0 10240 1\n10 10241 1\nnext 20");
+        assert_eq!(
+            f.msg("list 20 2").unwrap(),
+            "20 10242 1\n30 10243 1\nnext 40"
+        );
+        assert_eq!(f.msg("list 40 2").unwrap(), "40 10244 1");
+    }
+}

@@ -532,3 +532,831 @@ impl<E: Env> Remaps<E> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::*;
+    use super::super::*;
+    use super::*;
+    use crate::logic::format::PENDING_MAX;
+    use crate::logic::format::{self, check_copy, encode_header, SECTOR};
+    use crate::logic::geometry::{validate, DeviceFacts};
+
+    use crate::logic::table::Nodes;
+    use crate::logic::table_line::Features;
+    use crate::HostEnv;
+    extern crate std;
+    use crate::logic::testing::{geo, MIB};
+    use std::string::String;
+    use std::vec::Vec;
+
+    #[test]
+    fn a_header_with_the_largest_generation_is_refused() {
+        // A crafted copy 0 at generation u64::MAX: loading it would make the
+        // next commit's generation overflow.
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 8 auto").unwrap();
+        let mut disk = f.disk.clone();
+        let layout = f.r.meta.layout;
+        let mut hdr = std::vec![0u8; layout.unit()];
+        disk.read(0, &mut hdr).unwrap();
+        let mut h =
+            format::decode_header(&hdr, 0, format::MIN_AREA_SECTORS, crc32fast::hash).unwrap();
+        h.generation = u64::MAX;
+        encode_header(&h, crc32fast::hash, &mut hdr);
+        disk.write(0, &hdr, true).unwrap();
+        assert_eq!(
+            format::decode_header(&hdr, 0, format::MIN_AREA_SECTORS, crc32fast::hash),
+            Err(Defect::BadGeneration)
+        );
+        let mut g = Fixture::on(None, disk).expect("loads from another copy");
+        assert!(g.events.contains(&Event::Repaired {
+            copy: 0,
+            defect: Defect::BadGeneration
+        }));
+        g.msg("add_remap 16 auto").unwrap();
+        assert_eq!(g.msg("count").unwrap(), "2");
+        all_copies_valid(&mut g.disk, &layout, "after the repair");
+    }
+
+    #[test]
+    fn a_grown_main_keeps_its_remaps_and_a_shrunk_one_is_refused() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto 16").unwrap();
+        let before = f.state();
+        let d = |dev, sectors| DeviceFacts {
+            dev,
+            whole: dev,
+            sectors,
+            logical_block_size: 512,
+        };
+        let open = |main: u64, disk: &mut Disk| {
+            let features = Features {
+                block_size: Some(4096),
+                ..Features::default()
+            };
+            let g = validate(main, &d(1, main), &d(2, 64 * MIB), &features).unwrap();
+            let layout = test_layout(disk, &g, 5);
+            let mut id = pair(Some(4096));
+            id.main_sectors = main;
+            let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
+            let mut events = Vec::new();
+            let res = r.load(&t, disk, false, [7; 16], &mut |e| events.push(e));
+            (t, r, res, events, layout)
+        };
+        let mut disk = f.disk.clone();
+        let (t, mut r, res, events, layout) = open(128 * MIB, &mut disk);
+        res.expect("a grown main loads");
+        assert!(events.contains(&Event::MainGrown {
+            from: 64 * MIB,
+            to: 128 * MIB
+        }));
+        let mut out = String::new();
+        let m = parse(&["list", "0", "10000"]).unwrap();
+        r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
+        assert_eq!(out, before.0);
+        for h in all_copies_valid(&mut disk, &layout, "after growing") {
+            assert_eq!(h.identity.main_sectors, 128 * MIB);
+        }
+        // Loaded again at the new size: nothing more to do.
+        let (_, _, res, events, _) = open(128 * MIB, &mut disk);
+        res.unwrap();
+        assert!(!events.iter().any(|e| matches!(e, Event::MainGrown { .. })));
+        // Back to the old, smaller size: another pair.
+        let (_, _, res, _, _) = open(64 * MIB, &mut disk);
+        assert!(matches!(res, Err(LoadError::Refused(_))), "{res:?}");
+    }
+
+    #[test]
+    fn every_crash_point_of_every_metadata_write_loads_old_or_new() {
+        // Each operation that writes metadata, run from the same start; a
+        // crash at every point of it, with every write not yet durable lost,
+        // whole or torn at every sector boundary (exhaustive up to 256
+        // images per crash point, then 256 sampled with the seed printed).
+        // What loads must be the state before or after; after the last
+        // write (the operation has answered), the state after.
+        let ops: [(&str, Op); 10] = [
+            ("add_remap auto", |f, io| {
+                msg_on(f, io, "add_remap 800 auto 64")
+            }),
+            ("add_remap explicit", |f, io| {
+                msg_on(f, io, "add_remap 800 40960 8")
+            }),
+            ("remove_remap", |f, io| msg_on(f, io, "remove_remap 80 16")),
+            ("clear_remaps", |f, io| msg_on(f, io, "clear_remaps")),
+            ("pending mark", |f, io| {
+                f.r.add_pending(3000);
+                f.r.commit_pending(io).is_ok()
+            }),
+            ("pending clear", |f, io| {
+                f.r.clear_pending();
+                f.r.commit_pending(io).is_ok()
+            }),
+            ("retire", |f, io| {
+                let s = f.r.reserve(4000).unwrap();
+                f.r.retire_slot(s);
+                f.r.commit(io, s, s).is_ok()
+            }),
+            ("relocate", |f, io| {
+                let old = f.t.lookup(10).unwrap();
+                let s = f.r.reserve(10).unwrap();
+                f.r.retire_slot(old);
+                let ok = f.r.commit(io, s.min(old), s.max(old)).is_ok();
+                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                f.r.publish(&f.t, 10, s, node, &mut |_| {});
+                ok
+            }),
+            ("clear_fail", |f, io| f.r.rewrite_all(io).is_ok()),
+            // Copy 3 damaged (below): the check rewrites it.
+            ("scanner check", |f, io| f.r.verify(io, &mut |_| {}).is_ok()),
+        ];
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let mut cases = 0;
+        for (name, op) in ops {
+            let mut f = Fixture::new(Some(4096));
+            f.msg("add_remap 80 auto 16").unwrap();
+            f.msg("add_remap 8000 auto 24").unwrap();
+            f.r.add_pending(2000);
+            f.r.commit_pending(&mut f.disk).unwrap();
+            cases += crash_cases(name, f, op, seed);
+        }
+        std::println!("{cases} crash images loaded (messages, error path, scanner)");
+        assert!(cases > 1000);
+    }
+
+    #[test]
+    fn every_crash_point_of_a_conversion_loads_old_or_new() {
+        // As `every_crash_point_of_every_metadata_write_loads_old_or_new`,
+        // for `convert_metadata`.
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let mut cases = 0;
+        // Converting a version-2 spare (written by the version-2 code) with
+        // remaps, a retired block and a pending block, for 512-byte and
+        // 4096-byte blocks.
+        for bs in [None, Some(4096)] {
+            let mut f = Fixture::v2(bs);
+            f.msg("add_remap 80 auto 16").unwrap();
+            f.msg("add_remap 8000 auto 24").unwrap();
+            let s = f.r.reserve(4000).unwrap();
+            f.r.retire_slot(s);
+            f.r.add_pending(2000);
+            f.r.commit(&mut f.disk, s, s).unwrap();
+            cases += crash_cases(
+                "convert_metadata",
+                f,
+                |f, io| msg_on(f, io, "convert_metadata"),
+                seed,
+            );
+        }
+        // And, for each block size, the first version-2 copy count whose
+        // headers are partly left outside the new copies: zeroing them is
+        // enumerated too.
+        for bs in [None, Some(4096)] {
+            let copies = (1..=format::MAX_COPIES)
+                .find(|&c| leftover_v2_headers(bs, c) > 0)
+                .expect("a copy count that leaves version-2 headers");
+            let mut f = Fixture::v2_with(bs, copies);
+            f.msg("add_remap 80 auto 16").unwrap();
+            f.r.add_pending(2000);
+            f.r.commit_pending(&mut f.disk).unwrap();
+            cases += crash_cases(
+                &std::format!("convert_metadata ({copies} version-2 copies, headers left over)"),
+                f,
+                |f, io| msg_on(f, io, "convert_metadata"),
+                seed,
+            );
+        }
+        std::println!("{cases} crash images loaded (conversions)");
+        assert!(cases > 1000);
+    }
+
+    #[test]
+    fn every_crash_point_of_formatting_loads_an_empty_spare() {
+        // Formatting a blank spare: a crash anywhere leaves a spare that
+        // loads (formatting again if no copy was finished), empty.
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let mut cases = 0;
+        let blank = std::vec![0u8; TEST_AREA];
+        let mut rec = Recorder {
+            image: blank.clone(),
+            writes: Vec::new(),
+        };
+        let g = geo(Some(4096));
+        let layout = test_layout(&mut rec, &g, 5);
+        let (t, mut r) =
+            Remaps::<HostEnv>::new(g, layout, pair(Some(4096)), crc32fast::hash).unwrap();
+        r.load(&t, &mut rec, false, [9; 16], &mut |_| {}).unwrap();
+        let empty = loaded_state(&rec.image, "format");
+        let before_op = cases;
+        for done in 0..=rec.writes.len() {
+            cases += crash_images(
+                &blank,
+                &rec.writes,
+                done,
+                256,
+                seed ^ done as u64,
+                &mut |img, what| {
+                    assert_eq!(loaded_state(img, &std::format!("format: {what}")), empty);
+                },
+            );
+        }
+        std::println!(
+            "format: {} writes, {} crash images",
+            rec.writes.len(),
+            cases - before_op
+        );
+        std::println!("{cases} crash images loaded (format)");
+        assert!(cases > 1000);
+    }
+
+    #[test]
+    fn blank_spare_is_formatted_and_reloads() {
+        let mut f = Fixture::new(None);
+        assert!(f.events.contains(&Event::Formatted { copies: 5 }));
+        f.msg("add_remap 1010 15010 10").unwrap();
+        f.msg("add_remap 0 auto 3").unwrap();
+        let want = f.state();
+        let g = f.r.generation();
+        let mut again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.state(), want);
+        assert_eq!(again.r.generation(), g);
+        assert!(
+            matches!(again.events[..], [Event::Loaded { generation, remaps: 13, .. }] if generation == g)
+        );
+        // The generation keeps growing across loads.
+        again.msg("remove_remap 0 1").unwrap();
+        assert_eq!(again.r.generation(), g + 1);
+    }
+
+    #[test]
+    fn crash_at_every_write_of_a_commit_loads_old_or_new() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 100 auto 70").unwrap();
+        let old = f.state();
+        let mut next = Fixture::on(None, f.disk.clone()).unwrap();
+        next.msg("add_remap 500 auto 70").unwrap();
+        let new = next.state();
+        // 5 copies x (entry write + header write): the pending list did
+        // not change.
+        for k in 0..=10 {
+            let mut g = Fixture::on(None, f.disk.clone()).unwrap();
+            g.disk.writes_left = Some(k);
+            let r = g.msg("add_remap 500 auto 70");
+            // Done once copy 0 is whole (2 writes): a load takes it.
+            assert_eq!(r.is_ok(), k >= 2, "k={k}");
+            // The power is cut: memory is gone; what loads is what the
+            // message said.
+            let mut disk = g.disk.clone();
+            disk.writes_left = None;
+            let mut after = Fixture::on(None, disk).unwrap();
+            let st = after.state();
+            assert!(
+                st == if r.is_ok() { new.clone() } else { old.clone() },
+                "k={k}: {st:?}"
+            );
+            // Every copy is valid again after the load's repairs.
+            let layout = after.r.meta.layout;
+            all_copies_valid(&mut after.disk, &layout, &std::format!("k={k}"));
+        }
+    }
+
+    #[test]
+    fn corrupt_copies_are_repaired() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 8 auto 16").unwrap();
+        let want = f.state();
+        let layout = f.r.meta.layout;
+        // Damage all but one copy in different ways.
+        let mut disk = f.disk.clone();
+        let at = |i: u32| layout.copy_start(i) as usize * SECTOR;
+        disk.data[at(0)..at(0) + SECTOR].fill(0); // zeroed header
+        disk.data[at(1) + SECTOR + 20] ^= 0x10; // bit flip in an entry sector
+        disk.data[at(2) + 100] ^= 1; // bit flip in the header
+        let (a, b) = (at(3), at(4));
+        let stale = f.disk.data[b..b + 2 * SECTOR].to_vec();
+        disk.data[a..a + 2 * SECTOR].copy_from_slice(&stale); // copy 4's sectors at copy 3: wrong location
+        let mut g = Fixture::on(None, disk).unwrap();
+        assert_eq!(g.state(), want);
+        let repaired: Vec<u32> = g
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Repaired { copy, .. } => Some(*copy),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repaired, [0, 1, 2, 3]);
+        // Reloading now finds every copy fine.
+        let h = Fixture::on(None, g.disk.clone()).unwrap();
+        assert!(!h.events.iter().any(|e| matches!(e, Event::Repaired { .. })));
+    }
+
+    #[test]
+    fn failed_commit_changes_nothing() {
+        // A write of copy 0 fails: no copy holds the change; it is undone.
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        let before = f.state();
+        f.disk.writes_left = Some(1);
+        assert_eq!(
+            f.msg("add_remap 8 auto 4").unwrap_err(),
+            "metadata write failed; change undone"
+        );
+        assert_eq!(f.state(), before);
+        f.disk.writes_left = Some(0);
+        assert!(f.msg("remove_remap 0 4").is_err());
+        assert_eq!(f.state(), before);
+        f.disk.writes_left = Some(1);
+        assert!(f.msg("clear_remaps").is_err());
+        assert_eq!(f.state(), before);
+        assert!(!f.r.take_degraded());
+        f.disk.writes_left = None;
+        assert_eq!(Fixture::on(None, f.disk.clone()).unwrap().state(), before);
+        f.msg("add_remap 8 auto 4").unwrap();
+        let want = f.state();
+        assert_eq!(Fixture::on(None, f.disk.clone()).unwrap().state(), want);
+        // A write of copy 1 fails: copy 0 holds the change whole, so it is
+        // durable; it is kept, reported done, and flagged.
+        let mid = f.state();
+        f.disk.writes_left = Some(3);
+        assert_eq!(f.msg("remove_remap 0 4").unwrap(), "removed 4");
+        assert!(f.r.take_degraded());
+        f.disk.writes_left = None;
+        let want = f.state();
+        assert_ne!(want, mid);
+        assert_eq!(Fixture::on(None, f.disk.clone()).unwrap().state(), want);
+    }
+
+    #[test]
+    fn converting_with_a_write_failing_at_every_point_gives_the_outcome_reported() {
+        // `convert_metadata` with the n-th write failing, for every n: it
+        // fails and the spare loads as version 2, or it succeeds (perhaps
+        // with copies missing: fail mode) and loads as version 3; the
+        // remaps, retired and pending blocks are the same either way, and
+        // the next commit works and loads.
+        let mut n = 0;
+        for bs in [None, Some(4096)] {
+            for k in 0.. {
+                let mut f = Fixture::v2(bs);
+                f.msg("add_remap 80 auto 16").unwrap();
+                let s = f.r.reserve(4000).unwrap();
+                f.r.retire_slot(s);
+                f.r.add_pending(2000);
+                f.r.commit(&mut f.disk, s, s).unwrap();
+                let before = f.state();
+                f.disk.writes_left = Some(k);
+                let r = f.msg("convert_metadata");
+                let degraded = f.r.take_degraded();
+                let exhausted = f.disk.writes_left == Some(0);
+                f.disk.writes_left = None;
+                let mut again = Fixture::on(bs, f.disk.clone())
+                    .unwrap_or_else(|e| panic!("write {k} fails: no load: {e:?}"));
+                let want = if r.is_ok() { 3 } else { 2 };
+                assert_eq!(versioned(&mut again), (before.clone(), want), "write {k}");
+                assert_eq!(again.r.pending(), &[2000]);
+                assert_eq!(again.r.retired(), 1);
+                // The target goes on: a commit (all copies when one failed).
+                if degraded || r.is_err() {
+                    f.r.rewrite_all(&mut f.disk).unwrap();
+                }
+                f.msg("add_remap 12000 auto").unwrap();
+                let after = versioned(&mut f);
+                let mut third = Fixture::on(bs, f.disk.clone()).unwrap();
+                assert_eq!(versioned(&mut third), after, "write {k}");
+                let layout = third.r.meta.layout;
+                all_copies_valid(&mut third.disk, &layout, "after the next commit");
+                n += 1;
+                if r.is_ok() && !degraded && !exhausted {
+                    break;
+                }
+            }
+        }
+        std::println!("{n} conversion write-failure cases");
+        assert!(n > 15);
+    }
+
+    #[test]
+    fn every_version_2_copy_count_converts_or_is_refused_unchanged() {
+        let (mut done, mut refused) = (0, 0);
+        for bs in [None, Some(4096)] {
+            for copies in 1..=format::MAX_COPIES {
+                let mut f = Fixture::v2_with(bs, copies);
+                f.msg("add_remap 80 auto 16").unwrap();
+                let slots = f.r.slots();
+                let bsec = f.r.geo.block_sectors;
+                let n = (slots - 16).min(500) * bsec;
+                f.msg(&std::format!("add_remap {} auto {n}", 8000 * bsec))
+                    .unwrap();
+                let before = f.state();
+                let image = f.disk.data.clone();
+                match f.msg("convert_metadata") {
+                    Ok(reply) => {
+                        assert!(
+                            reply.starts_with("converted to format version 3"),
+                            "{reply}"
+                        );
+                        let mut g = Fixture::on(bs, f.disk.clone()).unwrap();
+                        assert_eq!(versioned(&mut g), (before, 3), "{copies} copies");
+                        let layout = g.r.meta.layout;
+                        assert_eq!(layout.pool_start, 4096);
+                        assert_eq!(layout.slots, slots);
+                        all_copies_valid(&mut g.disk, &layout, "converted");
+                        // No version-2 header is left to load instead.
+                        for c in 1..=format::MAX_COPIES {
+                            let l2 = Layout::new(c, 4096, 4096, 1).unwrap();
+                            for i in 0..c {
+                                let at = l2.copy_start(i) as usize * SECTOR;
+                                let h = &g.disk.data[at..at + SECTOR];
+                                assert_ne!(format::header_version(h), Some(2), "{copies}: {at}");
+                            }
+                        }
+                        assert_eq!(
+                            g.msg("convert_metadata").unwrap_err(),
+                            "the spare is already format version 3"
+                        );
+                        done += 1;
+                    }
+                    Err(e) => {
+                        assert!(e.contains("no version-3 layout"), "{copies} copies: {e}");
+                        assert!(f.disk.data == image, "{copies} copies: refused but written");
+                        let mut g = Fixture::on(bs, f.disk.clone()).unwrap();
+                        assert_eq!(versioned(&mut g), (before, 2));
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        std::println!("version-2 copy counts: {done} converted, {refused} refused");
+        assert!(done > 20 && refused > 0);
+    }
+
+    #[test]
+    fn the_version_2_spare_of_the_guest_test_is_what_version_2_writes() {
+        // tests/data/v2-spare.img.gz (tests/50-convert-v2.sh): the first
+        // 2 MiB of a 16 MiB spare formatted as version 2 by the version-2
+        // code, for a 32 MiB main with 4096-byte blocks: main sectors
+        // 800+64 remapped (to pool blocks 0-7), 8000+8 to spare sector 16384,
+        // pool block 20 retired, main block 3000 pending; generation 4.
+        // `DMR_WRITE_V2_IMAGE=1 cargo test` writes it again.
+        let (g, id) = golden_pair();
+        let layout = Layout::new(5, 4096, 4096, g.spare_data_blocks).unwrap();
+        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk: Disk::new(),
+            events: Vec::new(),
+        };
+        f.r.load(&f.t, &mut f.disk, false, [0x42; 16], &mut |_| {})
+            .unwrap();
+        f.msg("add_remap 800 auto 64").unwrap();
+        f.msg("add_remap 8000 16384 8").unwrap();
+        assert_eq!(f.r.retire_slot(20), None);
+        f.r.add_pending(3000);
+        f.r.commit(&mut f.disk, 20, 20).unwrap();
+        assert_eq!(f.r.generation(), 4);
+        golden_image(
+            &f.disk.data[..2 << 20],
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2-spare.img.gz"),
+            "DMR_WRITE_V2_IMAGE",
+        );
+    }
+
+    #[test]
+    fn the_version_4_spare_of_the_guest_test_is_a_version_3_spare_relabelled() {
+        // tests/data/v4-spare.img.gz (tests/55-newer-version.sh): the first
+        // 2 MiB of a 16 MiB spare formatted by this code for a 32 MiB main
+        // with 4096-byte blocks, main sectors 800+8 remapped, then every
+        // copy's header relabelled version 4 and sealed again: what a newer
+        // dm-remap might write. This module refuses it and, asked to
+        // `format`, formats over it. `DMR_WRITE_V4_IMAGE=1 cargo test`
+        // writes it again.
+        let (g, id) = golden_pair();
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        let mut disk = Disk::new();
+        let layout = find_layout::<HostEnv>(&mut disk, &g, 32768, &req, crc32fast::hash).unwrap();
+        let (t, r) = Remaps::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut f = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
+        f.r.load(&f.t, &mut f.disk, false, [0x44; 16], &mut |_| {})
+            .unwrap();
+        f.msg("add_remap 800 auto 8").unwrap();
+        let copies_end = layout.copy_start(layout.copies) as usize * SECTOR;
+        assert!(copies_end <= 2 << 20);
+        for i in 0..layout.copies {
+            let at = layout.copy_start(i) as usize * SECTOR;
+            let hdr = &mut f.disk.data[at..at + SECTOR];
+            hdr[8..12].copy_from_slice(&4u32.to_le_bytes());
+            format::seal(hdr, crc32fast::hash);
+        }
+        let image = &f.disk.data[..2 << 20];
+        let mut spare = Disk::new();
+        spare.data[..image.len()].copy_from_slice(image);
+        assert_eq!(
+            find_layout::<HostEnv>(&mut spare, &g, 32768, &req, crc32fast::hash).err(),
+            Some(LoadError::Newer(4)),
+            "not refused as newer"
+        );
+        golden_image(
+            image,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4-spare.img.gz"),
+            "DMR_WRITE_V4_IMAGE",
+        );
+    }
+
+    #[test]
+    fn a_table_constructed_before_a_conversion_finished_loads_the_converted_spare() {
+        // A table is loaded (its constructor finds version 2) while the live
+        // one converts the spare; it is resumed after the conversion.
+        let mut f = Fixture::v2(Some(4096));
+        f.msg("add_remap 80 auto 16").unwrap();
+        f.r.add_pending(2000);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        let before = f.state();
+        let g = geo(Some(4096));
+        let v2 = try_layout(&mut f.disk, &g, 5).unwrap();
+        assert_eq!(v2.version, format::FORMAT_V2);
+        f.msg("convert_metadata").unwrap();
+        let (t, mut r) = Remaps::<HostEnv>::new(g, v2, pair(Some(4096)), crc32fast::hash).unwrap();
+        let mut disk = f.disk.clone();
+        r.load(&t, &mut disk, false, [9; 16], &mut |_| {}).unwrap();
+        assert_eq!(r.meta.layout, f.r.meta.layout);
+        let mut g = Fixture {
+            t,
+            r,
+            disk,
+            events: Vec::new(),
+        };
+        assert_eq!(g.state(), before);
+        assert_eq!(g.r.pending(), &[2000]);
+        g.msg("add_remap 8000 auto 8").unwrap();
+        assert_eq!(loaded_version(&g.disk.data, Some(4096)), 3);
+    }
+
+    #[test]
+    fn a_full_pending_list_commits_and_loads() {
+        // Version 3: 4,572 blocks over 9 units, each change committed alone
+        // (the pending units only); version 2: one sector of 60.
+        let mut f = Fixture::new(Some(4096));
+        let cap = f.r.pending_capacity();
+        assert_eq!(cap, PENDING_ROOM);
+        let blocks: Vec<u64> = (0..cap as u64).map(|b| b * 3 + 1).collect();
+        for &b in &blocks {
+            assert_eq!(f.r.add_pending(b), PendingAdd::Added);
+        }
+        f.r.commit_pending(&mut f.disk).unwrap();
+        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
+        let layout = f.r.meta.layout;
+        for h in all_copies_valid(&mut f.disk, &layout, "full pending list") {
+            assert_eq!(h.pending, cap as u64);
+        }
+        let mut g = Fixture::on(Some(4096), f.disk.clone()).expect("reloads");
+        assert_eq!(g.r.pending(), &blocks[..]);
+        // One block off the middle, committed: the rest loads as it was.
+        assert!(g.r.remove_pending(blocks[2000]));
+        g.r.commit_pending(&mut g.disk).unwrap();
+        let h = Fixture::on(Some(4096), g.disk.clone()).expect("reloads");
+        assert_eq!(h.r.pending().len(), cap - 1);
+        assert!(h.r.pending().binary_search(&blocks[2000]).is_err());
+        assert_eq!(h.r.pending()[2000], blocks[2001]);
+
+        let mut v2 = Fixture::v2(Some(4096));
+        assert_eq!(v2.r.pending_capacity(), PENDING_MAX);
+        for b in 0..PENDING_MAX as u64 {
+            assert_eq!(v2.r.add_pending(b * 2), PendingAdd::Added);
+        }
+        assert_eq!(v2.r.add_pending(1), PendingAdd::Full);
+        v2.r.commit_pending(&mut v2.disk).unwrap();
+        let again = Fixture::on(Some(4096), v2.disk.clone()).expect("v2 reloads");
+        assert_eq!(again.r.pending().len(), PENDING_MAX);
+    }
+
+    #[test]
+    fn pending_and_retired_round_trip() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 8").unwrap();
+        // Retire a used pool block and a free one.
+        assert_eq!(f.r.retire_slot(3), Some(3));
+        assert_eq!(f.r.retire_slot(20), None);
+        assert_eq!(f.r.retire_slot(20), None);
+        assert_eq!(f.r.retired(), 2);
+        assert_eq!(f.r.spare_used(), 7);
+        for b in [700, 9, 4000] {
+            assert_eq!(f.r.add_pending(b), PendingAdd::Added);
+        }
+        f.r.commit(&mut f.disk, 3, 20).unwrap();
+        let g = f.r.generation();
+        let layout = f.r.meta.layout;
+        for h in all_copies_valid(&mut f.disk, &layout, "after commit") {
+            assert_eq!((h.generation, h.remaps, h.retired), (g, 7, 2));
+        }
+        let mut again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.r.pending(), &[9, 700, 4000]);
+        assert_eq!(again.r.retired(), 2);
+        assert_eq!(again.r.spare_used(), 7);
+        assert!(again.r.pool.in_use(3) && again.r.pool.in_use(20));
+        assert_eq!(again.r.pool.holder(3), None);
+        assert_eq!(again.r.generation(), g);
+        // Retired blocks are skipped by allocation and refused explicitly.
+        assert_eq!(again.msg("add_remap 100 auto 1").unwrap(), "100 10248 1");
+        assert_eq!(
+            again.msg("add_remap 200 10260").unwrap_err(),
+            "spare range is already in use (sector 10260)"
+        );
+        // clear_remaps keeps them retired (and the pending list as it is).
+        assert_eq!(again.msg("clear_remaps").unwrap(), "cleared 8");
+        assert_eq!(again.r.retired(), 2);
+        let third = Fixture::on(None, again.disk.clone()).unwrap();
+        assert_eq!(third.r.retired(), 2);
+        assert_eq!(third.r.spare_used(), 0);
+        assert_eq!(third.r.pending(), &[9, 700, 4000]);
+        assert_eq!(third.r.pool.free(), third.r.slots() - 2);
+    }
+
+    #[test]
+    fn verify_rewrites_stale_and_damaged_copies_only() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 8").unwrap();
+        let layout = f.r.meta.layout;
+        let mut ev = Vec::new();
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 0);
+        // Damage an entry sector of copy 2 and the header of copy 4.
+        let at = layout.unit_at(2, 1) as usize * SECTOR;
+        f.disk.data[at + 20] ^= 0xff;
+        let h4 = layout.copy_start(4) as usize * SECTOR;
+        f.disk.data[h4 + 100] ^= 1;
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 2);
+        assert!(matches!(
+            ev[0],
+            Event::Repaired {
+                copy: 2,
+                defect: Defect::BadCrc
+            }
+        ));
+        assert!(matches!(ev[1], Event::Repaired { copy: 4, .. }));
+        all_copies_valid(&mut f.disk, &layout, "after verify");
+        assert_eq!(f.r.verify(&mut f.disk, &mut |e| ev.push(e)).unwrap(), 0);
+    }
+
+    #[test]
+    fn commit_without_slots_rewrites_pending() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        let layout = f.r.meta.layout;
+        f.r.add_pending(77);
+        f.disk.log.clear();
+        f.r.commit_pending(&mut f.disk).unwrap();
+        // Per copy: the pending unit, then the header; no entry unit.
+        let want: Vec<(u64, usize)> = (0..5)
+            .flat_map(|i| {
+                [
+                    (layout.unit_at(i, layout.pending_offset()), 8),
+                    (layout.copy_start(i), 8),
+                ]
+            })
+            .collect();
+        assert_eq!(f.disk.log, want);
+        all_copies_valid(&mut f.disk, &layout, "pending only");
+        let again = Fixture::on(None, f.disk.clone()).unwrap();
+        assert_eq!(again.r.pending(), &[77]);
+        assert!(!again
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Repaired { .. })));
+        // Emptying the list is a commit like any other.
+        f.r.clear_pending();
+        f.r.commit(&mut f.disk, u64::MAX, 0).unwrap();
+        assert_eq!(
+            Fixture::on(None, f.disk.clone()).unwrap().r.pending(),
+            &[] as &[u64]
+        );
+        // A change to the last entry unit goes out with the pending units
+        // in one write when the list changed too...
+        let last = layout.slots - 1;
+        f.r.add_pending(78);
+        f.disk.log.clear();
+        f.r.commit(&mut f.disk, last, last).unwrap();
+        let at = layout.copy_start(0);
+        let unit = layout.unit_at(0, layout.entry_units());
+        assert_eq!(f.disk.log[..2], [(unit, 16), (at, 8)]);
+        // ... and alone when it did not: the pending unit stays older than
+        // the header.
+        f.disk.log.clear();
+        f.r.commit(&mut f.disk, last, last).unwrap();
+        assert_eq!(f.disk.log[..2], [(unit, 8), (at, 8)]);
+        all_copies_valid(&mut f.disk, &layout, "pending unit older than header");
+        assert_eq!(
+            Fixture::on(None, f.disk.clone()).unwrap().r.pending(),
+            &[78]
+        );
+    }
+
+    #[test]
+    fn torn_pending_sector_is_repaired_from_another_copy() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        f.r.add_pending(5);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        let g = f.r.generation();
+        let layout = f.r.meta.layout;
+        // A later commit changing only the pending list is cut after copy 0
+        // and copy 1's pending sector: copy 0 is new, copy 1 torn.
+        let mut g1 = Fixture::on(None, f.disk.clone()).unwrap();
+        g1.r.add_pending(6);
+        g1.disk.writes_left = Some(3);
+        // Copy 0 is written whole, copy 1 torn: the change is kept.
+        assert_eq!(g1.r.commit_pending(&mut g1.disk), Ok(()));
+        assert!(g1.r.take_degraded());
+        let mut disk = g1.disk.clone();
+        disk.writes_left = None;
+        let at1 = layout.copy_start(1);
+        let mut buf = std::vec![0u8; layout.copy_bytes()];
+        disk.read(at1, &mut buf).unwrap();
+        assert_eq!(
+            check_copy(&buf, at1, layout.area_sectors(), 131072, crc32fast::hash),
+            Err(Defect::Torn {
+                at: layout.unit_at(1, layout.pending_offset())
+            })
+        );
+        let after = Fixture::on(None, disk).unwrap();
+        assert_eq!(after.r.pending(), &[5, 6]);
+        assert_eq!(after.r.generation(), g + 1);
+        let repaired: Vec<(u32, Defect)> = after
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Repaired { copy, defect } => Some((*copy, *defect)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repaired[0].0, 1);
+        assert!(matches!(repaired[0].1, Defect::Torn { .. }));
+        assert_eq!(repaired.len(), 4);
+        let mut disk = after.disk;
+        all_copies_valid(&mut disk, &layout, "after repair");
+
+        // A torn pending sector in the newest copy alone: the others, one
+        // generation older, are loaded and it is rewritten from them.
+        let mut disk = f.disk.clone();
+        let pat = layout.unit_at(0, layout.pending_offset());
+        let p = pat as usize * SECTOR;
+        format::encode_pending(
+            layout.unit(),
+            g + 1,
+            pat,
+            &[1, 2],
+            crc32fast::hash,
+            &mut disk.data[p..p + layout.unit()],
+        );
+        let after = Fixture::on(None, disk).unwrap();
+        assert_eq!(after.r.pending(), &[5]);
+        assert_eq!(after.r.generation(), g);
+        assert!(after.events.contains(&Event::Repaired {
+            copy: 0,
+            defect: Defect::Torn { at: pat }
+        }));
+    }
+
+    #[test]
+    fn crash_while_committing_pending_loads_old_or_new() {
+        let mut f = Fixture::new(None);
+        f.msg("add_remap 0 auto 4").unwrap();
+        f.r.add_pending(10);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        // 5 copies x (entry write + pending write + header write).
+        for k in 0..=15 {
+            let mut g = Fixture::on(None, f.disk.clone()).unwrap();
+            g.r.add_pending(20);
+            g.r.retire_slot(2);
+            g.disk.writes_left = Some(k);
+            // Done once copy 0 is whole (3 writes).
+            let ok = g.r.commit(&mut g.disk, 2, 2).is_ok();
+            assert_eq!(ok, k >= 3, "k={k}");
+            let mut disk = g.disk.clone();
+            disk.writes_left = None;
+            let after = Fixture::on(None, disk).unwrap();
+            let got = (after.r.pending().to_vec(), after.r.retired());
+            let new = (std::vec![10, 20], 1);
+            let old = (std::vec![10], 0);
+            assert!(got == if ok { new.clone() } else { old }, "k={k}: {got:?}");
+            if k == 15 {
+                assert_eq!(got, new);
+                assert_eq!(after.r.spare_used(), 3);
+            }
+            let layout = after.r.meta.layout;
+            let mut disk = after.disk;
+            all_copies_valid(&mut disk, &layout, &std::format!("k={k}"));
+        }
+    }
+}
