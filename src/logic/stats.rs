@@ -464,7 +464,7 @@ type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, Pick)]);
 /// family per kind of value, labelled by device; `all_devs` is left out
 /// (`sum()` over the devices gives it).
 pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Result {
-    let families: [Family<'_>; 16] = [
+    let families: [Family<'_>; 19] = [
         (
             "requests_total",
             "counter",
@@ -505,9 +505,10 @@ pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Res
         (
             "spare_blocks",
             "gauge",
-            "Spare pool blocks in use and usable.",
+            "Spare pool blocks in use, free and usable.",
             &[
                 ("state=\"used\"", |s| s.g[Gauge::SpareUsed as usize]),
+                ("state=\"free\"", |s| s.g[Gauge::SpareFree as usize]),
                 ("state=\"total\"", |s| s.g[Gauge::SpareTotal as usize]),
             ],
         ),
@@ -579,6 +580,24 @@ pub fn write_prometheus<W: Write>(w: &mut W, devices: &[Device<'_>]) -> fmt::Res
             "counter",
             "Bytes the background scanner read.",
             &[("", |s| s.c[Counter::ScanBytes as usize])],
+        ),
+        (
+            "scan_position_sectors",
+            "gauge",
+            "Next main sector the background scanner reads.",
+            &[("", |s| s.g[Gauge::ScanPosition as usize])],
+        ),
+        (
+            "scan_found_total",
+            "counter",
+            "Bad blocks the background scanner found.",
+            &[("", |s| s.g[Gauge::ScanFound as usize])],
+        ),
+        (
+            "pending_marked_total",
+            "counter",
+            "Main blocks that became pending after read errors.",
+            &[("", |s| s.c[Counter::PendingMarked as usize])],
         ),
     ];
     for (name, kind, help, series) in families {
@@ -660,6 +679,38 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_exports_every_counter_and_gauge_once() {
+        // Values no sum of two others gives.
+        let mut s = Snapshot::default();
+        for (i, c) in s.c.iter_mut().enumerate() {
+            *c = 1_000_003 * (i as u64 + 1);
+        }
+        for (i, g) in s.g.iter_mut().enumerate() {
+            *g = 7 + 1_000_003_000 * (i as u64 + 1);
+        }
+        let devs = [Device {
+            kname: "dm-0",
+            name: "a",
+            dev: "253:0",
+            stats: s,
+        }];
+        let mut out = String::new();
+        write_prometheus(&mut out, &devs).unwrap();
+        let values: std::vec::Vec<u64> = out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        for v in s.c.iter().chain(s.g.iter()) {
+            assert_eq!(
+                values.iter().filter(|&&x| x == *v).count(),
+                1,
+                "{v} in\n{out}"
+            );
+        }
+    }
+
+    #[test]
     fn prometheus_export_parses() {
         let s = snap();
         let devs = [
@@ -693,8 +744,8 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(writes.value, prometheus_parse::Value::Counter(v) if v == 409600.0));
-        assert_eq!(scrape.samples.len(), 2 * 21);
-        assert_eq!(scrape.docs.len(), 16);
+        assert_eq!(scrape.samples.len(), 2 * 25);
+        assert_eq!(scrape.docs.len(), 19);
     }
 
     fn snap() -> Snapshot {
