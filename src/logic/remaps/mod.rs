@@ -27,6 +27,7 @@ mod metadata;
 pub use discover::{check_spare, discover, LayoutRequest};
 #[cfg(not(MODULE))]
 pub use discover::{find_layout, interrupted_format};
+use metadata::Metadata;
 
 /// Something the caller should log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,32 +128,6 @@ pub enum PendingAdd {
     OutOfRange,
 }
 
-/// Persistence state.
-struct Meta {
-    layout: Layout,
-    identity: Identity,
-    generation: u64,
-    crc: Crc,
-    /// A commit failed part-way: the next one rewrites every copy whole.
-    full_rewrite: bool,
-    /// A commit failed after copy 0 was written whole: the change is
-    /// durable and kept, but copies are missing it (see `commit`).
-    degraded: bool,
-    /// Pool blocks the error path changed in memory since the last
-    /// successful commit (`lo..=hi`; none when `lo > hi`). Every commit
-    /// writes their entry sectors too: headers count retired and used
-    /// blocks, so a commit that wrote the header but not those sectors
-    /// would leave no copy valid.
-    dirty: (u64, u64),
-    loaded: bool,
-    /// Pending blocks in `Remaps::pending_list` (at most the layout's
-    /// `pending_capacity`).
-    pending_len: usize,
-    /// The pending list changed since the last commit: the next one writes
-    /// the pending units (version 3 writes them only then).
-    pending_dirty: bool,
-}
-
 /// Most extents an `add_remap` reply lists.
 const ADD_REPLY_EXTENTS: usize = 8;
 
@@ -163,8 +138,11 @@ pub struct Remaps<E: Env> {
     /// Main blocks awaiting a remap, ascending: `pending_list[..pending_len]`
     /// (room for a version-3 copy's list; a version-2 spare uses 60).
     pending_list: RawArray<u64, E>,
+    /// Pending blocks in `pending_list` (at most the layout's
+    /// `pending_capacity`).
+    pending_len: usize,
     geo: Geometry,
-    meta: Meta,
+    meta: Metadata,
 }
 
 impl<E: Env> Remaps<E> {
@@ -180,24 +158,14 @@ impl<E: Env> Remaps<E> {
         let pool = SparePool::new(layout.slots)?;
         let pending_list = RawArray::new(PENDING_ROOM)?;
         let geo = geo.with_pool(layout.pool_start, pair.spare_sectors);
-        let meta = Meta {
-            layout,
-            identity: pair,
-            generation: 0,
-            crc,
-            full_rewrite: false,
-            degraded: false,
-            dirty: (u64::MAX, 0),
-            loaded: false,
-            pending_len: 0,
-            pending_dirty: false,
-        };
+        let meta = Metadata::new(layout, pair, crc);
         Some((
             table,
             Self {
                 writer,
                 pool,
                 pending_list,
+                pending_len: 0,
                 geo,
                 meta,
             },
@@ -248,7 +216,7 @@ impl<E: Env> Remaps<E> {
 
     /// The main blocks awaiting a remap, ascending.
     pub fn pending(&self) -> &[u64] {
-        let n = self.meta.pending_len.min(self.pending_capacity());
+        let n = self.pending_len.min(self.pending_capacity());
         &self.pending_list[..n]
     }
 
@@ -269,7 +237,7 @@ impl<E: Env> Remaps<E> {
             return PendingAdd::OutOfRange;
         }
         let cap = self.pending_capacity();
-        let n = self.meta.pending_len.min(cap);
+        let n = self.pending_len.min(cap);
         let list = &mut self.pending_list[..];
         let at = list[..n].partition_point(|&b| b < block);
         if at < n && list[at] == block {
@@ -280,7 +248,7 @@ impl<E: Env> Remaps<E> {
         }
         list.copy_within(at..n, at + 1);
         list[at] = block;
-        self.meta.pending_len = n + 1;
+        self.pending_len = n + 1;
         self.meta.pending_dirty = true;
         PendingAdd::Added
     }
@@ -288,14 +256,14 @@ impl<E: Env> Remaps<E> {
     /// Takes main block `block` off the pending list; false if it was not
     /// on it. Changes memory only, like [`Remaps::add_pending`].
     pub fn remove_pending(&mut self, block: u64) -> bool {
-        let n = self.meta.pending_len.min(self.pending_capacity());
+        let n = self.pending_len.min(self.pending_capacity());
         let list = &mut self.pending_list[..];
         let Ok(at) = list[..n].binary_search(&block) else {
             return false;
         };
         list.copy_within(at + 1..n, at);
         list[n - 1] = 0;
-        self.meta.pending_len = n - 1;
+        self.pending_len = n - 1;
         self.meta.pending_dirty = true;
         true
     }
@@ -303,9 +271,9 @@ impl<E: Env> Remaps<E> {
     /// Empties the pending list; returns how many blocks it held. Changes
     /// memory only, like [`Remaps::add_pending`].
     pub fn clear_pending(&mut self) -> u64 {
-        let n = self.meta.pending_len.min(self.pending_capacity());
+        let n = self.pending_len.min(self.pending_capacity());
         self.pending_list[..n].fill(0);
-        self.meta.pending_len = 0;
+        self.pending_len = 0;
         self.meta.pending_dirty = true;
         n as u64
     }
