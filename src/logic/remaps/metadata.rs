@@ -49,6 +49,14 @@ pub(super) struct Contents<'a, E: Env> {
     pub(super) pending: &'a [u64],
 }
 
+/// What a commit writes of a copy besides its header: entry units
+/// `entries.0..entries.1`, and the pending units when `pending`.
+#[derive(Clone, Copy)]
+struct Units {
+    entries: (u64, u64),
+    pending: bool,
+}
+
 impl Metadata {
     /// Not loaded yet: copies in `layout`, for the device pair `identity`.
     pub(super) fn new(layout: Layout, identity: Identity, crc: Crc) -> Self {
@@ -72,11 +80,14 @@ impl Metadata {
         c: &Contents<'_, E>,
         i: u32,
     ) -> Result<(), LoadError> {
-        let k1 = self.layout.entry_units();
+        let whole = Units {
+            entries: (0, self.layout.entry_units()),
+            pending: true,
+        };
         let mut buf = self
-            .units_buf::<E>(0, k1, self.pending_units(c.pending.len(), true))
+            .units_buf::<E>(whole, c.pending.len())
             .ok_or(LoadError::NoMemory)?;
-        self.write_units(io, &mut buf, i, (0, k1), c, true, self.generation)
+        self.write_units(io, &mut buf, i, whole, c, self.generation)
             .map_err(|()| LoadError::Write)
     }
 
@@ -94,31 +105,32 @@ impl Metadata {
         }
     }
 
-    /// A buffer for [`Self::write_units`] of entry units `k0..k1` and
-    /// `pending_units` pending units: on the
-    /// heap (stack memory is not valid for I/O), and allocated before a
-    /// commit writes anything, so that memory never runs out part-way.
-    fn units_buf<E: Env>(&self, k0: u64, k1: u64, pending_units: u64) -> Option<RawArray<u8, E>> {
+    /// A buffer for [`Self::write_units`] of `u`, with a pending list of
+    /// `pending_len` blocks: on the heap (stack memory is not valid for
+    /// I/O), and allocated before a commit writes anything, so that memory
+    /// never runs out part-way.
+    fn units_buf<E: Env>(&self, u: Units, pending_len: usize) -> Option<RawArray<u8, E>> {
+        let (k0, k1) = u.entries;
         let n = usize::try_from(k1.saturating_sub(k0)).ok()?;
-        let p = pending_units as usize;
+        let p = self.pending_units(pending_len, u.pending) as usize;
         RawArray::new((n + p + 1).checked_mul(self.layout.unit())?)
     }
 
-    /// Writes entry units `k0..k1` of copy `i` and, with `pending`, its
-    /// pending units, then its header durably (the header's PREFLUSH makes
-    /// the others durable first). The pending units directly follow the last
-    /// entry unit: when `k1` is that unit they go out in one write.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the entry units `k0..k1` of `u` of copy `i` and, with
+    /// `u.pending`, its pending units, then its header durably (the
+    /// header's PREFLUSH makes the others durable first). The pending units
+    /// directly follow the last entry unit: when `k1` is that unit they go
+    /// out in one write.
     fn write_units<E: Env>(
         &self,
         io: &mut dyn MetaIo,
         buf: &mut [u8],
         i: u32,
-        (k0, k1): (u64, u64),
+        u: Units,
         c: &Contents<'_, E>,
-        pending: bool,
         generation: u64,
     ) -> Result<(), ()> {
+        let ((k0, k1), pending) = (u.entries, u.pending);
         let layout = self.layout;
         let unit = layout.unit();
         let crc = self.crc;
@@ -232,13 +244,16 @@ impl Metadata {
         } else {
             (l.unit_of(lo), l.unit_of(hi) + 1)
         };
-        let pending = self.full_rewrite || self.pending_dirty;
+        let units = Units {
+            entries: (k0, k1),
+            pending: self.full_rewrite || self.pending_dirty,
+        };
         let mut buf = self
-            .units_buf::<E>(k0, k1, self.pending_units(c.pending.len(), pending))
+            .units_buf::<E>(units, c.pending.len())
             .ok_or(MsgError::NoMemory)?;
         for i in 0..l.copies {
             if self
-                .write_units(io, &mut buf, i, (k0, k1), c, pending, generation)
+                .write_units(io, &mut buf, i, units, c, generation)
                 .is_err()
             {
                 // Copies now disagree; make the next commit rewrite them all,
@@ -327,9 +342,12 @@ impl Metadata {
         let generation = self.next_generation()?;
         let v2 = self.layout;
         self.layout = l;
-        let k1 = l.entry_units();
+        let whole = Units {
+            entries: (0, l.entry_units()),
+            pending: true,
+        };
         let (Some(mut buf), Some(mut zero)) = (
-            self.units_buf::<E>(0, k1, self.pending_units(c.pending.len(), true)),
+            self.units_buf::<E>(whole, c.pending.len()),
             RawArray::<u8, E>::new(format::UNIT),
         ) else {
             self.layout = v2;
@@ -338,7 +356,7 @@ impl Metadata {
         let order = core::iter::once(first).chain((0..l.copies).filter(|&j| j != first));
         for (n, j) in order.enumerate() {
             if self
-                .write_units(io, &mut buf, j, (0, k1), c, true, generation)
+                .write_units(io, &mut buf, j, whole, c, generation)
                 .is_err()
             {
                 self.generation = generation;
