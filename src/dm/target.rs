@@ -233,13 +233,13 @@ impl<T> CtrContext<'_, T> {
 
 impl<T: WorkerOps> CtrContext<'_, T> {
     /// Creates the target's worker (see `super::worker`), whose work calls
-    /// back into the `T` this constructor builds.
+    /// back into the `T` this constructor builds: what `T::ctr` returns
+    /// becomes the private data. Its callbacks run only once the target is
+    /// constructed (nothing queues work before), and it is destroyed in the
+    /// target's `Drop`.
     pub(crate) fn worker(&mut self) -> Option<Worker> {
-        // SAFETY: `ti` is the valid target under construction, and the
-        // value `T::ctr` returns (a `T`: the type of this context) becomes
-        // its private data; the worker's callbacks only run once the target
-        // is constructed (nothing queues work before), and the worker is
-        // destroyed in the target's `Drop`.
+        // SAFETY: `ti` is the target under construction, whose private data
+        // will be a `T` (see above) whenever the worker calls back.
         unsafe { Worker::new::<T>(self.ti) }
     }
 }

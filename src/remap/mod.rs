@@ -29,9 +29,8 @@ use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::stats::Stats;
 use crate::dm::target::{
-    errno,
-    CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, SpareClaim, StatusKind,
-    Target, TargetOps,
+    errno, CtrContext, CtrError, DeviceVisitor, EndIo, MapResult, QueueLimits, SpareClaim,
+    StatusKind, Target, TargetOps,
 };
 use crate::dm::worker::{self, BlkStatus, OwnedBio, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
@@ -171,6 +170,7 @@ impl Remap {
     /// The state `status` reports and the gauges publish.
     fn info(&self, c: &Core) -> Info {
         let w = &c.remaps;
+        let free = w.free_slots();
         Info {
             state: if !w.loaded() {
                 State::Inactive
@@ -187,12 +187,12 @@ impl Remap {
             resizes: self.table.resizes(),
             pending: w.pending().len() as u64,
             retired: w.retired(),
-            spare: SpareLevel::of(w.free_slots(), w.slots(), c.policy.spare_low),
+            spare: SpareLevel::of(free, w.slots(), c.policy.spare_low),
             auto_remap: c.policy.auto_remap,
             scan: scan_state(c),
             scan_position: c.scan.position * self.geometry.block_sectors,
             scan_passes: c.scan.passes,
-            spare_free: w.free_slots(),
+            spare_free: free,
             scan_found: c.scan.found,
         }
     }
@@ -449,30 +449,23 @@ impl TargetOps for Remap {
         let epoch = self.relocations.load(Ordering::SeqCst);
         let size = bio.size();
         if size == 0 {
-            if bio.is_preflush() {
-                // Empty flush: clone 0 goes to main, clone 1 to the spare.
-                // Its errors go to the caller as they are (device-mapper
-                // does not zero the per-bio data, so `end_io` must be told).
-                let on_spare = bio.target_bio_nr() == 1;
-                bio.set_dev(if on_spare { &self.spare } else { &self.main });
-                bio.record(Record {
-                    origin: 0,
-                    epoch,
-                    stage: Stage::Mapped,
-                    on_spare,
-                    pass: true,
-                });
-            } else {
-                bio.set_dev(&self.main);
+            // An empty flush: clone 0 goes to main, clone 1 to the spare.
+            // Other empty bios go to main. Their errors go to the caller as
+            // they are (device-mapper does not zero the per-bio data, so
+            // `end_io` must be told).
+            let flush = bio.is_preflush();
+            let on_spare = flush && bio.target_bio_nr() == 1;
+            bio.set_dev(if on_spare { &self.spare } else { &self.main });
+            if !flush {
                 bio.set_sector(ti.offset(bio.sector()));
-                bio.record(Record {
-                    origin: 0,
-                    epoch,
-                    stage: Stage::Mapped,
-                    on_spare: false,
-                    pass: true,
-                });
             }
+            bio.record(Record {
+                origin: 0,
+                epoch,
+                stage: Stage::Mapped,
+                on_spare,
+                pass: true,
+            });
             return MapResult::Remapped;
         }
         if !bio.is_read() && self.fail.load(Ordering::Relaxed) {

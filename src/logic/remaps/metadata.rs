@@ -31,11 +31,11 @@ pub(super) struct Metadata {
     /// durable and kept, but copies are missing it (see `commit`).
     pub(super) degraded: bool,
     /// Pool blocks the error path changed in memory since the last
-    /// successful commit (`lo..=hi`; none when `lo > hi`). Every commit
+    /// successful commit (`lo..=hi`), if any. Every commit
     /// writes their entry units too: headers count retired and used
     /// blocks, so a commit that wrote the header but not those units
     /// would leave no copy valid.
-    pub(super) dirty: (u64, u64),
+    pub(super) dirty: Option<(u64, u64)>,
     pub(super) loaded: bool,
     /// The pending list changed since the last commit: the next one writes
     /// the pending units (version 3 writes them only then).
@@ -57,6 +57,14 @@ struct Units {
     pending: bool,
 }
 
+/// The smallest range of pool blocks that holds both `a` and `b`.
+pub(super) fn span(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+        (r, None) | (None, r) => r,
+    }
+}
+
 impl Metadata {
     /// Not loaded yet: copies in `layout`, for the device pair `identity`.
     pub(super) fn new(layout: Layout, identity: Identity, crc: Crc) -> Self {
@@ -67,7 +75,7 @@ impl Metadata {
             crc,
             full_rewrite: false,
             degraded: false,
-            dirty: (u64::MAX, 0),
+            dirty: None,
             loaded: false,
             pending_dirty: false,
         }
@@ -227,22 +235,15 @@ impl Metadata {
         c: &Contents<'_, E>,
         slots: Option<(u64, u64)>,
     ) -> Result<(), MsgError> {
-        let (lo, hi) = slots.unwrap_or((1, 0));
         let generation = self.next_generation()?;
-        let (lo, hi) = if self.dirty.0 > self.dirty.1 {
-            (lo, hi)
-        } else if lo > hi {
-            self.dirty
-        } else {
-            (lo.min(self.dirty.0), hi.max(self.dirty.1))
-        };
         let l = self.layout;
         let (k0, k1) = if self.full_rewrite {
             (0, l.entry_units())
-        } else if lo > hi {
-            (0, 0)
         } else {
-            (l.unit_of(lo), l.unit_of(hi) + 1)
+            match span(slots, self.dirty) {
+                Some((lo, hi)) => (l.unit_of(lo), l.unit_of(hi) + 1),
+                None => (0, 0),
+            }
         };
         let units = Units {
             entries: (k0, k1),
@@ -271,14 +272,14 @@ impl Metadata {
                 // and flag that copies lack it (the target enters fail
                 // mode, and `clear_fail` rewrites them).
                 self.degraded = true;
-                self.dirty = (u64::MAX, 0);
+                self.dirty = None;
                 return Ok(());
             }
         }
         self.generation = generation;
         self.full_rewrite = false;
         self.pending_dirty = false;
-        self.dirty = (u64::MAX, 0);
+        self.dirty = None;
         Ok(())
     }
 
@@ -377,7 +378,7 @@ impl Metadata {
         }
         self.generation = generation;
         self.pending_dirty = false;
-        self.dirty = (u64::MAX, 0);
+        self.dirty = None;
         // Version-2 headers outside what the new copies wrote (unit by
         // unit, as a 4Kn device needs): read, zero the header sector, write
         // back.

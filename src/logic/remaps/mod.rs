@@ -210,8 +210,7 @@ impl<E: Env> Remaps<E> {
     /// Notes that pool block `slot` changed in memory: the next commit
     /// writes its entry sector whatever range it is given.
     fn touch(&mut self, slot: u64) {
-        let (lo, hi) = self.meta.dirty;
-        self.meta.dirty = (lo.min(slot), hi.max(slot));
+        self.meta.dirty = metadata::span(self.meta.dirty, Some((slot, slot)));
     }
 
     /// The main blocks awaiting a remap, ascending.
