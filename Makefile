@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Builds dm_remap.ko out of tree against a Rust-enabled kernel build tree:
+# Builds dm_remap.ko out of tree against a Rust-enabled kernel build tree,
+# 6.12 LTS to 7.x:
 #
-#   make KDIR=/path/to/linux-build LLVM=1      (or LLVM=-19 on Debian)
+#   make KDIR=/path/to/linux-build            (default: the running kernel's)
 #
-# The tree must have been built with CONFIG_RUST=y by the same rustc.
+# The tree must have been built with CONFIG_RUST=y by the same rustc, and
+# the module is compiled with the kernel's own C compiler: clang (LLVM=1)
+# when its .config says CONFIG_CC_IS_CLANG=y, else GCC. Give LLVM=-19 where
+# only version-suffixed LLVM tools exist (Debian).
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
-LLVM ?= 1
+LLVM ?= $(if $(shell grep -s '^CONFIG_CC_IS_CLANG=y' $(KDIR)/.config),1)
 
 all: modules
 
 modules clean:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $@
+	$(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) $@
 
 .PHONY: all modules clean

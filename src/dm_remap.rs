@@ -18,7 +18,7 @@ mod dm;
 mod logic;
 mod remap;
 
-module! {
+dm::compat::module_with_author! {
     type: DmRemap,
     name: "dm_remap",
     author: "dm-remap developers",

@@ -3,6 +3,7 @@
  * Forwarders to static inline kernel functions, for the Rust side.
  * Prototypes and rationale: include/dm_remap_helpers.h.
  */
+#include "dm_remap_compat.h"
 #include "dm_remap_helpers.h"
 
 #include <linux/sched/task_stack.h>
@@ -178,9 +179,9 @@ int dmr_sync_io(void *client, struct block_device *bdev, sector_t sector,
 		req.mem.type = DM_IO_KMEM;
 		req.mem.ptr.addr = buf;
 	}
-	r = dm_io(&req, 1, &region, &error_bits,
-		  flags & DMR_IO_IDLE ? IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0) :
-					IOPRIO_DEFAULT);
+	r = dmr_dm_io(&req, 1, &region, &error_bits,
+		      flags & DMR_IO_IDLE ? IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0) :
+					    IOPRIO_DEFAULT);
 	if (r)
 		return r;
 	return error_bits ? -EIO : 0;

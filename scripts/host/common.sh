@@ -40,3 +40,47 @@ build_pinned() {
 	fi
 	echo "$out"
 }
+
+# The kernel series the scripts know, in the order tests run them.
+kernel_series() { grep -Ev '^[[:space:]]*(#|$)' "$DMR_ROOT/kernel/versions" | cut -d' ' -f1; }
+
+# kernel_pin SERIES: prints "<package> <version> <archive> <suite>" of SERIES
+# from kernel/versions.
+kernel_pin() {
+	local line
+	line=$(grep -E "^$(printf '%s' "$1" | sed 's/\./\\./g') " "$DMR_ROOT/kernel/versions") ||
+		die "kernel series '$1' is not in kernel/versions (known: $(kernel_series | tr '\n' ' '))"
+	echo "${line#* }"
+}
+
+# deb_fetch PACKAGE VERSION ARCHIVE SUITE: prints the path of that exact .deb,
+# downloading it into the cache first. Package lists are read with an apt
+# configuration of our own (under $DMR_CACHE/apt), so any Debian suite of the
+# archive can be read on this machine without touching the system's apt state.
+deb_fetch() {
+	local pkg=$1 ver=$2 archive=$3 suite=$4 dir file apt
+	dir=$DMR_CACHE/debs
+	file=$dir/${pkg}_${ver//:/%3a}_all.deb
+	if [ ! -f "$file" ]; then
+		mkdir -p "$dir"
+		apt=$DMR_CACHE/apt/$suite
+		mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
+		cat >"$apt/sources.list" <<-SRC
+			deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/$archive $suite main
+		SRC
+		local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=-
+			-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Get::List-Cleanup=0
+			-o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+		log "reading the package list of $suite"
+		apt-get -qq "${opts[@]}" update >/dev/null ||
+			die "cannot read the package list of $suite from deb.debian.org/$archive"
+		log "downloading $pkg $ver"
+		(cd "$dir" && apt-get -qq "${opts[@]}" download "$pkg=$ver" >/dev/null 2>&1) || {
+			local now
+			now=$(apt-cache "${opts[@]}" policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+			die "$pkg $ver (pinned in kernel/versions) is no longer in $suite (it now has ${now:-no version}): move the pin by a commit"
+		}
+		[ -f "$file" ] || die "apt-get download left no $file"
+	fi
+	echo "$file"
+}

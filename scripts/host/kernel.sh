@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Builds (or finds in the cache) the test kernel of one flavour and prints its
-# build directory, which is the KDIR for the module build.
+# Builds (or finds in the cache) the test kernel of one series and flavour and
+# prints its build directory, which is the KDIR for the module build.
 #
-#   scripts/host/kernel.sh debug|perf
+#   scripts/host/kernel.sh SERIES debug|perf      (SERIES: 6.12, 7.3, ...)
 #
-# Source: Debian's linux-source-6.12, unpacked once into the cache. Config:
+# Source: the Debian source package kernel/versions pins for SERIES
+# (linux-source-<series>), downloaded and unpacked once into the cache. Config:
 # tinyconfig + kernel/base.config + kernel/<flavour>.config. The cache key
 # covers the fragments, the source package version and the versions of every
 # tool whose output ends up in the build (rustc, bindgen, clang), so a change of
@@ -13,14 +14,13 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-flavour=${1:-debug}
+[ $# -eq 2 ] || die "usage: $0 SERIES debug|perf"
+series=$1 flavour=$2
 case $flavour in debug | perf) ;; *) die "unknown kernel flavour '$flavour' (debug|perf)" ;; esac
 
 # Bump when the way the kernel is built changes in a way the key cannot see.
 RECIPE=1
-tarball=/usr/src/linux-source-6.12.tar.xz
-[ -f "$tarball" ] || die "$tarball missing: run scripts/host/setup.sh"
-srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+read -r package srcver archive suite < <(kernel_pin "$series")
 
 key=$({
 	echo "recipe $RECIPE $srcver"
@@ -39,16 +39,18 @@ fi
 
 src="$DMR_CACHE/src/linux-$srcver"
 if [ ! -f "$src/.dmr-unpacked" ]; then
-	log "unpacking $tarball"
+	deb=$(deb_fetch "$package" "$srcver" "$archive" "$suite")
+	log "unpacking $package $srcver"
 	rm -rf "$src"
 	mkdir -p "$src"
-	tar -xf "$tarball" -C "$src" --strip-components=1
+	dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$package.tar.xz" |
+		tar -xJ -C "$src" --strip-components=1
 	touch "$src/.dmr-unpacked"
 fi
 
 kmake() { make -C "$src" O="$out" ARCH=x86_64 LLVM="$DMR_LLVM" "$@"; }
 
-log "building the $flavour kernel in $out (about 10 minutes on 2 cores)"
+log "building the $series $flavour kernel in $out (about 10 minutes on 2 cores)"
 start=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out"
@@ -57,11 +59,18 @@ kmake -s tinyconfig
 	"$DMR_ROOT/kernel/base.config" "$DMR_ROOT/kernel/$flavour.config" >/dev/null
 kmake -s olddefconfig
 
-# Every requested option must have survived olddefconfig.
+# Every requested option must have survived olddefconfig. The fragments serve
+# every series: an option this kernel does not have at all (LIBCRC32C and
+# PROC_SYSCTL went away after 6.12: crc32c and sysctl are always built in)
+# is skipped, anything else that did not stick fails the build.
+known=$(grep -rhoE --include='Kconfig*' '^[[:space:]]*(menu)?config [A-Za-z0-9_]+' "$src" |
+	awk '{print "CONFIG_" $2}' | sort -u)
 bad=0
 while IFS= read -r line; do
 	case $line in
 	CONFIG_*=*)
+		opt=${line%%=*}
+		grep -qx "$opt" <<<"$known" || continue
 		grep -qx "$line" "$out/.config" || { log "config: $line did not stick"; bad=1; }
 		;;
 	"# CONFIG_"*" is not set")
@@ -75,5 +84,5 @@ done < <(cat "$DMR_ROOT/kernel/base.config" "$DMR_ROOT/kernel/$flavour.config")
 kmake -s -j"$JOBS" >"$out/build.log" 2>&1 || { tail -50 "$out/build.log" >&2; die "kernel build failed"; }
 echo $(($(date +%s) - start)) >"$out/.dmr-build-seconds"
 touch "$out/.dmr-complete"
-log "$flavour kernel built in $(cat "$out/.dmr-build-seconds") s"
+log "$series $flavour kernel built in $(cat "$out/.dmr-build-seconds") s"
 echo "$out"

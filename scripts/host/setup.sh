@@ -7,7 +7,6 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 PACKAGES=(
-	linux-source-6.12
 	"clang$DMR_LLVM" "lld$DMR_LLVM" "llvm$DMR_LLVM" "libclang$DMR_LLVM-dev"
 	flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 busybox-static dmsetup
@@ -39,7 +38,10 @@ for c in clippy rustfmt; do
 	rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 
-if ! command -v bindgen >/dev/null; then
-	log "installing bindgen-cli (a few minutes)"
-	cargo install bindgen-cli --locked --quiet
+# Pinned: its version is part of every kernel's cache key, and each kernel
+# series has a minimum (0.65.1 for 6.12, 0.71.1 from 7.1).
+BINDGEN_VERSION=0.73.2
+if [ "$(bindgen --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
+	log "installing bindgen-cli $BINDGEN_VERSION (a few minutes)"
+	cargo install bindgen-cli --version "$BINDGEN_VERSION" --locked --quiet
 fi

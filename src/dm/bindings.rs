@@ -16,6 +16,14 @@
     unsafe_op_in_unsafe_fn,
     clippy::all,
     clippy::undocumented_unsafe_blocks,
+    // What the kernel allows in its own bindings crate: the casts bindgen
+    // writes, which 7.x's clippy settings would flag.
+    clippy::as_underscore,
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
+    // A lint of rustc 1.88 and later; older compilers do not know it.
+    unknown_lints,
     unnecessary_transmutes
 )]
 

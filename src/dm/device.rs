@@ -4,7 +4,6 @@
 
 use super::bindings as b;
 use core::ptr::NonNull;
-use kernel::str::CStr;
 
 /// A device a target opened with `dm_get_device`; put back on drop.
 ///
@@ -51,8 +50,8 @@ impl DmDev {
     pub(crate) fn name(&self) -> &str {
         // SAFETY: The device is open; `name` is a NUL-terminated array that
         // `dm_get_device` filled in and never changes afterwards.
-        let name = unsafe { CStr::from_char_ptr((*self.dev.as_ptr()).name.as_ptr()) };
-        name.to_str().unwrap_or("?")
+        let name = unsafe { super::compat::str_at((*self.dev.as_ptr()).name.as_ptr()) };
+        name.unwrap_or("?")
     }
 
     /// Logical block size in bytes.

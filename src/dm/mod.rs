@@ -7,6 +7,7 @@
 
 pub(crate) mod bindings;
 pub(crate) mod bio;
+pub(crate) mod compat;
 pub(crate) mod device;
 pub(crate) mod io;
 pub(crate) mod log;

@@ -135,7 +135,7 @@ pub(crate) unsafe extern "C" fn dmr_stats_format(
 pub(crate) extern "C" fn dmr_stats_file_name(attr: c_uint) -> *const c_char {
     stats::FILES
         .get(attr as usize)
-        .map_or(core::ptr::null(), |f| f.name.as_ptr().cast())
+        .map_or(core::ptr::null(), |f| super::compat::static_chars(f.name))
 }
 
 // The C side sizes its arrays by these; `logic::stats` declares them.

@@ -5,6 +5,7 @@
 
 use super::bindings as b;
 use super::bio::Bio;
+use super::compat;
 use super::device::DmDev;
 use super::worker::{BlkStatus, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
@@ -15,7 +16,6 @@ use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::ffi::{c_char, c_int, c_uint, c_void};
 use kernel::prelude::*;
-use kernel::str::CStr;
 use kernel::types::Opaque;
 
 /// What `map` did with a bio.
@@ -144,8 +144,8 @@ impl Target {
         // SAFETY: The table of a valid target is valid, and
         // `dm_table_device_name` returns the mapped device's name, a
         // NUL-terminated string that lives as long as the device.
-        let name = unsafe { CStr::from_char_ptr(b::dm_table_device_name((*self.raw()).table)) };
-        name.to_str().unwrap_or("?")
+        let name = unsafe { compat::str_at(b::dm_table_device_name((*self.raw()).table)) };
+        name.unwrap_or("?")
     }
 }
 
@@ -326,7 +326,7 @@ impl Registration {
         let tt = KBox::pin(
             Opaque::new(b::target_type {
                 features: u64::from(b::DM_TARGET_NOWAIT),
-                name: name.as_ptr().cast::<c_char>(),
+                name: compat::static_chars(name),
                 module: module.as_ptr(),
                 version,
                 ctr: Some(ctr::<T>),
@@ -370,10 +370,8 @@ unsafe fn args<'a>(argc: c_uint, argv: *mut *mut c_char) -> Result<KVec<&'a str>
         .map_err(|_| Refusal::new(c"Cannot allocate argument list"))?;
     for i in 0..n {
         // SAFETY: `i < argc`, and each entry is a valid string (caller).
-        let s = unsafe { CStr::from_char_ptr(*argv.add(i)) };
-        let s = s
-            .to_str()
-            .map_err(|_| Refusal::new(c"Arguments must be valid UTF-8"))?;
+        let s = unsafe { compat::str_at(*argv.add(i)) }
+            .ok_or(Refusal::new(c"Arguments must be valid UTF-8"))?;
         // Cannot fail: the capacity was reserved above.
         v.push(s, GFP_KERNEL)
             .map_err(|_| Refusal::new(c"Cannot allocate argument list"))?;
@@ -416,7 +414,7 @@ unsafe extern "C" fn ctr<T: TargetOps>(
     };
     let fail = |msg: &'static core::ffi::CStr, err: Error| {
         // SAFETY: `ti` is valid; `error` takes a static string.
-        unsafe { (*ti).error = msg.as_ptr().cast_mut().cast::<c_char>() };
+        unsafe { (*ti).error = compat::static_chars(msg).cast_mut() };
         err.to_errno()
     };
     // SAFETY: device-mapper passes `argc` valid strings that outlive the call.

@@ -1039,7 +1039,12 @@ pub fn newest_valid(states: &[CopyState], pick: impl Fn(&Header) -> bool) -> Opt
     let mut best: Option<(u32, Header)> = None;
     for (i, s) in states.iter().enumerate() {
         if let CopyState::Valid(h) = s {
-            if pick(h) && best.map_or(true, |(_, b)| b.generation < h.generation) {
+            // Not `map_or(true, ..)`: see `remaps::discover`.
+            let newer = match best {
+                Some((_, b)) => b.generation < h.generation,
+                None => true,
+            };
+            if pick(h) && newer {
                 best = Some((i as u32, *h));
             }
         }

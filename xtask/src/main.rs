@@ -1,14 +1,16 @@
 //! Developer commands for dm-remap.
 //!
 //! ```text
-//! cargo xtask test   [--filter REGEX] [--jobs N] [--host-only] [--guest-only]
-//! cargo xtask bench  [--rounds N] [--runtime S]
-//! cargo xtask demo   [--kernel debug|perf]
-//! cargo xtask guest  [--kernel debug|perf] [--icount] [--timeout S] [--file F]... [--script FILE] [-- CMD...]
-//! cargo xtask monitor [--kernel debug|perf] [--out DIR]
-//! cargo xtask kernel [--kernel debug|perf]
-//! cargo xtask build  [--kernel debug|perf] [--kdir DIR] [--clippy] [--no-stats]
+//! cargo xtask test   [--linux SERIES] [--filter REGEX] [--jobs N] [--host-only] [--guest-only]
+//! cargo xtask bench  [--linux SERIES] [--rounds N] [--runtime S]
+//! cargo xtask demo   [--linux SERIES] [--kernel debug|perf]
+//! cargo xtask guest  [--linux SERIES] [--kernel debug|perf] [--icount] [--timeout S] [--file F]... [--script FILE] [-- CMD...]
+//! cargo xtask monitor [--linux SERIES] [--kernel debug|perf] [--out DIR]
+//! cargo xtask kernel [--linux SERIES] [--kernel debug|perf]
+//! cargo xtask build  [--linux SERIES] [--kernel debug|perf] [--kdir DIR] [--clippy] [--no-stats]
 //! ```
+//!
+//! SERIES is a kernel series of `kernel/versions` (6.12, 7.3).
 //!
 //! Every command installs what the machine lacks (`scripts/host/setup.sh`) and
 //! builds what it needs (kernel, module, guest image), reusing the cache.
@@ -27,9 +29,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test    host checks (fmt, clippy, cargo test), the module build (also with
-          CLIPPY=1, and against the perf kernel; no warnings allowed) and the
-          guest test suite on the debug kernel; ends with `N passed, N failed`
+  test    host checks (fmt, clippy, cargo test) once, then for each kernel
+          series (all of kernel/versions, or --linux) the module build (also
+          with CLIPPY=1; no warnings allowed) and the guest test suite on its
+          debug kernel; ends with `N passed, N failed` over everything
             --filter REGEX   run only the guest tests whose names match
                              (grep -E; `kmemleak` names the leak check)
             --jobs N         guests at once (default: one per CPU; plus
@@ -64,6 +67,8 @@ commands:
             --no-stats       compile the I/O counting out (to measure its cost)
 
 common options:
+  --linux SERIES       kernel series, a line of kernel/versions: 6.12 or 7.3
+                       (default: 6.12; `test`: every series)
   --kernel debug|perf  kernel flavour (default: debug)
 ";
 
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
 #[derive(Default)]
 struct Opts {
     flavour: String,
+    linux: Option<String>,
     filter: Option<String>,
     host_only: bool,
     guest_only: bool,
@@ -116,6 +122,7 @@ fn parse(args: &[String]) -> Result<Opts> {
                 o.flavour = value("--kernel")?;
                 o.flavour_given = true;
             }
+            "--linux" => o.linux = Some(value("--linux")?),
             "--out" => o.out = Some(PathBuf::from(value("--out")?)),
             "--filter" => o.filter = Some(value("--filter")?),
             "--script" => o.script = Some(PathBuf::from(value("--script")?)),
@@ -140,6 +147,31 @@ fn parse(args: &[String]) -> Result<Opts> {
         return Err(format!("--kernel takes debug or perf, not '{}'", o.flavour).into());
     }
     Ok(o)
+}
+
+/// The kernel series of `kernel/versions` (its first column), in order.
+fn parse_versions(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The series a command runs on: `--linux` (which must be one of `known`),
+/// else every known series when `all`, else the first.
+fn select_series(linux: Option<&str>, known: &[String], all: bool) -> Result<Vec<String>> {
+    match linux {
+        Some(l) if known.iter().any(|k| k == l) => Ok(vec![l.to_string()]),
+        Some(l) => Err(format!(
+            "--linux takes a series of kernel/versions ({}), not '{l}'",
+            known.join(", ")
+        )
+        .into()),
+        None if all => Ok(known.to_vec()),
+        None => Ok(known.iter().take(1).cloned().collect()),
+    }
 }
 
 fn positive(v: &str, name: &str) -> Result<u32> {
@@ -169,14 +201,15 @@ fn run() -> Result<ExitCode> {
         "guest" => x.guest(&opts),
         "kernel" => {
             x.setup()?;
-            println!("{}", x.kernel(&opts.flavour)?.display());
+            let series = x.one_series(&opts)?;
+            println!("{}", x.kernel(&series, &opts.flavour)?.display());
             Ok(ExitCode::SUCCESS)
         }
         "build" => {
             x.setup()?;
             let kdir = match &opts.kdir {
                 Some(k) => k.clone(),
-                None => x.kernel(&opts.flavour)?,
+                None => x.kernel(&x.one_series(&opts)?, &opts.flavour)?,
             };
             let ko = x.module_with(&kdir, opts.clippy, opts.no_stats)?;
             // The build directory is private to this run; keep the module.
@@ -265,12 +298,26 @@ impl Xtask {
         Ok(())
     }
 
-    /// Builds or finds the kernel of `flavour`; returns its build directory.
-    fn kernel(&self, flavour: &str) -> Result<PathBuf> {
+    /// The kernel series a command runs on (`--linux`, or all of
+    /// `kernel/versions` when `all`, or its first).
+    fn series(&self, o: &Opts, all: bool) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(self.root.join("kernel/versions"))?;
+        select_series(o.linux.as_deref(), &parse_versions(&text), all)
+    }
+
+    fn one_series(&self, o: &Opts) -> Result<String> {
+        self.series(o, false)?
+            .pop()
+            .ok_or_else(|| "kernel/versions names no kernel".into())
+    }
+
+    /// Builds or finds the kernel of `series` and `flavour`; returns its
+    /// build directory.
+    fn kernel(&self, series: &str, flavour: &str) -> Result<PathBuf> {
         let t = Instant::now();
-        let out = cmd!(self.sh, "bash scripts/host/kernel.sh {flavour}").read()?;
+        let out = cmd!(self.sh, "bash scripts/host/kernel.sh {series} {flavour}").read()?;
         let kdir = PathBuf::from(out.lines().last().ok_or("kernel.sh printed nothing")?);
-        step(&format!("{flavour} kernel"), t);
+        step(&format!("{series} {flavour} kernel"), t);
         Ok(kdir)
     }
 
@@ -300,6 +347,9 @@ impl Xtask {
             let src = self.root.join(item);
             cmd!(self.sh, "cp -r {src} {dir}").run()?;
         }
+        let (kbuild, scripts) = (self.root.join("scripts/kbuild"), dir.join("scripts"));
+        cmd!(self.sh, "mkdir -p {scripts}").run()?;
+        cmd!(self.sh, "cp -r {kbuild} {scripts}").run()?;
         let clippy_arg = if clippy { "CLIPPY=1" } else { "CLIPPY=" };
         let output = Command::new("make")
             .args(["-C"])
@@ -309,6 +359,9 @@ impl Xtask {
             .arg(clippy_arg)
             .args(no_stats.then_some("DMR_NO_STATS=1"))
             .env("PATH", path_with_cargo_bin())
+            // `cargo xtask` runs with cargo's package variables set; clippy
+            // would take this crate's rust-version for the kernel's msrv.
+            .env_remove("CARGO_PKG_RUST_VERSION")
             .output()?;
         let log = format!(
             "{}{}",
@@ -402,9 +455,9 @@ impl Xtask {
         Ok(status.code().unwrap_or(125))
     }
 
-    fn prepare_guest(&self, flavour: &str) -> Result<(PathBuf, PathBuf)> {
+    fn prepare_guest(&self, o: &Opts, flavour: &str) -> Result<(PathBuf, PathBuf)> {
         self.setup()?;
-        let kdir = self.kernel(flavour)?;
+        let kdir = self.kernel(&self.one_series(o)?, flavour)?;
         let ko = self.module(&kdir, false)?;
         Ok((kdir, ko))
     }
@@ -412,6 +465,7 @@ impl Xtask {
     fn test(&self, o: &Opts) -> Result<ExitCode> {
         let start = Instant::now();
         self.setup()?;
+        let all = self.series(o, true)?;
         if !o.guest_only {
             let t = Instant::now();
             cmd!(self.sh, "cargo fmt --all --check").run()?;
@@ -426,30 +480,83 @@ impl Xtask {
         if o.host_only {
             return Ok(ExitCode::SUCCESS);
         }
-        let kdir = self.kernel("debug")?;
-        self.module(&kdir, true)?;
-        let ko = self.module(&kdir, false)?;
-        // The benchmarks' kernel builds the module with other code
-        // generation (no sanitizers): a warning only it shows (objtool on a
-        // panic path) must fail here, not in the next `cargo xtask bench`.
-        let perf = self.kernel("perf")?;
-        self.module(&perf, false)?;
+        // Every kernel's module builds before any suite runs: a build that
+        // fails on one kernel shows at once, not after another's suite.
+        let mut kernels = Vec::new();
+        for series in &all {
+            let kdir = self.kernel(series, "debug")?;
+            self.module(&kdir, true)?;
+            let ko = self.module(&kdir, false)?;
+            kernels.push((series.as_str(), kdir, ko));
+        }
+        // Not the perf kernels: a third and fourth kernel build would put a
+        // fresh machine's run over its 45 minutes. `cargo xtask bench`
+        // builds the module against its perf kernel with the same rule (no
+        // warnings).
 
+        let (tests, kmemleak) = self.guest_tests(o.filter.as_deref())?;
+        let (mut passed, mut failed, mut broken) = (0, 0, 0);
+        let mut failures = Vec::new();
+        let mut summaries = Vec::new();
+        for (series, kdir, ko) in &kernels {
+            println!("== Linux {series}: guest suite on the debug kernel ==");
+            let r = self.suite(o, series, kdir, ko, &tests, kmemleak)?;
+            summaries.push(format!(
+                "Linux {series}: {} passed, {} failed ({} s)",
+                r.passed, r.failed, r.wall
+            ));
+            eprintln!(
+                "[xtask] Linux {series} guest suite: {} s, {} s of passing tests (host clock)",
+                r.wall, r.test_secs
+            );
+            passed += r.passed;
+            failed += r.failed;
+            broken += r.broken_guests;
+            failures.extend(r.failures.iter().map(|f| format!("{series}/{f}")));
+        }
+        for line in &summaries {
+            println!("{line}");
+        }
+        if !failures.is_empty() {
+            println!("failed: {}", failures.join(" "));
+        }
+        eprintln!(
+            "[xtask] cargo xtask test took {} s",
+            start.elapsed().as_secs()
+        );
+        println!("{passed} passed, {failed} failed");
+        Ok(if failed == 0 && broken == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    /// Runs `tests` (and the leak check when `kmemleak`) on the debug kernel
+    /// `kdir` of `series` with module `ko`.
+    fn suite(
+        &self,
+        o: &Opts,
+        series: &str,
+        kdir: &Path,
+        ko: &Path,
+        tests: &[String],
+        kmemleak: bool,
+    ) -> Result<SuiteResult> {
         let guest_dir = self.cache.join("guest");
         std::fs::create_dir_all(&guest_dir)?;
-        let (tests, kmemleak) = self.guest_tests(o.filter.as_deref())?;
         let private = self.private_dir();
         std::fs::create_dir_all(&private)?;
         let conf = private.join("dmr-test.conf");
         std::fs::write(&conf, format!("KMEMLEAK={}\n", u8::from(kmemleak)))?;
         let job = self.root.join("scripts/guest/guest-tests.sh");
-        let img = self.initramfs(&ko, &job, &[conf])?;
+        let img = self.initramfs(ko, &job, &[conf])?;
 
-        // Longest first, by the times of earlier runs.
-        let times = guest_dir.join("durations");
+        // Longest first, by the times of earlier runs on this kernel.
+        let times = guest_dir.join(format!("durations-{series}"));
         let committed = self.root.join("tests/durations");
         let known = suite::durations(&[&committed, &times]);
-        let tests = suite::order(tests, &known)
+        let tests = suite::order(tests.to_vec(), &known)
             .into_iter()
             .map(|name| {
                 let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")));
@@ -462,7 +569,7 @@ impl Xtask {
         let runner = self.root.join("scripts/host/run-guest.sh");
         let plan = suite::Plan {
             runner: &runner,
-            kdir: &kdir,
+            kdir,
             image: &img,
             timeout: o.timeout.unwrap_or(3600),
             jobs,
@@ -471,7 +578,7 @@ impl Xtask {
         let report = suite::run(&plan, tests);
         let _ = std::fs::remove_file(&img);
         let wall = t.elapsed().as_secs();
-        step("guest suite", t);
+        step(&format!("Linux {series} guest suite"), t);
 
         let outcomes = suite::merge_kmemleak(report.outcomes);
         let mut measured = suite::durations(&[&times]);
@@ -485,40 +592,29 @@ impl Xtask {
         std::fs::write(&times, suite::format_durations(&measured))?;
 
         let passed = outcomes.iter().filter(|o| o.pass).count();
-        let mut failed = outcomes.len() - passed;
-        let mut failures: Vec<&str> = outcomes
+        let mut failures: Vec<String> = outcomes
             .iter()
             .filter(|o| !o.pass)
-            .map(|o| o.name.as_str())
+            .map(|o| o.name.clone())
             .collect();
         for name in &report.not_run {
             println!("FAIL {name}: not run (the guests stopped)");
-            failures.push(name);
-            failed += 1;
+            failures.push(name.clone());
         }
         if kmemleak && !outcomes.iter().any(|o| o.name == "kmemleak") {
             println!("FAIL kmemleak: no guest finished its leak check");
-            failures.push("kmemleak");
-            failed += 1;
+            failures.push("kmemleak".into());
         }
         if report.broken_guests > 0 {
             println!("{} guest(s) stopped before finishing", report.broken_guests);
         }
-        if !failures.is_empty() {
-            println!("failed: {}", failures.join(" "));
-        }
-        eprintln!(
-            "[xtask] guest suite: {wall} s, {jobs} plain guest(s), {test_secs} s of passing tests (host clock)"
-        );
-        eprintln!(
-            "[xtask] cargo xtask test took {} s",
-            start.elapsed().as_secs()
-        );
-        println!("{passed} passed, {failed} failed");
-        Ok(if failed == 0 && report.broken_guests == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        Ok(SuiteResult {
+            passed,
+            failed: failures.len(),
+            failures,
+            broken_guests: report.broken_guests,
+            wall,
+            test_secs,
         })
     }
 
@@ -554,7 +650,7 @@ impl Xtask {
     }
 
     fn bench(&self, o: &Opts) -> Result<ExitCode> {
-        let (kdir, ko) = self.prepare_guest("perf")?;
+        let (kdir, ko) = self.prepare_guest(o, "perf")?;
         let dir = self.private_dir();
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join("bench.conf");
@@ -577,7 +673,7 @@ impl Xtask {
     }
 
     fn demo(&self, o: &Opts) -> Result<ExitCode> {
-        let (kdir, ko) = self.prepare_guest(&o.flavour)?;
+        let (kdir, ko) = self.prepare_guest(o, &o.flavour)?;
         let job = self.root.join("scripts/guest/demo.sh");
         let img = self.initramfs(&ko, &job, &[])?;
         let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| {
@@ -589,7 +685,7 @@ impl Xtask {
     fn monitor(&self, o: &Opts) -> Result<ExitCode> {
         let flavour = if o.flavour_given { &o.flavour } else { "perf" };
         cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
-        let kdir = self.kernel(flavour)?;
+        let kdir = self.kernel(&self.one_series(o)?, flavour)?;
         let ko = self.module(&kdir, false)?;
         let job = self.root.join("scripts/guest/monitor-workload.sh");
         let img = self.initramfs(&ko, &job, &[])?;
@@ -628,7 +724,7 @@ impl Xtask {
         if o.script.is_some() && !o.cmd.is_empty() {
             return Err("give either --script FILE or -- CMD, not both".into());
         }
-        let (kdir, ko) = self.prepare_guest(&o.flavour)?;
+        let (kdir, ko) = self.prepare_guest(o, &o.flavour)?;
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;
         let job = dir.join(format!("job-{}.sh", std::process::id()));
@@ -675,6 +771,18 @@ impl Xtask {
         let _ = std::fs::remove_file(&img);
         Ok(exit_code(status.code().unwrap_or(1)))
     }
+}
+
+/// One kernel's guest suite, as `cargo xtask test` reports it.
+struct SuiteResult {
+    passed: usize,
+    failed: usize,
+    /// The names of the failed tests.
+    failures: Vec<String>,
+    broken_guests: usize,
+    /// Seconds the suite took, and the passing tests' seconds summed.
+    wall: u64,
+    test_secs: u64,
 }
 
 /// Plain guests at once: one per CPU (a guest keeps about one CPU busy).
@@ -735,5 +843,19 @@ mod tests {
         assert_eq!(o.cmd, ["echo", "hi"]);
         assert!(parse(&["--kernel".to_string(), "x".to_string()]).is_err());
         assert!(parse(&["--bogus".to_string()]).is_err());
+    }
+
+    #[test]
+    fn kernel_series() {
+        let known = parse_versions(
+            "# comment\n\n6.12 linux-source-6.12 1 a b\n7.3 linux-source-7.3 2 c d\n",
+        );
+        assert_eq!(known, ["6.12", "7.3"]);
+        assert_eq!(select_series(None, &known, true).unwrap(), ["6.12", "7.3"]);
+        assert_eq!(select_series(None, &known, false).unwrap(), ["6.12"]);
+        assert_eq!(select_series(Some("7.3"), &known, true).unwrap(), ["7.3"]);
+        assert!(select_series(Some("7.2"), &known, true).is_err());
+        let o = parse(&["--linux".to_string(), "7.3".to_string()]).unwrap();
+        assert_eq!(o.linux.as_deref(), Some("7.3"));
     }
 }

@@ -185,7 +185,13 @@ fn find_v2<E: Env>(io: &mut dyn MetaIo, head: &Head<E>, crc: Crc) -> Result<Foun
                 continue;
             }
             if let Ok(h) = format::decode_header(s, at, area, crc) {
-                if h.layout.copies == c && best.map_or(true, |(g, _)| h.generation > g) {
+                // Not `map_or(true, ..)`: newer clippy asks for
+                // `is_none_or`, which rustc 1.78 lacks.
+                let newer = match best {
+                    Some((g, _)) => h.generation > g,
+                    None => true,
+                };
+                if h.layout.copies == c && newer {
                     best = Some((h.generation, h.layout));
                 }
             }
