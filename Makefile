@@ -19,3 +19,16 @@ modules clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) $@
 
 .PHONY: all modules clean
+
+# Installs the source where DKMS looks for it (docs/install.md):
+#   make dkms-install && dkms install dm-remap/$(DKMS_VERSION)
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+DKMS_DIR = $(DESTDIR)/usr/src/dm-remap-$(DKMS_VERSION)
+DKMS_FILES = Kbuild Makefile dkms.conf LICENSE include src scripts/kbuild scripts/dkms
+
+dkms-install:
+	mkdir -p $(DKMS_DIR)/scripts
+	for f in $(DKMS_FILES); do cp -R $$f $(DKMS_DIR)/$$(dirname $$f)/; done
+	rm -rf $(DKMS_DIR)/src/bin
+
+.PHONY: dkms-install

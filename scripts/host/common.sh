@@ -60,8 +60,8 @@ kernel_pin() {
 deb_fetch() {
 	local pkg=$1 ver=$2 archive=$3 suite=$4 dir file apt
 	dir=$DMR_CACHE/debs
-	file=$dir/${pkg}_${ver//:/%3a}_all.deb
-	if [ ! -f "$file" ]; then
+	file=$(ls "$dir/${pkg}_${ver//:/%3a}"_*.deb 2>/dev/null | head -1)
+	if [ -z "$file" ]; then
 		mkdir -p "$dir"
 		apt=$DMR_CACHE/apt/$suite
 		mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
@@ -80,7 +80,8 @@ deb_fetch() {
 			now=$(apt-cache "${opts[@]}" policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
 			die "$pkg $ver (pinned in kernel/versions) is no longer in $suite (it now has ${now:-no version}): move the pin by a commit"
 		}
-		[ -f "$file" ] || die "apt-get download left no $file"
+		file=$(ls "$dir/${pkg}_${ver//:/%3a}"_*.deb 2>/dev/null | head -1)
+		[ -n "$file" ] || die "apt-get download left no $pkg $ver in $dir"
 	fi
 	echo "$file"
 }

@@ -4,16 +4,23 @@
 # kernel series differ, found by looking at its source: with `rust`, rustc
 # cfgs for src/dm/compat.rs (the way the kernel states its own config to
 # rustc, include/generated/rustc_cfg); with `c`, defines for
-# include/dm_remap_compat.h. Kbuild calls it. A tree without the files
-# probed gets no flags and builds as the oldest supported kernel (6.12).
+# include/dm_remap_compat.h. Kbuild calls it. A file is looked for in
+# SRCTREE, then in OBJTREE (a distribution's headers tree completed by
+# scripts/dkms/build.sh keeps the kernel's rust/ sources there). A tree
+# without the files probed gets no flags and builds as the oldest supported
+# kernel (6.12).
 #
-#   scripts/kbuild/kernel-cfg.sh rust|c SRCTREE
-lang=$1 srctree=$2
+#   scripts/kbuild/kernel-cfg.sh rust|c SRCTREE [OBJTREE]
+lang=$1 srctree=$2 objtree=${3:-$2}
+has() { # FILE PATTERN
+	if [ -f "$srctree/$1" ]; then f=$srctree/$1; else f=$objtree/$1; fi
+	grep -qE "$2" "$f" 2>/dev/null
+}
 probe() { # FILE PATTERN CFG
-	grep -qE "$2" "$srctree/$1" 2>/dev/null && printf -- '--cfg %s ' "$3"
+	has "$1" "$2" && printf -- '--cfg %s ' "$3"
 }
 define() { # FILE PATTERN MACRO
-	grep -qE "$2" "$srctree/$1" 2>/dev/null && printf -- '-D%s ' "$3"
+	has "$1" "$2" && printf -- '-D%s ' "$3"
 }
 if [ "$lang" = c ]; then
 	# dm_io() takes sync_unsup_bits.

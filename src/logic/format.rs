@@ -68,7 +68,7 @@ pub const MAX_STRIDE_UNITS: u64 = 3 << 20;
 /// A CRC-32 (IEEE) function: the kernel's `crc32_le` or `crc32fast`.
 pub type Crc = fn(&[u8]) -> u32;
 
-// Header field offsets (both versions up to H_END).
+// Header field offsets (both versions up to H_RETIRED).
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_COPY_INDEX: usize = 12;
@@ -85,7 +85,6 @@ const H_ENTRY_SECTORS: usize = 88;
 const H_SLOTS_PER_SECTOR: usize = 92;
 const H_REMAPS: usize = 96;
 const H_RETIRED: usize = 104;
-const H_END: usize = 112;
 // Version 3 only.
 const H_STRIDE: usize = 112;
 const H_PENDING_UNITS: usize = 120;
@@ -117,10 +116,11 @@ const fn pending_in(unit: usize) -> usize {
 }
 
 const _: () = assert!(H3_END <= crc_at(SECTOR));
-const _: () = assert!(H_END <= crc_at(SECTOR));
 const _: () = assert!(H_UUID + 16 == H_GENERATION);
 const _: () = assert!(H_REMAPS + 8 == H_RETIRED);
-const _: () = assert!(H_RETIRED + 8 == H_END);
+// Version 3's fields follow version 2's, and all end before the CRC.
+const _: () = assert!(H_RETIRED + 8 == H_STRIDE);
+const _: () = assert!(H_STRIDE < H3_END);
 const _: () = assert!(P_COUNT + 4 == P_ZERO);
 const _: () = assert!(P_ZERO + 4 == P_BLOCKS);
 const _: () = assert!(slots_in(SECTOR) == SLOTS_PER_SECTOR);
