@@ -9,6 +9,13 @@
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 /bin/busybox mount -t tmpfs tmpfs /tmp
+# A kernel with device mapper, loop and the rest as modules (Debian's): load
+# them, in dependency order, before anything needs them.
+if [ -f /lib/kmods/load-order ]; then
+	while read -r m; do
+		/bin/busybox insmod "/lib/kmods/$m" || echo "guest-init: insmod $m failed"
+	done </lib/kmods/load-order
+fi
 /bin/busybox mount -t debugfs debugfs /sys/kernel/debug
 /bin/busybox mount -t configfs configfs /sys/kernel/config
 

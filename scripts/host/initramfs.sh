@@ -10,7 +10,9 @@
 #         guest's); FILEs are copied to /run/files/
 #
 # DMR_TOOL, if set, is the dm-remap-tool binary to include; DMR_REPLAY, if
-# set, the dmr-log-replay binary.
+# set, the dmr-log-replay binary. DMR_KMODS, if set, is a directory of kernel
+# modules and their `load-order` (a kernel that has device mapper, loop and
+# the rest as modules: Debian's), which /init loads first.
 #
 # The image holds a static dash as /bin/sh, static busybox for the other
 # commands, the user-space tools the tests drive (static dmsetup, fio, GNU dd,
@@ -80,6 +82,7 @@ add_prog /usr/sbin/filefrag /usr/sbin/filefrag
 cp /etc/mke2fs.conf "$stage/etc/" 2>/dev/null || true
 
 cp "$module" "$stage/lib/dm-remap/dm_remap.ko"
+[ -z "${DMR_KMODS:-}" ] || cp -r "$DMR_KMODS" "$stage/lib/kmods"
 cp "$DMR_ROOT/scripts/guest/guest-init.sh" "$stage/init"
 cp "$DMR_ROOT/scripts/guest/guest-env.sh" "$stage/etc/dmr-env.sh"
 cp "$job" "$stage/run/job.sh"

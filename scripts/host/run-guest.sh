@@ -37,7 +37,9 @@ while [ $# -gt 2 ]; do
 done
 [ $# -eq 2 ] || die "usage: $0 [--shell] [--icount[=SHIFT]] [--timeout S] [--log FILE] [--control SOCKET] KDIR INITRAMFS"
 kdir=$1 initrd=$2
+# A kernel build directory, or a directory holding a distribution's vmlinuz.
 kernel=$kdir/arch/x86/boot/bzImage
+[ -f "$kernel" ] || [ ! -f "$kdir/vmlinuz" ] || kernel=$kdir/vmlinuz
 [ -f "$kernel" ] || die "no kernel image at $kernel"
 
 # 1 GiB: the largest test needs about a quarter of it (tmpfs files behind

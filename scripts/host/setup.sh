@@ -12,6 +12,8 @@ PACKAGES=(
 	qemu-system-x86 busybox-static dmsetup
 	zlib1g-dev libpcre2-dev e2fsprogs util-linux
 	curl xz-utils make
+	# --linux debian: a Debian 13 root for the DKMS build.
+	mmdebstrap
 )
 
 # --plot: also what `cargo xtask monitor` plots with.

@@ -68,7 +68,9 @@ commands:
 
 common options:
   --linux SERIES       kernel series, a line of kernel/versions: 6.12 or 7.3
-                       (default: 6.12; `test`: every series)
+                       (default: 6.12; `test`: every series), or debian:
+                       Debian 13's own kernel (kernel/debian) with the module
+                       built by `dkms build` in a Debian 13 root
   --kernel debug|perf  kernel flavour (default: debug)
 ";
 
@@ -149,6 +151,10 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
+/// `--linux debian`: Debian 13's own kernel image (kernel/debian), with the
+/// module built by DKMS (scripts/host/debian.sh).
+const DEBIAN: &str = "debian";
+
 /// The kernel series of `kernel/versions` (its first column), in order.
 fn parse_versions(text: &str) -> Vec<String> {
     text.lines()
@@ -163,9 +169,9 @@ fn parse_versions(text: &str) -> Vec<String> {
 /// else every known series when `all`, else the first.
 fn select_series(linux: Option<&str>, known: &[String], all: bool) -> Result<Vec<String>> {
     match linux {
-        Some(l) if known.iter().any(|k| k == l) => Ok(vec![l.to_string()]),
+        Some(l) if l == DEBIAN || known.iter().any(|k| k == l) => Ok(vec![l.to_string()]),
         Some(l) => Err(format!(
-            "--linux takes a series of kernel/versions ({}), not '{l}'",
+            "--linux takes a series of kernel/versions ({}) or {DEBIAN}, not '{l}'",
             known.join(", ")
         )
         .into()),
@@ -315,10 +321,25 @@ impl Xtask {
     /// build directory.
     fn kernel(&self, series: &str, flavour: &str) -> Result<PathBuf> {
         let t = Instant::now();
-        let out = cmd!(self.sh, "bash scripts/host/kernel.sh {series} {flavour}").read()?;
+        let out = if series == DEBIAN {
+            cmd!(self.sh, "bash scripts/host/debian.sh kernel").read()?
+        } else {
+            cmd!(self.sh, "bash scripts/host/kernel.sh {series} {flavour}").read()?
+        };
         let kdir = PathBuf::from(out.lines().last().ok_or("kernel.sh printed nothing")?);
         step(&format!("{series} {flavour} kernel"), t);
         Ok(kdir)
+    }
+
+    /// Builds the module for Debian's own kernel with `dkms build` in a
+    /// Debian 13 root, as a user's machine does; returns its path.
+    fn dkms_module(&self) -> Result<PathBuf> {
+        let t = Instant::now();
+        let out = cmd!(self.sh, "bash scripts/host/debian.sh module").read()?;
+        step("dkms build (Debian 13 root)", t);
+        Ok(PathBuf::from(
+            out.lines().last().ok_or("debian.sh printed nothing")?,
+        ))
     }
 
     /// Builds the module against `kdir` in a private copy of the sources and
@@ -408,10 +429,15 @@ impl Xtask {
     }
 
     /// Builds the guest image around `job` and returns its path.
-    fn initramfs(&self, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
+    fn initramfs(&self, kdir: &Path, ko: &Path, job: &Path, files: &[PathBuf]) -> Result<PathBuf> {
         let (tool, replay) = self.tools()?;
         let _env = self.sh.push_env("DMR_TOOL", &tool);
         let _env2 = self.sh.push_env("DMR_REPLAY", &replay);
+        // A distribution kernel's modules the guest loads first.
+        let kmods = kdir.join("kmods");
+        let _env3 = kmods
+            .is_dir()
+            .then(|| self.sh.push_env("DMR_KMODS", &kmods));
         let t = Instant::now();
         let dir = self.cache.join("guest");
         std::fs::create_dir_all(&dir)?;
@@ -457,8 +483,13 @@ impl Xtask {
 
     fn prepare_guest(&self, o: &Opts, flavour: &str) -> Result<(PathBuf, PathBuf)> {
         self.setup()?;
-        let kdir = self.kernel(&self.one_series(o)?, flavour)?;
-        let ko = self.module(&kdir, false)?;
+        let series = self.one_series(o)?;
+        let kdir = self.kernel(&series, flavour)?;
+        let ko = if series == DEBIAN {
+            self.dkms_module()?
+        } else {
+            self.module(&kdir, false)?
+        };
         Ok((kdir, ko))
     }
 
@@ -485,8 +516,12 @@ impl Xtask {
         let mut kernels = Vec::new();
         for series in &all {
             let kdir = self.kernel(series, "debug")?;
-            self.module(&kdir, true)?;
-            let ko = self.module(&kdir, false)?;
+            let ko = if series == DEBIAN {
+                self.dkms_module()?
+            } else {
+                self.module(&kdir, true)?;
+                self.module(&kdir, false)?
+            };
             kernels.push((series.as_str(), kdir, ko));
         }
         // Not the perf kernels: a third and fourth kernel build would put a
@@ -550,7 +585,7 @@ impl Xtask {
         let conf = private.join("dmr-test.conf");
         std::fs::write(&conf, format!("KMEMLEAK={}\n", u8::from(kmemleak)))?;
         let job = self.root.join("scripts/guest/guest-tests.sh");
-        let img = self.initramfs(ko, &job, &[conf])?;
+        let img = self.initramfs(kdir, ko, &job, &[conf])?;
 
         // Longest first, by the times of earlier runs on this kernel.
         let times = guest_dir.join(format!("durations-{series}"));
@@ -663,7 +698,7 @@ impl Xtask {
             ),
         )?;
         let job = self.root.join("scripts/guest/bench.sh");
-        let img = self.initramfs(&ko, &job, &[conf])?;
+        let img = self.initramfs(&kdir, &ko, &job, &[conf])?;
         let t = Instant::now();
         let rc = self.boot(&kdir, &img, true, o.timeout.unwrap_or(3600), |l| {
             println!("{l}")
@@ -675,7 +710,7 @@ impl Xtask {
     fn demo(&self, o: &Opts) -> Result<ExitCode> {
         let (kdir, ko) = self.prepare_guest(o, &o.flavour)?;
         let job = self.root.join("scripts/guest/demo.sh");
-        let img = self.initramfs(&ko, &job, &[])?;
+        let img = self.initramfs(&kdir, &ko, &job, &[])?;
         let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| {
             println!("{l}")
         })?;
@@ -685,10 +720,15 @@ impl Xtask {
     fn monitor(&self, o: &Opts) -> Result<ExitCode> {
         let flavour = if o.flavour_given { &o.flavour } else { "perf" };
         cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
-        let kdir = self.kernel(&self.one_series(o)?, flavour)?;
-        let ko = self.module(&kdir, false)?;
+        let series = self.one_series(o)?;
+        let kdir = self.kernel(&series, flavour)?;
+        let ko = if series == DEBIAN {
+            self.dkms_module()?
+        } else {
+            self.module(&kdir, false)?
+        };
         let job = self.root.join("scripts/guest/monitor-workload.sh");
-        let img = self.initramfs(&ko, &job, &[])?;
+        let img = self.initramfs(&kdir, &ko, &job, &[])?;
         let mut series = String::new();
         let mut inside = false;
         let rc = self.boot(&kdir, &img, false, o.timeout.unwrap_or(1800), |l| match l {
@@ -751,7 +791,7 @@ impl Xtask {
         };
         if let Some(script) = batch {
             std::fs::write(&job, script)?;
-            let img = self.initramfs(&ko, &job, &files)?;
+            let img = self.initramfs(&kdir, &ko, &job, &files)?;
             let _ = std::fs::remove_file(&job);
             let rc = self.boot(&kdir, &img, o.icount, o.timeout.unwrap_or(1800), |l| {
                 println!("{l}")
@@ -760,7 +800,7 @@ impl Xtask {
         }
         // No script and no command: an interactive shell.
         std::fs::write(&job, "exit 0\n")?;
-        let img = self.initramfs(&ko, &job, &files)?;
+        let img = self.initramfs(&kdir, &ko, &job, &files)?;
         let _ = std::fs::remove_file(&job);
         let status = Command::new("bash")
             .arg(self.root.join("scripts/host/run-guest.sh"))
@@ -855,6 +895,10 @@ mod tests {
         assert_eq!(select_series(None, &known, false).unwrap(), ["6.12"]);
         assert_eq!(select_series(Some("7.3"), &known, true).unwrap(), ["7.3"]);
         assert!(select_series(Some("7.2"), &known, true).is_err());
+        assert_eq!(
+            select_series(Some("debian"), &known, true).unwrap(),
+            ["debian"]
+        );
         let o = parse(&["--linux".to_string(), "7.3".to_string()]).unwrap();
         assert_eq!(o.linux.as_deref(), Some("7.3"));
     }
