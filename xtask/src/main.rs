@@ -483,6 +483,11 @@ impl Xtask {
 
     fn prepare_guest(&self, o: &Opts, flavour: &str) -> Result<(PathBuf, PathBuf)> {
         self.setup()?;
+        self.kernel_and_module(o, flavour)
+    }
+
+    /// The kernel of `--linux` and `flavour`, and the module for it.
+    fn kernel_and_module(&self, o: &Opts, flavour: &str) -> Result<(PathBuf, PathBuf)> {
         let series = self.one_series(o)?;
         let kdir = self.kernel(&series, flavour)?;
         let ko = if series == DEBIAN {
@@ -720,13 +725,7 @@ impl Xtask {
     fn monitor(&self, o: &Opts) -> Result<ExitCode> {
         let flavour = if o.flavour_given { &o.flavour } else { "perf" };
         cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
-        let series = self.one_series(o)?;
-        let kdir = self.kernel(&series, flavour)?;
-        let ko = if series == DEBIAN {
-            self.dkms_module()?
-        } else {
-            self.module(&kdir, false)?
-        };
+        let (kdir, ko) = self.kernel_and_module(o, flavour)?;
         let job = self.root.join("scripts/guest/monitor-workload.sh");
         let img = self.initramfs(&kdir, &ko, &job, &[])?;
         let mut series = String::new();
