@@ -10,6 +10,10 @@ M4K=$(new_loop 16M -b 4096)
 
 expect_bad_table t "0 65536 remap $M" "Invalid argument count"
 expect_bad_table t "0 65536 remap" "Invalid argument count"
+# Arguments are bytes to device-mapper: one that is not UTF-8 (0xff) is
+# refused by name, on every kernel's C-string conversion (src/dm/compat.rs).
+expect_bad_table t "0 65536 remap $M $(printf '\377')" "Arguments must be valid UTF-8"
+expect_bad_table t "0 65536 remap $M $S 2 block_size $(printf '4\37796')" "Arguments must be valid UTF-8"
 expect_bad_table t "0 65536 remap $M $M" "Main and spare are the same device"
 expect_bad_table t "0 32768 remap $M4K $S" "Main and spare have different logical block sizes"
 expect_bad_table t "0 65537 remap $M $S" "Target is longer than the main device"

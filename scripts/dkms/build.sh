@@ -151,4 +151,4 @@ else
 	fi
 fi
 
-make -C "$kdir" M="$here" ${llvm:+LLVM=$llvm} CC="$cc" HOSTCC="$cc" modules
+kmake "$kdir" M="$here" modules

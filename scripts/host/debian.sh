@@ -24,8 +24,7 @@ root() {
 	local root=$base/root-$key includes
 	if [ ! -f "$root/.dmr-complete" ]; then
 		command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: run scripts/host/setup.sh"
-		includes="linux-headers-$release=$kver,linux-source-${release%%.[0-9]*+*}=$kver"
-		includes=$(printf '%s' "$includes" | sed "s/linux-source-[^=]*=/linux-source-$(echo "$release" | cut -d. -f1-2)=/")
+		includes="linux-headers-$release=$kver,linux-source-$(echo "$release" | cut -d. -f1-2)=$kver"
 		while read -r _ name version; do includes+=",$name=$version"; done < <(grep '^package ' "$pins")
 		includes+=",rust-src,libclang-dev,make,libc6-dev,flex,bison,bc,libelf-dev,libssl-dev,openssl"
 		includes+=",xz-utils,kmod,cpio,python3,dwarves"
