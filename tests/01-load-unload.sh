@@ -1,6 +1,11 @@
-# The module loads, registers target "remap" 0.4.0, and unloads cleanly.
+# The module, built for this kernel (its vermagic names the running release),
+# loads, registers target "remap" 0.4.0, and unloads cleanly.
 . /tests/lib.sh
 
+# Built for the running kernel: its vermagic names this release.
+vermagic=$(modinfo -F vermagic $MODULE) || fail "modinfo $MODULE failed"
+[ "${vermagic%% *}" = "$(uname -r)" ] || fail "vermagic '$vermagic', kernel $(uname -r)"
+note "kernel $(uname -r), module vermagic $vermagic"
 mark
 insmod $MODULE || fail "insmod failed"
 lsmod | grep -q '^dm_remap ' || fail "dm_remap not in lsmod"

@@ -2,6 +2,7 @@
 # is switched to drop every write at a moment the stream does not know. After
 # "reboot" (recreating on the raw spare) every remap acknowledged before the
 # cut is there, and the remaps are exactly a prefix of the stream.
+# dmr-needs: CONFIG_DM_FLAKEY
 . /tests/lib.sh
 load_module
 

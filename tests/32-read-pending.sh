@@ -4,6 +4,7 @@
 # dm-dust would forget the bad block on a write, never sees it) and ends its
 # pending state. clear_pending forgets pending blocks; with auto_remap off
 # read errors just pass through.
+# dmr-needs: CONFIG_DM_DUST
 . /tests/lib.sh
 load_module
 

@@ -9,6 +9,7 @@
 # lost that data: reading it fails with EIO and makes the block pending, which
 # is right. So the files with such blocks (f39, f40) are expected to fail to
 # read, and are left out of the checksums.
+# dmr-needs: CONFIG_EXT4_FS
 . /tests/lib.sh
 load_module
 

@@ -8,6 +8,7 @@
 # The bad blocks are `error` segments of a linear wrapper, swapped in after
 # the data is written, rather than dm-dust: dm-dust splits every bio into
 # 4 KiB pieces, which makes reading 256 MiB take over 20 s in the test guest.
+# dmr-needs: CONFIG_DM_DUST
 . /tests/lib.sh
 load_module
 

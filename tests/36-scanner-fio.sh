@@ -15,6 +15,7 @@
 # the median of three cycles counts. One fio run does all rounds (fio takes
 # seconds to start in the guest); the scanner is started and stopped around
 # the rounds "with" by exec_prerun and exec_postrun.
+# dmr-needs: CONFIG_BLK_DEV_NULL_BLK
 . /tests/lib.sh
 load_module
 

@@ -5,6 +5,7 @@
 # that order, both fail on main and queue behind A in the worker: R must
 # return A's data (not an error, not main's old contents), A must not
 # complete before its remap is durable, and the block must end up holding B.
+# dmr-needs: CONFIG_DM_DELAY
 . /tests/lib.sh
 load_module
 

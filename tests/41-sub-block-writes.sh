@@ -6,6 +6,8 @@
 # to the other sectors of a block, issued together with the failing one (main
 # and spare slowed down by dm-delay), all complete and all read back: none is
 # left behind on main once the block has moved.
+# dmr-needs: CONFIG_DM_FLAKEY
+# dmr-needs: CONFIG_DM_DELAY
 . /tests/lib.sh
 load_module
 

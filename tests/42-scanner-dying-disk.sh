@@ -4,6 +4,7 @@
 # under the target's lock: status, messages (`scan status`, `scan stop`,
 # `add_remap`), suspend and resume answer within 1.5 s meanwhile, and the
 # scan still finds every bad block.
+# dmr-needs: CONFIG_DM_DELAY
 . /tests/lib.sh
 load_module
 

@@ -14,6 +14,7 @@
 #   and from that mark on its automatic remap must be present; once fio is
 #   done, every bad block it wrote is remapped (its writes were
 #   acknowledged).
+# dmr-needs: CONFIG_DM_LOG_WRITES
 . /tests/lib.sh
 load_module
 

@@ -6,6 +6,7 @@
 # `add_remap` of another block, which commits) answer within 1.5 s
 # meanwhile. The read still fails (EIO, the block pending), the write
 # still succeeds on a spare block, and the data reads back byte for byte.
+# dmr-needs: CONFIG_DM_DELAY
 . /tests/lib.sh
 load_module
 

@@ -9,6 +9,7 @@
 #   0, with or without `format` on the table line, and does not format over
 #   copy 1.
 # A blank spare with block 500 unreadable is formatted as usual.
+# dmr-needs: CONFIG_DM_DUST
 . /tests/lib.sh
 load_module
 

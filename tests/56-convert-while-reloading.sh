@@ -5,6 +5,7 @@
 # answers, the live table serves the same remaps and takes new ones, and
 # after remove + create the spare loads as version 3 with all of them; the
 # data written before reads back byte for byte.
+# dmr-needs: CONFIG_DM_DELAY
 . /tests/lib.sh
 load_module
 

@@ -6,6 +6,7 @@
 # written again on the spare where the table puts the block, and reads back;
 # main's block under it stays as it was. (Telling spare from main by the
 # completed clone's bi_bdev took it for a failed write to main.)
+# dmr-needs: CONFIG_NVME_MULTIPATH CONFIG_FAIL_MAKE_REQUEST CONFIG_FAULT_INJECTION_DEBUG_FS
 . /tests/lib.sh
 load_module
 

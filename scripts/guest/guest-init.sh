@@ -10,12 +10,17 @@
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 /bin/busybox mount -t tmpfs tmpfs /tmp
 # A kernel with device mapper, loop and the rest as modules (Debian's): load
-# them, in dependency order, before anything needs them.
+# them, in dependency order, before anything needs them. They are the
+# distribution's signed modules: the kernel checks each signature against
+# its built-in key, and they load without tainting it.
 if [ -f /lib/kmods/load-order ]; then
 	while read -r m; do
 		/bin/busybox insmod "/lib/kmods/$m" || echo "guest-init: insmod $m failed"
 	done </lib/kmods/load-order
 fi
+# busybox modinfo reads modules.dep before it looks at a module file.
+/bin/busybox mkdir -p "/lib/modules/$(/bin/busybox uname -r)"
+/bin/busybox touch "/lib/modules/$(/bin/busybox uname -r)/modules.dep"
 /bin/busybox mount -t debugfs debugfs /sys/kernel/debug
 /bin/busybox mount -t configfs configfs /sys/kernel/config
 

@@ -6,10 +6,13 @@
 #   scripts/host/debian.sh root      a Debian 13 root (mmdebstrap) with the
 #                                    kernel's headers and source, dkms and the
 #                                    kernel's toolchain; prints its path
-#   scripts/host/debian.sh kernel    Debian's vmlinuz and the modules the
-#                                    guest loads; prints the directory
+#   scripts/host/debian.sh kernel    Debian's vmlinuz, its .config and the
+#                                    modules the guest loads; prints the
+#                                    directory
 #   scripts/host/debian.sh module    `dkms build` of this tree in the root;
 #                                    prints the path of dm_remap.ko
+#   scripts/host/debian.sh refusals  the DKMS build's refusals, each staged
+#                                    in the root (scripts/host/dkms-refusals.sh)
 #
 # All of it is cached under $DMR_CACHE/debian, keyed by kernel/debian.
 set -euo pipefail
@@ -46,14 +49,17 @@ root() {
 
 kernel() {
 	local dir=$base/kernel-$release-$key mods
-	if [ ! -f "$dir/.dmr-complete" ]; then
+	if [ ! -f "$dir/.dmr-complete" ] || [ ! -f "$dir/.config" ]; then
 		rm -rf "$dir"
 		mkdir -p "$dir/pkg" "$dir/kmods"
-		for p in linux-binary-$release linux-modules-$release; do
+		for p in linux-binary-$release linux-modules-$release linux-headers-$release; do
 			dpkg-deb -x "$(deb_fetch "$p" "$kver" debian "$suite")" "$dir/pkg"
 		done
 		mods=$dir/pkg/usr/lib/modules/$release
 		cp "$mods/vmlinuz" "$dir/vmlinuz"
+		# The kernel's configuration: the runner reads what a test needs
+		# (`# dmr-needs:`) from it, as from the kernels we build.
+		cp "$dir/pkg/usr/src/linux-headers-$release/.config" "$dir/.config"
 		depmod -b "$dir/pkg/usr" "$release" 2>/dev/null
 		# What the guest suite stacks on, with their dependencies in load
 		# order, decompressed (busybox insmod takes plain .ko files).
@@ -93,7 +99,22 @@ module() {
 	echo "$ko"
 }
 
+# Stages, in the root, each thing the DKMS build depends on as missing or
+# mismatched, and checks the one-sentence refusals (after `module`, which
+# installs the tree in the root).
+refusals() {
+	local root ver
+	root=$(root)
+	ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$DMR_ROOT/dkms.conf")
+	[ -f "$root/usr/src/dm-remap-$ver/dkms.conf" ] || make -s -C "$DMR_ROOT" dkms-install DESTDIR="$root"
+	cp "$DMR_ROOT/scripts/host/dkms-refusals.sh" "$root/tmp/dkms-refusals.sh"
+	unshare -m sh -c '
+		for d in proc sys dev; do mount --bind /$d "$1/$d"; done
+		chroot "$1" sh /tmp/dkms-refusals.sh "$2" "/usr/src/dm-remap-$3"
+	' sh "$root" "$release" "$ver"
+}
+
 case ${1:-} in
-root | kernel | module) "$1" ;;
-*) die "usage: $0 root|kernel|module" ;;
+root | kernel | module | refusals) "$1" ;;
+*) die "usage: $0 root|kernel|module|refusals" ;;
 esac

@@ -32,7 +32,11 @@ commands:
   test    host checks (fmt, clippy, cargo test) once, then for each kernel
           series (all of kernel/versions, or --linux) the module build (also
           with CLIPPY=1; no warnings allowed) and the guest test suite on its
-          debug kernel; ends with `N passed, N failed` over everything
+          debug kernel; then, without --linux and when a Debian 13 root is
+          cached or can be made, the suite on Debian's own kernel with the
+          module from `dkms build`; tests that need an option a kernel we
+          did not configure lacks (`# dmr-needs:`) are listed as not run;
+          ends with `N passed, N failed` over everything
             --filter REGEX   run only the guest tests whose names match
                              (grep -E; `kmemleak` names the leak check)
             --jobs N         guests at once (default: one per CPU; plus
@@ -68,7 +72,7 @@ commands:
 
 common options:
   --linux SERIES       kernel series, a line of kernel/versions: 6.12 or 7.3
-                       (default: 6.12; `test`: every series), or debian:
+                       (default: 6.12; `test`: every series and debian), or debian:
                        Debian 13's own kernel (kernel/debian) with the module
                        built by `dkms build` in a Debian 13 root
   --kernel debug|perf  kernel flavour (default: debug)
@@ -327,16 +331,30 @@ impl Xtask {
             cmd!(self.sh, "bash scripts/host/kernel.sh {series} {flavour}").read()?
         };
         let kdir = PathBuf::from(out.lines().last().ok_or("kernel.sh printed nothing")?);
-        step(&format!("{series} {flavour} kernel"), t);
+        if series == DEBIAN {
+            step("Debian's own kernel", t);
+        } else {
+            step(&format!("{series} {flavour} kernel"), t);
+        }
         Ok(kdir)
+    }
+
+    /// The Debian 13 root `--linux debian` builds in, made once.
+    fn debian_root(&self) -> Result<PathBuf> {
+        self.debian_sh("root", "Debian 13 root")
     }
 
     /// Builds the module for Debian's own kernel with `dkms build` in a
     /// Debian 13 root, as a user's machine does; returns its path.
     fn dkms_module(&self) -> Result<PathBuf> {
+        self.debian_sh("module", "dkms build (Debian 13 root)")
+    }
+
+    /// Runs `scripts/host/debian.sh WHAT` and returns the path it prints.
+    fn debian_sh(&self, what: &str, label: &str) -> Result<PathBuf> {
         let t = Instant::now();
-        let out = cmd!(self.sh, "bash scripts/host/debian.sh module").read()?;
-        step("dkms build (Debian 13 root)", t);
+        let out = cmd!(self.sh, "bash scripts/host/debian.sh {what}").read()?;
+        step(label, t);
         Ok(PathBuf::from(
             out.lines().last().ok_or("debian.sh printed nothing")?,
         ))
@@ -518,11 +536,33 @@ impl Xtask {
         }
         // Every kernel's module builds before any suite runs: a build that
         // fails on one kernel shows at once, not after another's suite.
+        let mut all = all;
+        let mut unavailable = None;
+        if o.linux.is_none() {
+            // Debian's own kernel too, when a Debian 13 root is cached or
+            // can be made (mmdebstrap and the archive reachable); otherwise
+            // the run says why it left that kernel out.
+            match self.debian_root() {
+                Ok(_) => all.push(DEBIAN.to_string()),
+                Err(e) => unavailable = Some(format!("Linux {DEBIAN}: not run ({e})")),
+            }
+        }
         let mut kernels = Vec::new();
+        let mut refusals_failed = false;
         for series in &all {
             let kdir = self.kernel(series, "debug")?;
             let ko = if series == DEBIAN {
-                self.dkms_module()?
+                let ko = self.dkms_module()?;
+                // The build's refusals, each staged in the Debian root.
+                let t = Instant::now();
+                if cmd!(self.sh, "bash scripts/host/debian.sh refusals")
+                    .run()
+                    .is_err()
+                {
+                    refusals_failed = true;
+                }
+                step("DKMS build refusals", t);
+                ko
             } else {
                 self.module(&kdir, true)?;
                 self.module(&kdir, false)?
@@ -537,14 +577,29 @@ impl Xtask {
         let (tests, kmemleak) = self.guest_tests(o.filter.as_deref())?;
         let (mut passed, mut failed, mut broken) = (0, 0, 0);
         let mut failures = Vec::new();
+        if refusals_failed {
+            failed += 1;
+            failures.push(format!("{DEBIAN}/dkms-refusals"));
+        }
         let mut summaries = Vec::new();
+        let mut skipped = Vec::new();
         for (series, kdir, ko) in &kernels {
-            println!("== Linux {series}: guest suite on the debug kernel ==");
+            if *series == DEBIAN {
+                println!("== Linux {series}: guest suite on Debian's own kernel ==");
+            } else {
+                println!("== Linux {series}: guest suite on the debug kernel ==");
+            }
             let r = self.suite(o, series, kdir, ko, &tests, kmemleak)?;
+            let not_run = if r.not_run.is_empty() {
+                String::new()
+            } else {
+                format!(", {} not run", r.not_run.len())
+            };
             summaries.push(format!(
-                "Linux {series}: {} passed, {} failed ({} s)",
+                "Linux {series}: {} passed, {} failed{not_run} ({} s)",
                 r.passed, r.failed, r.wall
             ));
+            skipped.extend(r.not_run.iter().map(|n| format!("{series}/{n}")));
             eprintln!(
                 "[xtask] Linux {series} guest suite: {} s, {} s of passing tests (host clock)",
                 r.wall, r.test_secs
@@ -554,8 +609,12 @@ impl Xtask {
             broken += r.broken_guests;
             failures.extend(r.failures.iter().map(|f| format!("{series}/{f}")));
         }
+        summaries.extend(unavailable);
         for line in &summaries {
             println!("{line}");
+        }
+        if !skipped.is_empty() {
+            println!("not run: {}", skipped.join(" "));
         }
         if !failures.is_empty() {
             println!("failed: {}", failures.join(" "));
@@ -587,6 +646,49 @@ impl Xtask {
         std::fs::create_dir_all(&guest_dir)?;
         let private = self.private_dir();
         std::fs::create_dir_all(&private)?;
+        // What each test needs (`# dmr-needs:`), against what this kernel
+        // has. Our kernels must have all of it (their fragments say so);
+        // a kernel we did not configure may lack some, and the tests that
+        // need it are listed as not run, with the reason.
+        let config = std::fs::read_to_string(kdir.join(".config"))
+            .map_err(|e| format!("{}: {e}", kdir.join(".config").display()))?;
+        let enabled = suite::enabled_options(&config);
+        let ours = series != DEBIAN;
+        let mut not_run = Vec::new();
+        let mut failures = Vec::new();
+        let mut lacks = |name: &str, missing: Vec<String>| {
+            let what = missing.join(", ");
+            if ours {
+                println!(
+                    "FAIL {name}: needs {what}, which this debug kernel lacks \
+                     (kernel/debug.config must turn it on)"
+                );
+                failures.push(name.to_string());
+            } else {
+                println!("NOT RUN {name}: needs {what}, which Linux {series} lacks");
+                not_run.push(format!("{name} ({what})"));
+            }
+        };
+        let kmemleak = kmemleak && {
+            let missing = suite::missing(&["CONFIG_DEBUG_KMEMLEAK".into()], &enabled);
+            let has = missing.is_empty();
+            if !has {
+                lacks("kmemleak", missing);
+            }
+            has
+        };
+        let mut runnable = Vec::new();
+        for name in tests {
+            let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")))
+                .unwrap_or_default();
+            let missing = suite::missing(&suite::needs(&text), &enabled);
+            if missing.is_empty() {
+                runnable.push(name.clone());
+            } else {
+                lacks(name, missing);
+            }
+        }
+
         let conf = private.join("dmr-test.conf");
         std::fs::write(&conf, format!("KMEMLEAK={}\n", u8::from(kmemleak)))?;
         let job = self.root.join("scripts/guest/guest-tests.sh");
@@ -596,7 +698,7 @@ impl Xtask {
         let times = guest_dir.join(format!("durations-{series}"));
         let committed = self.root.join("tests/durations");
         let known = suite::durations(&[&committed, &times]);
-        let tests = suite::order(tests.to_vec(), &known)
+        let tests = suite::order(runnable, &known)
             .into_iter()
             .map(|name| {
                 let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")));
@@ -632,11 +734,7 @@ impl Xtask {
         std::fs::write(&times, suite::format_durations(&measured))?;
 
         let passed = outcomes.iter().filter(|o| o.pass).count();
-        let mut failures: Vec<String> = outcomes
-            .iter()
-            .filter(|o| !o.pass)
-            .map(|o| o.name.clone())
-            .collect();
+        failures.extend(outcomes.iter().filter(|o| !o.pass).map(|o| o.name.clone()));
         for name in &report.not_run {
             println!("FAIL {name}: not run (the guests stopped)");
             failures.push(name.clone());
@@ -652,6 +750,7 @@ impl Xtask {
             passed,
             failed: failures.len(),
             failures,
+            not_run,
             broken_guests: report.broken_guests,
             wall,
             test_secs,
@@ -818,6 +917,9 @@ struct SuiteResult {
     failed: usize,
     /// The names of the failed tests.
     failures: Vec<String>,
+    /// Tests a kernel we did not configure cannot run, each with the
+    /// options it lacks.
+    not_run: Vec<String>,
     broken_guests: usize,
     /// Seconds the suite took, and the passing tests' seconds summed.
     wall: u64,

@@ -60,6 +60,35 @@ pub fn wants_icount(text: &str) -> bool {
         .any(|l| l.trim_end() == "# dmr-guest: icount")
 }
 
+/// The kernel options a test needs, from `# dmr-needs: CONFIG_A CONFIG_B`
+/// lines in its header comment (any of them, in any order).
+pub fn needs(text: &str) -> Vec<String> {
+    text.lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# dmr-needs:"))
+        .flat_map(|l| l.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+/// The options a kernel's `.config` turns on (built in or as a module).
+pub fn enabled_options(config: &str) -> std::collections::BTreeSet<String> {
+    config
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| k.starts_with("CONFIG_") && (*v == "y" || *v == "m"))
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+/// Of `needs`, the options `enabled` lacks.
+pub fn missing(needs: &[String], enabled: &std::collections::BTreeSet<String>) -> Vec<String> {
+    needs
+        .iter()
+        .filter(|n| !enabled.contains(*n))
+        .cloned()
+        .collect()
+}
+
 /// What the suite needs to boot a guest.
 pub struct Plan<'a> {
     /// `scripts/host/run-guest.sh`.
@@ -456,6 +485,19 @@ mod tests {
             "# A test.\n. /tests/lib.sh\n# dmr-guest: icount\n"
         ));
         assert!(!wants_icount("# dmr-guest: icountx\n"));
+    }
+
+    #[test]
+    fn needs_come_from_the_header_and_the_config() {
+        let t = "# A test.\n# dmr-needs: CONFIG_DM_DUST\n# dmr-needs: CONFIG_A CONFIG_B\n\
+                 . /tests/lib.sh\n# dmr-needs: CONFIG_LATE\n";
+        assert_eq!(needs(t), ["CONFIG_DM_DUST", "CONFIG_A", "CONFIG_B"]);
+        assert!(needs("# dmr-needs:\n. /tests/lib.sh\n").is_empty());
+        let on = enabled_options(
+            "CONFIG_A=y\nCONFIG_B=m\n# CONFIG_DM_DUST is not set\nCONFIG_C=\"x\"\nCONFIG_D=n\n",
+        );
+        assert_eq!(on.iter().collect::<Vec<_>>(), ["CONFIG_A", "CONFIG_B"]);
+        assert_eq!(missing(&needs(t), &on), ["CONFIG_DM_DUST"]);
     }
 
     #[test]
