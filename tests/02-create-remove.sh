@@ -13,7 +13,7 @@ dm_create t "0 65536 remap $M $S" || fail "create failed"
 [ "$(holders $S)" = 1 ] || fail "spare not held by the dm device"
 deps=$(dmsetup deps t)
 echo "$deps" | grep -q "2 dependencies" || fail "dmsetup deps: $deps"
-since_mark | grep -q "dm-remap: $(dm_devno t): main $(cat /sys/block/${M#/dev/}/dev) spare $(cat /sys/block/${S#/dev/}/dev): block size 512, 28672 spare blocks" ||
+since_mark | grep -q "dm-remap: $(dm_devt t): main $(cat /sys/block/${M#/dev/}/dev) spare $(cat /sys/block/${S#/dev/}/dev): block size 512, 28672 spare blocks" ||
 	fail "no constructor line in the kernel log: $(since_mark | grep dm-remap)"
 dm_remove t
 [ "$(holders $M)" = 0 ] || fail "main still held after remove"

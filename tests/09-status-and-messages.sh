@@ -12,6 +12,6 @@ h=$(dmsetup message t 0 help) || fail "help failed"
 echo "$h" | grep -qx "help" || fail "help printed '$h'"
 mark
 dmsetup message t 0 frobnicate 2>/dev/null && fail "unknown message accepted"
-since_mark | grep -q "dm-remap: $(dm_devno t): frobnicate: unknown message; try 'help'" ||
+since_mark | grep -q "dm-remap: $(dm_devt t): frobnicate: unknown message; try 'help'" ||
 	fail "no reason in the kernel log"
 [ "$(dmsetup status t)" = "$st" ] || fail "status changed by a refused message"

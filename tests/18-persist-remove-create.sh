@@ -8,7 +8,7 @@ S=$(new_loop 32M)
 T="0 65536 remap $M $S"
 mark
 dm_create t "$T" || fail "create failed"
-since_mark | grep -q "dm-remap: $(dm_devno t): spare formatted with 5 metadata copies" ||
+since_mark | grep -q "dm-remap: $(dm_devt t): spare formatted with 5 metadata copies" ||
 	fail "blank spare not formatted"
 for m in "add_remap 1000 auto 24" "add_remap 5000 6000 8" "add_remap 7 auto"; do
 	dmsetup message t 0 $m >/dev/null || fail "$m failed"

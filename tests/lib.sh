@@ -75,15 +75,6 @@ dm_remove() {
 
 # mark: starts a new section of the kernel log; since_mark prints it.
 _MARK=0
-# dm_devno NAME: MAJOR:MINOR of the mapped device, as the module's log lines
-# name it (device-mapper's major is dynamic: 253 on the kernels we build,
-# 254 on Debian's).
-dm_devno() {
-	# shellcheck disable=SC2046
-	set -- $(dmsetup info -c --noheadings --separator ' ' -o major,minor "$1")
-	echo "$1:$2"
-}
-
 mark() {
 	_MARK=$((_MARK + 1))
 	echo "dmr-mark $$-$_MARK" >/dev/kmsg
