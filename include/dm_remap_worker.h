@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Deferred work of a remap target: the bios whose I/O failed (or that must
- * not go to main) and the scanner's steps, both run by one ordered workqueue
- * per target, in process context. Implemented in src/worker.c; the work
+ * not go to main), the scanner's steps and device-mapper table events, all
+ * run by one ordered workqueue per target, in process context. Implemented in src/worker.c; the work
  * functions call back into Rust through the two functions given at creation
  * (src/dm/worker.rs).
  */
@@ -27,6 +27,7 @@ void dmr_worker_queue_bio(struct dmr_worker *w, struct bio *bio);
 struct bio *dmr_worker_pop_bio(struct dmr_worker *w);
 void dmr_worker_scan_schedule(struct dmr_worker *w, unsigned int delay_ms);
 void dmr_worker_scan_cancel(struct dmr_worker *w);
+void dmr_worker_event(struct dmr_worker *w);
 
 void dmr_bio_copy(struct bio *bio, unsigned int offset, void *buf,
 		  unsigned int len, bool to_bio);

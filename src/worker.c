@@ -10,6 +10,8 @@ struct dmr_worker {
 	struct workqueue_struct *wq;
 	struct work_struct work;
 	struct delayed_work scan;
+	/* Raises a device-mapper table event (dm_table_event() may sleep). */
+	struct work_struct event;
 	spinlock_t lock;
 	struct bio_list bios;
 	struct dm_target *ti;
@@ -32,6 +34,13 @@ static void dmr_scan_fn(struct work_struct *work)
 	w->run_scan(w->ti);
 }
 
+static void dmr_event_fn(struct work_struct *work)
+{
+	struct dmr_worker *w = container_of(work, struct dmr_worker, event);
+
+	dm_table_event(w->ti->table);
+}
+
 /*
  * WQ_MEM_RECLAIM: the worker completes bios that writeback may be waiting
  * for, so it must make progress under memory pressure.
@@ -51,6 +60,7 @@ struct dmr_worker *dmr_worker_create(const char *name, struct dm_target *ti,
 	}
 	INIT_WORK(&w->work, dmr_work_fn);
 	INIT_DELAYED_WORK(&w->scan, dmr_scan_fn);
+	INIT_WORK(&w->event, dmr_event_fn);
 	spin_lock_init(&w->lock);
 	bio_list_init(&w->bios);
 	w->ti = ti;
@@ -97,6 +107,17 @@ void dmr_worker_scan_schedule(struct dmr_worker *w, unsigned int delay_ms)
 void dmr_worker_scan_cancel(struct dmr_worker *w)
 {
 	cancel_delayed_work_sync(&w->scan);
+}
+
+/*
+ * Any context: the event is raised by the worker, in process context, as
+ * dm-mpath and dm-raid1 raise theirs. Events raised before the worker gets
+ * to it make one (waiters see the counter move, not each change); the
+ * workqueue is drained before the target goes away.
+ */
+void dmr_worker_event(struct dmr_worker *w)
+{
+	queue_work(w->wq, &w->event);
 }
 
 /*

@@ -68,6 +68,14 @@ impl Worker {
         unsafe { b::dmr_worker_scan_schedule(self.0.as_ptr(), delay_ms) }
     }
 
+    /// Raises a device-mapper table event (`dmsetup wait`, the event
+    /// counter of `dmsetup info`, dmeventd) from the worker. Any context;
+    /// events raised before the worker gets to it make one.
+    pub(crate) fn event(&self) {
+        // SAFETY: The worker is valid (type invariant).
+        unsafe { b::dmr_worker_event(self.0.as_ptr()) }
+    }
+
     /// Cancels the scanner's next step and waits for a running one. Process
     /// context; the caller must not hold a lock the step takes.
     pub(crate) fn scan_cancel(&self) {

@@ -98,6 +98,10 @@ struct Core {
     /// The metadata generation the `metadata_commits` counter has counted
     /// up to.
     counted: u64,
+    /// What the last device-mapper event (or the load) showed: the
+    /// metadata generation, fail mode and the spare level. `None` until
+    /// the metadata is loaded.
+    evented: Option<(u64, bool, SpareLevel)>,
 }
 
 /// One remap target.
@@ -158,13 +162,25 @@ impl Remap {
 
     /// Publishes the state to sysfs, at the end of every section under the
     /// lock: the gauges, and the commits made since the last call (every
-    /// commit, successful or not, advances the generation by one).
+    /// commit, successful or not, advances the generation by one). Raises
+    /// a device-mapper event when the section changed what monitoring
+    /// watches: any metadata commit (remaps added, moved or removed, a
+    /// block pending or healed, a spare block retired), fail mode starting
+    /// or ending, the spare pool crossing `spare_low` or running out.
     fn update_stats(&self, c: &mut Core) {
         let generation = c.remaps.generation();
         self.stats
             .add(Counter::Commits, generation.saturating_sub(c.counted));
         c.counted = generation;
-        self.stats.set_gauges(&self.info(c).gauges());
+        let info = self.info(c);
+        self.stats.set_gauges(&info.gauges());
+        if c.remaps.loaded() {
+            let now = (generation, self.fail.load(Ordering::Relaxed), info.spare);
+            if c.evented.is_some_and(|e| e != now) {
+                self.worker.event();
+            }
+            c.evented = Some(now);
+        }
     }
 
     /// The state `status` reports and the gauges publish.
@@ -236,6 +252,9 @@ impl Remap {
                 "{}: metadata commit failed: fail mode, writes are refused until 'clear_fail'\n",
                 dev
             );
+            // Also here: a section may end without publishing its state
+            // (a scanner step that finds its scan stopped).
+            self.worker.event();
         }
     }
 
@@ -400,6 +419,7 @@ impl TargetOps for Remap {
             auto_remaps: 0,
             reported: SpareLevel::Ok,
             counted: 0,
+            evented: None,
         };
         let core = KBox::pin_init(new_mutex!(core), GFP_KERNEL)
             .map_err(|_| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
