@@ -14,6 +14,8 @@ PACKAGES=(
 	curl xz-utils make
 	# --linux debian: a Debian 13 root for the DKMS build.
 	mmdebstrap
+	# systemd-analyze verify of scripts/systemd/.
+	systemd
 )
 
 # --plot: also what `cargo xtask monitor` plots with.

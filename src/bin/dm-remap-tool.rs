@@ -12,8 +12,14 @@
 //!                                      /sys/module/dm_remap/stat)
 //! dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
 //!                                      samples the tree as CSV
+//! dm-remap-tool activate [--tab FILE] [NAME...]
+//!                                      creates the devices of /etc/remaptab
+//!                                      (or FILE) that are not there yet
+//! dm-remap-tool deactivate [--tab FILE] [NAME...]
+//!                                      removes them
 //! ```
 
+mod remaptab;
 mod spare;
 
 use dm_remap::logic::stats;
@@ -26,7 +32,172 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: dm-remap-tool check <spare>
        dm-remap-tool dump [--json] <spare>
        dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
-       dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]";
+       dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
+       dm-remap-tool activate [--tab FILE] [NAME...]
+       dm-remap-tool deactivate [--tab FILE] [NAME...]";
+
+/// The remaptab `activate` and `deactivate` read unless given `--tab`.
+const REMAPTAB: &str = "/etc/remaptab";
+
+/// Runs `dmsetup ARGS`; its stdout, or its stderr as the error.
+fn dmsetup(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("dmsetup")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run dmsetup: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// `major:minor` of block device `path`.
+fn devt(path: &str) -> Result<String, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+    if !m.file_type().is_block_device() {
+        return Err(format!("{path} is not a block device"));
+    }
+    let r = m.rdev();
+    let major = ((r >> 8) & 0xfff) | ((r >> 32) & !0xfff);
+    let minor = (r & 0xff) | ((r >> 12) & !0xff);
+    Ok(format!("{major}:{minor}"))
+}
+
+/// Size of block device `path` in 512-byte sectors.
+fn sectors(path: &str) -> Result<u64, String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let bytes = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(bytes / 512)
+}
+
+/// The entries of remaptab `tab` that `names` select (all when empty).
+fn selected(tab: &str, names: &[&str]) -> Result<Vec<remaptab::Entry>, String> {
+    let text = std::fs::read_to_string(tab).map_err(|e| format!("{tab}: {e}"))?;
+    let entries = remaptab::parse(&text).map_err(|e| format!("{tab}: {e}"))?;
+    if let Some(n) = names
+        .iter()
+        .find(|n| !entries.iter().any(|e| e.name == **n))
+    {
+        return Err(format!("{tab} has no device named '{n}'"));
+    }
+    Ok(entries
+        .into_iter()
+        .filter(|e| names.is_empty() || names.contains(&e.name.as_str()))
+        .collect())
+}
+
+/// The live table of dm device `name`, or `None` when there is no such
+/// device.
+fn live_table(name: &str) -> Option<String> {
+    dmsetup(&["info", name]).ok()?;
+    dmsetup(&["table", name]).ok()
+}
+
+/// Activates one entry: creates its device unless it is already there
+/// (then checks it is this entry's). Returns what it did.
+fn activate_one(e: &remaptab::Entry) -> Result<String, String> {
+    let main = std::fs::canonicalize(remaptab::device_spec(&e.main)?)
+        .map_err(|err| format!("main {}: {err}", e.main))?;
+    let spare = std::fs::canonicalize(remaptab::device_spec(&e.spare)?)
+        .map_err(|err| format!("spare {}: {err}", e.spare))?;
+    let (main, spare) = (main.to_string_lossy(), spare.to_string_lossy());
+    let (main_dt, spare_dt) = (devt(&main)?, devt(&spare)?);
+    if let Some(t) = live_table(&e.name) {
+        let w: Vec<&str> = t.split_whitespace().collect();
+        return if w.get(2..5) == Some(&["remap", main_dt.as_str(), spare_dt.as_str()][..]) {
+            Ok("already active".into())
+        } else {
+            Err(format!(
+                "a device named {} exists with another table ({}); not touched",
+                e.name,
+                t.trim()
+            ))
+        };
+    }
+    let size = sectors(&main)?;
+    // A spare that holds another pair's metadata is refused here with the
+    // reason (the target refuses it too, without writing).
+    let s = spare::read_spare(&spare)?;
+    if let Some(h) = s.best {
+        if h.identity.main_sectors > size {
+            return Err(format!(
+                "spare {spare} holds the metadata of another device pair (its main has {} \
+                 sectors, {main} has {size}); not activated",
+                h.identity.main_sectors
+            ));
+        }
+    } else if !s.blank && !e.features.iter().any(|f| f == "format") {
+        return Err(format!(
+            "spare {spare} holds neither dm-remap metadata nor blank space; add 'format' to \
+             its options to format it; not activated"
+        ));
+    }
+    let table = e.table(size, &main, &spare);
+    dmsetup(&["create", &e.name, "--table", &table]).map_err(|err| {
+        format!("dmsetup create failed ({err}); the kernel log says why (dmesg | grep remap)")
+    })?;
+    Ok(format!("activated: {table}"))
+}
+
+/// Removes one entry's device, if it is there and a remap device.
+fn deactivate_one(e: &remaptab::Entry) -> Result<String, String> {
+    let Some(t) = live_table(&e.name) else {
+        return Ok("not active".into());
+    };
+    if t.split_whitespace().nth(2) != Some("remap") {
+        return Err(format!(
+            "{} is not a remap device ({}); not touched",
+            e.name,
+            t.trim()
+        ));
+    }
+    dmsetup(&["remove", &e.name]).map_err(|err| format!("dmsetup remove failed: {err}"))?;
+    Ok("deactivated".into())
+}
+
+/// `activate` / `deactivate [--tab FILE] [NAME...]`.
+fn remaptab_command(cmd: &str, rest: &[&str]) -> ExitCode {
+    let (tab, names) = match rest {
+        ["--tab", f, names @ ..] => (*f, names),
+        names => (REMAPTAB, names),
+    };
+    if names.iter().any(|n| n.starts_with('-')) {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let entries = match selected(tab, names) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("dm-remap-tool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for e in &entries {
+        let r = if cmd == "activate" {
+            activate_one(e)
+        } else {
+            deactivate_one(e)
+        };
+        match r {
+            Ok(what) => println!("{}: {what}", e.name),
+            Err(why) => {
+                eprintln!("dm-remap-tool: {}: {why}", e.name);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
 
 /// Columns of the monitor's CSV after `t_ms,device,name`.
 const SERIES: [&str; 10] = [
@@ -246,6 +417,7 @@ fn main() -> ExitCode {
         ["stats", f @ ("--json" | "--prometheus")] => return print_stats(STAT_DIR, f),
         ["stats", f @ ("--json" | "--prometheus"), dir] => return print_stats(dir, f),
         ["stats", dir] => return print_stats(dir, ""),
+        [cmd @ ("activate" | "deactivate"), ref rest @ ..] => return remaptab_command(cmd, rest),
         ["monitor", ref rest @ ..] => {
             let mut interval = 1000u64;
             let mut count = None;

@@ -339,6 +339,29 @@ impl Xtask {
         Ok(kdir)
     }
 
+    /// `systemd-analyze verify` of the units in `scripts/systemd/`, in a
+    /// scratch root where the commands they run exist.
+    fn verify_units(&self) -> Result {
+        let root = self.private_dir().join("units");
+        let units = root.join("usr/lib/systemd/system");
+        let sbin = root.join("usr/sbin");
+        std::fs::create_dir_all(&units)?;
+        std::fs::create_dir_all(&sbin)?;
+        let tool = sbin.join("dm-remap-tool");
+        std::fs::write(&tool, "#!/bin/sh\n")?;
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(self.root.join("scripts/systemd"))? {
+            let e = e?;
+            std::fs::copy(e.path(), units.join(e.file_name()))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        cmd!(self.sh, "systemd-analyze verify --root={root} {names...}").run()?;
+        let _ = std::fs::remove_dir_all(&root);
+        Ok(())
+    }
+
     /// The Debian 13 root `--linux debian` builds in, made once.
     fn debian_root(&self) -> Result<PathBuf> {
         self.debian_sh("root", "Debian 13 root")
@@ -529,6 +552,7 @@ impl Xtask {
             )
             .run()?;
             cmd!(self.sh, "cargo test --workspace --quiet").run()?;
+            self.verify_units()?;
             step("host checks and tests", t);
         }
         if o.host_only {
