@@ -2,9 +2,9 @@
 /*
  * Deferred work of a remap target: the bios whose I/O failed (or that must
  * not go to main), the scanner's steps and device-mapper table events, all
- * run by one ordered workqueue per target, in process context. Implemented in src/worker.c; the work
- * functions call back into Rust through the two functions given at creation
- * (src/dm/worker.rs).
+ * run by one ordered workqueue per target, in process context. Implemented
+ * in src/worker.c; the work functions call back into Rust through the two
+ * functions given at creation (src/dm/worker.rs).
  */
 #ifndef DM_REMAP_WORKER_H
 #define DM_REMAP_WORKER_H

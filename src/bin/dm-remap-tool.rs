@@ -91,10 +91,9 @@ fn selected(tab: &str, names: &[&str]) -> Result<Vec<remaptab::Entry>, String> {
         .collect())
 }
 
-/// The live table of dm device `name`, or `None` when there is no such
-/// device.
+/// The live table of dm device `name` (empty for a device without one), or
+/// `None` when there is no such device.
 fn live_table(name: &str) -> Option<String> {
-    dmsetup(&["info", name]).ok()?;
     dmsetup(&["table", name]).ok()
 }
 

@@ -701,13 +701,15 @@ impl Xtask {
             }
             has
         };
-        let mut runnable = Vec::new();
+        // Each test's header, read once: what it needs, and its guest.
+        let mut runnable = std::collections::BTreeMap::new();
         for name in tests {
             let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")))
                 .unwrap_or_default();
-            let missing = suite::missing(&suite::needs(&text), &enabled);
+            let h = suite::header(&text);
+            let missing = suite::missing(&h.needs, &enabled);
             if missing.is_empty() {
-                runnable.push(name.clone());
+                runnable.insert(name.clone(), h.icount);
             } else {
                 lacks(name, missing);
             }
@@ -722,11 +724,10 @@ impl Xtask {
         let times = guest_dir.join(format!("durations-{series}"));
         let committed = self.root.join("tests/durations");
         let known = suite::durations(&[&committed, &times]);
-        let tests = suite::order(runnable, &known)
+        let tests = suite::order(runnable.keys().cloned().collect(), &known)
             .into_iter()
             .map(|name| {
-                let text = std::fs::read_to_string(self.root.join(format!("tests/{name}.sh")));
-                let icount = text.is_ok_and(|t| suite::wants_icount(&t));
+                let icount = runnable[&name];
                 suite::Test { name, icount }
             })
             .collect();

@@ -53,21 +53,27 @@ pub struct Test {
 /// instruction).
 const ICOUNT_SHIFT: u32 = 1;
 
-/// Whether a test's text asks for an instruction-counted guest.
-pub fn wants_icount(text: &str) -> bool {
-    text.lines()
-        .take_while(|l| l.starts_with('#'))
-        .any(|l| l.trim_end() == "# dmr-guest: icount")
+/// What a test's header comment (its leading `#` lines) asks of the runner.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// `# dmr-guest: icount`: an instruction-counted guest.
+    pub icount: bool,
+    /// `# dmr-needs: CONFIG_A CONFIG_B` (any number of such lines): the
+    /// kernel options the test needs.
+    pub needs: Vec<String>,
 }
 
-/// The kernel options a test needs, from `# dmr-needs: CONFIG_A CONFIG_B`
-/// lines in its header comment (any of them, in any order).
-pub fn needs(text: &str) -> Vec<String> {
-    text.lines()
-        .take_while(|l| l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix("# dmr-needs:"))
-        .flat_map(|l| l.split_whitespace().map(str::to_string))
-        .collect()
+/// Reads the runner's markers from a test's header comment.
+pub fn header(text: &str) -> Header {
+    let mut h = Header::default();
+    for l in text.lines().take_while(|l| l.starts_with('#')) {
+        if l.trim_end() == "# dmr-guest: icount" {
+            h.icount = true;
+        } else if let Some(n) = l.strip_prefix("# dmr-needs:") {
+            h.needs.extend(n.split_whitespace().map(str::to_string));
+        }
+    }
+    h
 }
 
 /// The options a kernel's `.config` turns on (built in or as a module).
@@ -478,26 +484,22 @@ mod tests {
 
     #[test]
     fn icount_marker_in_the_header_only() {
-        assert!(wants_icount(
-            "# A test.\n# dmr-guest: icount\n. /tests/lib.sh\n"
-        ));
-        assert!(!wants_icount(
-            "# A test.\n. /tests/lib.sh\n# dmr-guest: icount\n"
-        ));
-        assert!(!wants_icount("# dmr-guest: icountx\n"));
+        assert!(header("# A test.\n# dmr-guest: icount\n. /tests/lib.sh\n").icount);
+        assert!(!header("# A test.\n. /tests/lib.sh\n# dmr-guest: icount\n").icount);
+        assert!(!header("# dmr-guest: icountx\n").icount);
     }
 
     #[test]
     fn needs_come_from_the_header_and_the_config() {
         let t = "# A test.\n# dmr-needs: CONFIG_DM_DUST\n# dmr-needs: CONFIG_A CONFIG_B\n\
                  . /tests/lib.sh\n# dmr-needs: CONFIG_LATE\n";
-        assert_eq!(needs(t), ["CONFIG_DM_DUST", "CONFIG_A", "CONFIG_B"]);
-        assert!(needs("# dmr-needs:\n. /tests/lib.sh\n").is_empty());
+        assert_eq!(header(t).needs, ["CONFIG_DM_DUST", "CONFIG_A", "CONFIG_B"]);
+        assert!(header("# dmr-needs:\n. /tests/lib.sh\n").needs.is_empty());
         let on = enabled_options(
             "CONFIG_A=y\nCONFIG_B=m\n# CONFIG_DM_DUST is not set\nCONFIG_C=\"x\"\nCONFIG_D=n\n",
         );
         assert_eq!(on.iter().collect::<Vec<_>>(), ["CONFIG_A", "CONFIG_B"]);
-        assert_eq!(missing(&needs(t), &on), ["CONFIG_DM_DUST"]);
+        assert_eq!(missing(&header(t).needs, &on), ["CONFIG_DM_DUST"]);
     }
 
     #[test]
