@@ -32,3 +32,17 @@ dkms-install:
 	rm -rf $(DKMS_DIR)/src/bin
 
 .PHONY: dkms-install
+
+# Installs what activates /etc/remaptab at boot (docs/usage.md, "Activation
+# at boot"): the systemd generator, and the initramfs-tools hook and boot scripts
+# for a root file system on a remap device. dm-remap-tool itself comes from
+# `cargo build --release` (target/release/dm-remap-tool, to /usr/sbin).
+BOOT_FILES = hooks/dm-remap scripts/local-top/dm-remap scripts/local-block/dm-remap
+
+boot-install:
+	install -D -m 755 scripts/systemd/dm-remap-generator $(DESTDIR)/usr/lib/systemd/system-generators/dm-remap-generator
+	for f in $(BOOT_FILES); do \
+		install -D -m 755 scripts/initramfs-tools/$$f $(DESTDIR)/usr/share/initramfs-tools/$$f; \
+	done
+
+.PHONY: boot-install

@@ -13,6 +13,7 @@ mkdir -p $_STATE
 : >$_STATE/devs
 : >$_STATE/loops
 : >$_STATE/mounts
+: >$_STATE/atexit
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -122,11 +123,27 @@ no_check() {
 	echo "$1" >>$_STATE/nocheck
 }
 
-# On exit: unmount what fs_mount mounted, remove the test's dm devices, run
+# at_exit CMD...: a command clean-up runs first (the last given first), for
+# what is stacked on the test's devices: an md array to stop, LVM volumes to
+# deactivate.
+at_exit() {
+	echo "$*" >>$_STATE/atexit
+}
+
+# On exit: run what at_exit gave, unmount what fs_mount mounted, remove the test's dm devices, run
 # `dm-remap-tool check` on every loop device that holds dm-remap metadata (a
 # test fails if it leaves an inconsistent spare), then detach the loops.
 _cleanup() {
 	_rc=$?
+	_rev=
+	while IFS= read -r _c; do
+		_rev="$_c
+$_rev"
+	done <$_STATE/atexit
+	printf '%s' "$_rev" >$_STATE/atexit
+	while IFS= read -r _c; do
+		eval "$_c" >/dev/null 2>&1
+	done <$_STATE/atexit
 	while read -r _m; do
 		umount "$_m" 2>/dev/null
 	done <$_STATE/mounts

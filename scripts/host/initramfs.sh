@@ -16,7 +16,7 @@
 #
 # The image holds a static dash as /bin/sh, static busybox for the other
 # commands, the user-space tools the tests drive (static dmsetup, fio, GNU dd,
-# grep, cmp and util-linux losetup, built by scripts/*-static.sh; bash,
+# grep, cmp, util-linux losetup, lvm and mdadm, built by scripts/*-static.sh; bash,
 # mke2fs/e2fsck/filefrag with the shared libraries ldd reports for them),
 # scripts/guest/guest-init.sh as /init, and tests/.
 set -euo pipefail
@@ -52,8 +52,8 @@ add_prog() {
 rm "$stage/bin/sh"
 cp "$(bash "$DMR_ROOT/scripts/host/dash-static.sh")" "$stage/bin/sh"
 # Static: a process start is dear under the debug kernel on TCG, and the tests
-# run dmsetup thousands of times (scripts/host/dmsetup-static.sh has the figures).
-dmsetup=$(bash "$DMR_ROOT/scripts/host/dmsetup-static.sh")
+# run dmsetup thousands of times (scripts/host/lvm2-static.sh has the figures).
+dmsetup=$(bash "$DMR_ROOT/scripts/host/lvm2-static.sh" dmsetup)
 cp "$dmsetup" "$stage/usr/sbin/dmsetup"
 # Static GNU dd, grep, cmp and util-linux losetup, started thousands of times
 # (scripts/host/gnu-static.sh). GNU dd: busybox dd silently ignores a failing
@@ -70,6 +70,14 @@ chmod +x "$stage/usr/bin/sudo"
 # A static fio: Debian's maps 64 shared libraries (scripts/host/fio-static.sh).
 fio=$(bash "$DMR_ROOT/scripts/host/fio-static.sh")
 cp "$fio" "$stage/usr/bin/fio"
+# Static LVM and mdadm, for the tests that stack them on a remap device
+# (scripts/host/lvm2-static.sh, mdadm-static.sh). lvm runs as any of its
+# commands by the name it is started under, as Debian links them.
+cp "$(bash "$DMR_ROOT/scripts/host/lvm2-static.sh" lvm)" "$stage/usr/sbin/lvm"
+for c in pvcreate pvremove pvs pvscan vgcreate vgchange vgremove vgs lvcreate lvchange lvremove lvs lvmdevices; do
+	ln -s lvm "$stage/usr/sbin/$c"
+done
+cp "$(bash "$DMR_ROOT/scripts/host/mdadm-static.sh")" "$stage/usr/sbin/mdadm"
 add_prog /sbin/mke2fs /usr/sbin/mke2fs
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
 add_prog /sbin/e2fsck /usr/sbin/e2fsck

@@ -17,6 +17,9 @@
 //!                                      (or FILE) that are not there yet
 //! dm-remap-tool deactivate [--tab FILE] [NAME...]
 //!                                      removes them
+//! dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]
+//!                                      systemd generator: a unit per
+//!                                      device of the remaptab, in DIR
 //! ```
 
 mod remaptab;
@@ -34,7 +37,8 @@ const USAGE: &str = "usage: dm-remap-tool check <spare>
        dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
        dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
        dm-remap-tool activate [--tab FILE] [NAME...]
-       dm-remap-tool deactivate [--tab FILE] [NAME...]";
+       dm-remap-tool deactivate [--tab FILE] [NAME...]
+       dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]";
 
 /// The remaptab `activate` and `deactivate` read unless given `--tab`.
 const REMAPTAB: &str = "/etc/remaptab";
@@ -157,6 +161,76 @@ fn deactivate_one(e: &remaptab::Entry) -> Result<String, String> {
     }
     dmsetup(&["remove", &e.name]).map_err(|err| format!("dmsetup remove failed: {err}"))?;
     Ok("deactivated".into())
+}
+
+/// `generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]`: as a systemd
+/// generator (scripts/systemd/dm-remap-generator runs it), writes a unit per
+/// device of the remaptab into DIR, wanted by `sysinit.target` and required
+/// by the mapped device's device unit. No remaptab: nothing. A remaptab with
+/// an error: nothing, and the error (the journal shows a generator's
+/// stderr).
+fn generate(rest: &[&str]) -> ExitCode {
+    let (tab, dirs) = match rest {
+        ["--tab", f, dirs @ ..] => (*f, dirs),
+        dirs => (REMAPTAB, dirs),
+    };
+    let dir = match dirs {
+        [d] | [d, _, _] if !d.starts_with('-') => std::path::Path::new(d),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match std::fs::read_to_string(tab) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dm-remap-tool: {tab}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let units = remaptab::parse(&text)
+        .map_err(|e| format!("{tab}: {e}; no units generated"))
+        .and_then(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    remaptab::unit(tab, e).map_err(|err| format!("{tab}: line {}: {err}", e.line))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+    let units = match units {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("dm-remap-tool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let write = |u: &remaptab::Unit| -> std::io::Result<()> {
+        std::fs::write(dir.join(&u.name), &u.text)?;
+        for by in [
+            format!("{}.wants", u.wanted_by),
+            format!("{}.requires", u.required_by),
+        ] {
+            let d = dir.join(by);
+            std::fs::create_dir_all(&d)?;
+            let link = d.join(&u.name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("../{}", u.name), link)?;
+        }
+        Ok(())
+    };
+    for u in &units {
+        if let Err(e) = write(u) {
+            eprintln!(
+                "dm-remap-tool: writing {} in {}: {e}",
+                u.name,
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `activate` / `deactivate [--tab FILE] [NAME...]`.
@@ -417,6 +491,7 @@ fn main() -> ExitCode {
         ["stats", f @ ("--json" | "--prometheus"), dir] => return print_stats(dir, f),
         ["stats", dir] => return print_stats(dir, ""),
         [cmd @ ("activate" | "deactivate"), ref rest @ ..] => return remaptab_command(cmd, rest),
+        ["generate", ref rest @ ..] => return generate(rest),
         ["monitor", ref rest @ ..] => {
             let mut interval = 1000u64;
             let mut count = None;

@@ -339,24 +339,81 @@ impl Xtask {
         Ok(kdir)
     }
 
-    /// `systemd-analyze verify` of the units in `scripts/systemd/`, in a
-    /// scratch root where the commands they run exist.
+    /// The systemd generator (`scripts/systemd/dm-remap-generator`, which
+    /// runs `dm-remap-tool generate`) over a sample remaptab: the unit names
+    /// it writes and the device units it binds to must be what
+    /// `systemd-escape` makes of them, and `systemd-analyze verify` must
+    /// pass the units, in a scratch root where the commands they run exist.
     fn verify_units(&self) -> Result {
         let root = self.private_dir().join("units");
+        let _ = std::fs::remove_dir_all(&root);
         let units = root.join("usr/lib/systemd/system");
-        let sbin = root.join("usr/sbin");
-        std::fs::create_dir_all(&units)?;
-        std::fs::create_dir_all(&sbin)?;
-        let tool = sbin.join("dm-remap-tool");
-        std::fs::write(&tool, "#!/bin/sh\n")?;
-        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let mut names = Vec::new();
-        for e in std::fs::read_dir(self.root.join("scripts/systemd"))? {
-            let e = e?;
-            std::fs::copy(e.path(), units.join(e.file_name()))?;
-            names.push(e.file_name().to_string_lossy().into_owned());
+        for d in ["usr/sbin", "sbin", "etc"] {
+            std::fs::create_dir_all(root.join(d))?;
         }
-        names.sort();
+        std::fs::create_dir_all(&units)?;
+        let exe: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        for p in ["usr/sbin/dm-remap-tool", "sbin/modprobe"] {
+            std::fs::write(root.join(p), "#!/bin/sh\n")?;
+            std::fs::set_permissions(root.join(p), exe.clone())?;
+        }
+        let gen = self.root.join("scripts/systemd/dm-remap-generator");
+        cmd!(self.sh, "sh -n {gen}").run()?;
+        let tab = root.join("etc/remaptab");
+        let lines = [
+            (
+                "root-disk",
+                "PARTUUID=5E1F09C2-02",
+                "/dev/disk/by-partuuid/5e1f09c2-02",
+                "/dev/disk/by-id/ata-WDC_WD40EFRX-part1",
+                "block_size=4096",
+            ),
+            (
+                "backup.1",
+                "/dev/sdc",
+                "/dev/sdc",
+                "/dev/disk/by-path/pci-0000:00:1f.2-ata-1",
+                "-",
+            ),
+        ];
+        let mut text = String::from("# name main spare options\n");
+        for (n, m, _, s, o) in lines {
+            text.push_str(&format!("{n} {m} {s} {o}\n"));
+        }
+        std::fs::write(&tab, text)?;
+        cmd!(
+            self.sh,
+            "cargo run --quiet -p dm-remap --bin dm-remap-tool -- generate --tab {tab} {units}"
+        )
+        .run()?;
+        let mut names = Vec::new();
+        for (n, _, main, spare, _) in lines {
+            let unit = cmd!(self.sh, "systemd-escape --template=dm-remap@.service {n}").read()?;
+            let text = std::fs::read_to_string(units.join(&unit))
+                .map_err(|e| format!("the generator wrote no {unit}: {e}"))?;
+            let devs = cmd!(
+                self.sh,
+                "systemd-escape --path --suffix=device {main} {spare}"
+            )
+            .read()?;
+            if !text.contains(&format!("\nBindsTo={devs}\n")) {
+                return Err(format!("{unit} is not bound to {devs}:\n{text}").into());
+            }
+            let mapped = cmd!(
+                self.sh,
+                "systemd-escape --path --suffix=device /dev/mapper/{n}"
+            )
+            .read()?;
+            for link in [
+                format!("sysinit.target.wants/{unit}"),
+                format!("{mapped}.requires/{unit}"),
+            ] {
+                if !units.join(&link).exists() {
+                    return Err(format!("the generator made no {link}").into());
+                }
+            }
+            names.push(unit);
+        }
         cmd!(self.sh, "systemd-analyze verify --root={root} {names...}").run()?;
         let _ = std::fs::remove_dir_all(&root);
         Ok(())
@@ -448,7 +505,7 @@ impl Xtask {
     /// Builds the host tools (release, statically linked) for the guest and
     /// returns the paths of `dm-remap-tool` and `dmr-log-replay`. Static: under
     /// the debug kernel on TCG a process start costs in proportion to the
-    /// pages it maps (scripts/host/dmsetup-static.sh), and every guest test ends
+    /// pages it maps (scripts/host/lvm2-static.sh), and every guest test ends
     /// with `dm-remap-tool check` of its spares. The explicit target keeps
     /// these builds apart from the host's.
     fn tools(&self) -> Result<(PathBuf, PathBuf)> {
@@ -573,6 +630,7 @@ impl Xtask {
         }
         let mut kernels = Vec::new();
         let mut refusals_failed = false;
+        let mut boot_failed = false;
         for series in &all {
             let kdir = self.kernel(series, "debug")?;
             let ko = if series == DEBIAN {
@@ -586,6 +644,17 @@ impl Xtask {
                     refusals_failed = true;
                 }
                 step("DKMS build refusals", t);
+                // The initramfs-tools hook and boot scripts: Debian's kernel
+                // booting with its root file system on a remap device.
+                let t = Instant::now();
+                let (tool, _) = self.tools()?;
+                if cmd!(self.sh, "bash scripts/host/debian.sh boot {ko} {tool}")
+                    .run()
+                    .is_err()
+                {
+                    boot_failed = true;
+                }
+                step("initramfs-tools: root on a remap device", t);
                 ko
             } else {
                 self.module(&kdir, true)?;
@@ -604,6 +673,10 @@ impl Xtask {
         if refusals_failed {
             failed += 1;
             failures.push(format!("{DEBIAN}/dkms-refusals"));
+        }
+        if boot_failed {
+            failed += 1;
+            failures.push(format!("{DEBIAN}/initramfs-tools-boot"));
         }
         let mut summaries = Vec::new();
         let mut skipped = Vec::new();
