@@ -12,6 +12,8 @@ PACKAGES=(
 	qemu-system-x86 busybox-static dmsetup
 	zlib1g-dev libpcre2-dev e2fsprogs util-linux
 	curl xz-utils make
+	# The guest's static lvm (scripts/host/lvm2-static.sh) links libaio.a.
+	libaio-dev
 	# --linux debian: a Debian 13 root for the DKMS build.
 	mmdebstrap
 	# systemd-analyze verify of scripts/systemd/.
