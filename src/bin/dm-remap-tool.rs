@@ -20,8 +20,15 @@
 //! dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]
 //!                                      systemd generator: a unit per
 //!                                      device of the remaptab, in DIR
+//! dm-remap-tool export --dm-linear <main> <spare>
+//!                                      a dm-linear table that reads the
+//!                                      same data without the module
+//! dm-remap-tool export --format sectors|badblocks|md [--block-size N]
+//!                      [--remapped|--pending] <spare>
+//!                                      the remapped and pending blocks
 //! ```
 
+mod export;
 mod remaptab;
 mod spare;
 
@@ -38,7 +45,9 @@ const USAGE: &str = "usage: dm-remap-tool check <spare>
        dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
        dm-remap-tool activate [--tab FILE] [NAME...]
        dm-remap-tool deactivate [--tab FILE] [NAME...]
-       dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]";
+       dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]
+       dm-remap-tool export --dm-linear <main> <spare>
+       dm-remap-tool export --format sectors|badblocks|md [--block-size N] [--remapped|--pending] <spare>";
 
 /// The remaptab `activate` and `deactivate` read unless given `--tab`.
 const REMAPTAB: &str = "/etc/remaptab";
@@ -231,6 +240,89 @@ fn generate(rest: &[&str]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The spare's metadata for `export`: refused (with the reason) when the
+/// spare holds none.
+fn exported(path: &str) -> Result<Spare, String> {
+    let s = read_spare(path)?;
+    if s.best.is_none() {
+        return Err(format!(
+            "{path} holds no valid dm-remap metadata ({}); nothing to export",
+            if s.blank {
+                "blank"
+            } else {
+                "dm-remap-tool check says why"
+            }
+        ));
+    }
+    for p in &s.problems {
+        eprintln!("dm-remap-tool: warning: {path}: {p}");
+    }
+    Ok(s)
+}
+
+/// `export --dm-linear <main> <spare>` and `export --format F [--block-size
+/// N] [--remapped|--pending] <spare>`.
+fn export_command(rest: &[&str]) -> Result<String, (u8, String)> {
+    let usage = || (2, USAGE.to_string());
+    let fail = |e: String| (1, e);
+    if let ["--dm-linear", main, spare] = rest {
+        let s = exported(spare).map_err(fail)?;
+        let h = s.best.ok_or_else(usage)?;
+        let len = sectors(main).map_err(fail)?;
+        if len < h.identity.main_sectors {
+            return Err(fail(format!(
+                "{main} has {len} sectors, but {spare} holds the metadata of a main of {}: \
+                 not the main of this spare",
+                h.identity.main_sectors
+            )));
+        }
+        return Ok(export::dm_linear(&extents(&s), len, main, spare));
+    }
+    let (mut format, mut unit, mut which, mut spare) = (None, None, None, None);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--format" => format = it.next().copied(),
+            "--block-size" => {
+                unit = Some(
+                    it.next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .filter(|v| *v >= 512 && v.is_power_of_two())
+                        .ok_or_else(|| (2, "--block-size wants a power of two from 512".into()))?,
+                )
+            }
+            w @ ("--remapped" | "--pending") if which.is_none() => which = Some(w),
+            p if !p.starts_with('-') && spare.is_none() => spare = Some(p),
+            _ => return Err(usage()),
+        }
+    }
+    let spare = spare.ok_or_else(usage)?;
+    let s = exported(spare).map_err(fail)?;
+    let bs = u64::from(s.best.ok_or_else(usage)?.identity.block_size) / 512;
+    let f = match (format, unit) {
+        (Some("sectors"), None) => export::ListFormat::Sectors,
+        (Some("md"), None) => export::ListFormat::Md,
+        (Some("badblocks"), u) => export::ListFormat::Badblocks {
+            unit: u.unwrap_or(bs * 512),
+        },
+        _ => return Err(usage()),
+    };
+    let mut starts: Vec<u64> = Vec::new();
+    if which != Some("--pending") {
+        starts.extend(
+            extents(&s)
+                .iter()
+                .flat_map(|&(m, _, n)| (m..m + n).step_by(bs as usize)),
+        );
+    }
+    if which != Some("--remapped") {
+        starts.extend(pending_sectors(&s));
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    Ok(export::block_list(&starts, bs, f))
 }
 
 /// `activate` / `deactivate [--tab FILE] [NAME...]`.
@@ -492,6 +584,22 @@ fn main() -> ExitCode {
         ["stats", dir] => return print_stats(dir, ""),
         [cmd @ ("activate" | "deactivate"), ref rest @ ..] => return remaptab_command(cmd, rest),
         ["generate", ref rest @ ..] => return generate(rest),
+        ["export", ref rest @ ..] => {
+            return match export_command(rest) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    if code == 2 {
+                        eprintln!("{e}");
+                    } else {
+                        eprintln!("dm-remap-tool: {e}");
+                    }
+                    ExitCode::from(code)
+                }
+            }
+        }
         ["monitor", ref rest @ ..] => {
             let mut interval = 1000u64;
             let mut count = None;
