@@ -42,6 +42,15 @@ make_root() {
 		die "mmdebstrap failed: a version pinned in kernel/debian may have left the archive (move the pin by a commit)"
 }
 
+# in_root ROOT CMD...: runs CMD chrooted in ROOT with /proc, /sys and /dev
+# bound in and a clean environment (nothing of the host's leaks in), in a
+# private mount namespace: the bind mounts go away with it.
+in_root() {
+	unshare -m sh -c 'r=$1; shift
+		for d in proc sys dev; do mount --bind /$d "$r/$d"; done
+		exec chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"' sh "$@"
+}
+
 root() {
 	local root=$base/root-$key includes
 	if [ ! -f "$root/.dmr-complete" ]; then
@@ -97,11 +106,7 @@ module() {
 	ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$DMR_ROOT/dkms.conf")
 	rm -rf "$root/usr/src/dm-remap-$ver" "$root/var/lib/dkms/dm-remap"
 	make -s -C "$DMR_ROOT" dkms-install DESTDIR="$root"
-	# A private mount namespace: the bind mounts go away with it.
-	unshare -m sh -c '
-		for d in proc sys dev; do mount --bind /$d "$1/$d"; done
-		chroot "$1" sh -c "dkms add dm-remap/$2 >/dev/null && dkms build dm-remap/$2 -k $3"
-	' sh "$root" "$ver" "$release" >&2 || {
+	in_root "$root" sh -c "dkms add dm-remap/$ver >/dev/null && dkms build dm-remap/$ver -k $release" >&2 || {
 		cat "$root/var/lib/dkms/dm-remap/$ver/build/make.log" >&2 2>/dev/null || true
 		die "dkms build failed"
 	}
@@ -119,10 +124,7 @@ refusals() {
 	ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$DMR_ROOT/dkms.conf")
 	[ -f "$root/usr/src/dm-remap-$ver/dkms.conf" ] || make -s -C "$DMR_ROOT" dkms-install DESTDIR="$root"
 	cp "$DMR_ROOT/scripts/host/dkms-refusals.sh" "$root/tmp/dkms-refusals.sh"
-	unshare -m sh -c '
-		for d in proc sys dev; do mount --bind /$d "$1/$d"; done
-		chroot "$1" sh /tmp/dkms-refusals.sh "$2" "/usr/src/dm-remap-$3"
-	' sh "$root" "$release" "$ver"
+	in_root "$root" sh /tmp/dkms-refusals.sh "$release" "/usr/src/dm-remap-$ver"
 }
 
 # A second, small Debian 13 root with initramfs-tools, udev, dmsetup and
@@ -161,12 +163,6 @@ boot() {
 	trap "rm -rf '$work'" RETURN
 	ok() { echo "ok: $*"; pass=$((pass + 1)); }
 	bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
-	# A private mount namespace: the bind mounts go away with it.
-	in_root() {
-		unshare -m sh -c 'r=$1; shift
-			for d in proc sys dev; do mount --bind /$d "$r/$d"; done
-			chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"' sh "$root" "$@"
-	}
 
 	mods=$root/usr/lib/modules/$release
 	install -D -m 644 "$ko" "$mods/updates/dkms/dm_remap.ko"
@@ -175,12 +171,12 @@ boot() {
 	for f in hooks/dm-remap scripts/local-top/dm-remap scripts/local-block/dm-remap; do
 		install -D -m 755 "$DMR_ROOT/scripts/initramfs-tools/$f" "$root/usr/share/initramfs-tools/$f"
 	done
-	in_root depmod "$release"
+	in_root "$root" depmod "$release"
 	rm -f "$root/etc/remaptab" "$root/boot/initrd.img-$release"
 
 	# No remaptab: nothing of dm-remap goes in.
-	if in_root mkinitramfs -o /tmp/none.img "$release" >"$work/log" 2>&1 &&
-		! in_root lsinitramfs /tmp/none.img | grep -q 'dm_remap\|dm-remap-tool'; then
+	if in_root "$root" mkinitramfs -o /tmp/none.img "$release" >"$work/log" 2>&1 &&
+		! in_root "$root" lsinitramfs /tmp/none.img | grep -q 'dm_remap\|dm-remap-tool'; then
 		ok "without /etc/remaptab the hook adds nothing"
 	else
 		bad "without /etc/remaptab: $(tail -5 "$work/log")"
@@ -191,8 +187,8 @@ boot() {
 		dmrroot  /dev/disk/by-id/virtio-dmr-main  /dev/disk/by-id/virtio-dmr-spare  -
 	TAB
 	it=$root/boot/initrd.img-$release
-	if in_root update-initramfs -c -k "$release" >"$work/log" 2>&1 &&
-		in_root lsinitramfs "/boot/initrd.img-$release" >"$work/list" &&
+	if in_root "$root" update-initramfs -c -k "$release" >"$work/log" 2>&1 &&
+		in_root "$root" lsinitramfs "/boot/initrd.img-$release" >"$work/list" &&
 		grep -q 'dm_remap.ko' "$work/list" && grep -q 'sbin/dm-remap-tool$' "$work/list" &&
 		grep -q 'sbin/dmsetup$' "$work/list" && grep -q 'etc/remaptab$' "$work/list" &&
 		grep -q 'local-top/dm-remap$' "$work/list" && grep -q 'local-block/dm-remap$' "$work/list"; then
@@ -246,8 +242,8 @@ boot() {
 	# A kernel whose module build failed: refused, and /boot keeps its image.
 	before=$(sha256sum <"$it")
 	rm "$mods/updates/dkms/dm_remap.ko"
-	in_root depmod "$release"
-	if in_root update-initramfs -u -k "$release" >"$work/log" 2>&1; then
+	in_root "$root" depmod "$release"
+	if in_root "$root" update-initramfs -u -k "$release" >"$work/log" 2>&1; then
 		bad "update-initramfs without the module succeeded"
 	elif ! grep -q "dm-remap: E: kernel $release has no dm_remap module" "$work/log"; then
 		bad "update-initramfs without the module failed without the hook's message: $(tail -5 "$work/log")"
@@ -257,7 +253,7 @@ boot() {
 		ok "without the module update-initramfs fails with the hook's message; the image in /boot is unchanged"
 	fi
 	# (mkinitramfs creates its output file, empty, before it starts.)
-	if in_root mkinitramfs -o /tmp/x.img "$release" >"$work/log" 2>&1 || [ -s "$root/tmp/x.img" ]; then
+	if in_root "$root" mkinitramfs -o /tmp/x.img "$release" >"$work/log" 2>&1 || [ -s "$root/tmp/x.img" ]; then
 		bad "mkinitramfs without the module made an image"
 	else
 		ok "without the module mkinitramfs fails and writes no image"
