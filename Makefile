@@ -35,8 +35,8 @@ dkms-install:
 
 # Installs what activates /etc/remaptab at boot (docs/usage.md, "Activation
 # at boot"): the systemd generator, and the initramfs-tools hook and boot scripts
-# for a root file system on a remap device. dm-remap-tool itself comes from
-# `cargo build --release` (target/release/dm-remap-tool, to /usr/sbin).
+# for a root file system on a remap device. `make install` installs these,
+# dm-remap-tool and the man pages.
 BOOT_FILES = hooks/dm-remap scripts/local-top/dm-remap scripts/local-block/dm-remap
 
 boot-install:
@@ -46,3 +46,20 @@ boot-install:
 	done
 
 .PHONY: boot-install
+
+# Installs the user space: dm-remap-tool (built first, as the user, with
+# `cargo build --release --bin dm-remap-tool`), the man pages dm-remap(4) and
+# dm-remap-tool(8), and what boot-install installs. The module comes from
+# DKMS or `make` + `make -C $(KDIR) M=$(CURDIR) modules_install`.
+PREFIX ?= /usr
+TOOL ?= target/release/dm-remap-tool
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+
+install:
+	@test -x $(TOOL) || { echo "$(TOOL) is missing: build it first with 'cargo build --release --bin dm-remap-tool'" >&2; exit 1; }
+	install -D -m 755 $(TOOL) $(DESTDIR)$(PREFIX)/sbin/dm-remap-tool
+	install -D -m 644 docs/man/dm-remap.4 $(MANDIR)/man4/dm-remap.4
+	install -D -m 644 docs/man/dm-remap-tool.8 $(MANDIR)/man8/dm-remap-tool.8
+	$(MAKE) --no-print-directory boot-install
+
+.PHONY: install

@@ -1,53 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `dm-remap-tool`: checks and dumps the metadata on a dm-remap spare (a block
-//! device or an image file), with the same format code as the kernel module
-//! and CRCs by `crc32fast`.
-//!
-//! ```text
-//! dm-remap-tool check <spare>          report every problem; exit 1 if any
-//! dm-remap-tool dump [--json] <spare>  header, copies and remaps
-//! dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
-//!                                      the statistics tree (default
-//!                                      /sys/module/dm_remap/stat)
-//! dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
-//!                                      samples the tree as CSV
-//! dm-remap-tool activate [--tab FILE] [NAME...]
-//!                                      creates the devices of /etc/remaptab
-//!                                      (or FILE) that are not there yet
-//! dm-remap-tool deactivate [--tab FILE] [NAME...]
-//!                                      removes them
-//! dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]
-//!                                      systemd generator: a unit per
-//!                                      device of the remaptab, in DIR
-//! dm-remap-tool export --dm-linear <main> <spare>
-//!                                      a dm-linear table that reads the
-//!                                      same data without the module
-//! dm-remap-tool export --format sectors|badblocks|md [--block-size N]
-//!                      [--remapped|--pending] <spare>
-//!                                      the remapped and pending blocks
-//! ```
+//! `dm-remap-tool`: checks, dumps and exports the metadata on a dm-remap
+//! spare (a block device or an image file), with the same format code as
+//! the kernel module and CRCs by `crc32fast`; shows, activates and monitors
+//! remap devices. `dm-remap-tool --help` and `dm-remap-tool help COMMAND`
+//! list the commands and their options (docs/man/dm-remap-tool.8 has them
+//! with examples).
 
 mod export;
 mod remaptab;
 mod spare;
+mod status;
 
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use dm_remap::logic::stats;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use spare::{
     dump_text, extents, pending_sectors, read_spare, retired_sectors, state_text, uuid, Spare,
 };
 use std::fmt::Write as _;
 use std::process::ExitCode;
-
-const USAGE: &str = "usage: dm-remap-tool check <spare>
-       dm-remap-tool dump [--json] <spare>
-       dm-remap-tool stats [--json|--prometheus] [<stat_dir>]
-       dm-remap-tool monitor [--interval-ms N] [--count N] [<stat_dir>]
-       dm-remap-tool activate [--tab FILE] [NAME...]
-       dm-remap-tool deactivate [--tab FILE] [NAME...]
-       dm-remap-tool generate [--tab FILE] DIR [EARLY_DIR LATE_DIR]
-       dm-remap-tool export --dm-linear <main> <spare>
-       dm-remap-tool export --format sectors|badblocks|md [--block-size N] [--remapped|--pending] <spare>";
 
 /// The remaptab `activate` and `deactivate` read unless given `--tab`.
 const REMAPTAB: &str = "/etc/remaptab";
@@ -178,18 +151,7 @@ fn deactivate_one(e: &remaptab::Entry) -> Result<String, String> {
 /// by the mapped device's device unit. No remaptab: nothing. A remaptab with
 /// an error: nothing, and the error (the journal shows a generator's
 /// stderr).
-fn generate(rest: &[&str]) -> ExitCode {
-    let (tab, dirs) = match rest {
-        ["--tab", f, dirs @ ..] => (*f, dirs),
-        dirs => (REMAPTAB, dirs),
-    };
-    let dir = match dirs {
-        [d] | [d, _, _] if !d.starts_with('-') => std::path::Path::new(d),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+fn generate(tab: &str, dir: &std::path::Path) -> ExitCode {
     let text = match std::fs::read_to_string(tab) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ExitCode::SUCCESS,
@@ -262,14 +224,59 @@ fn exported(path: &str) -> Result<Spare, String> {
     Ok(s)
 }
 
-/// `export --dm-linear <main> <spare>` and `export --format F [--block-size
-/// N] [--remapped|--pending] <spare>`.
-fn export_command(rest: &[&str]) -> Result<String, (u8, String)> {
-    let usage = || (2, USAGE.to_string());
+/// What `export` prints.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").required(true).args(["dm_linear", "format"])))]
+struct Export {
+    /// A dm-linear table (on stdout) that maps main's sectors to main and
+    /// the remapped ones to the spare: the same data without the module
+    #[arg(long, num_args = 2, value_names = ["MAIN", "SPARE"])]
+    dm_linear: Option<Vec<String>>,
+    /// A list of the remapped and pending blocks of the spare's main:
+    /// sectors (one start sector a line), badblocks (`badblocks -o`
+    /// numbering, in --block-size units) or md (`start length` in sectors,
+    /// runs merged)
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "spare")]
+    format: Option<ListKind>,
+    /// With --format badblocks: the block size of the numbers (a power of
+    /// two from 512; default the remap block size)
+    #[arg(long, value_name = "BYTES", value_parser = block_size, requires = "format")]
+    block_size: Option<u64>,
+    /// List only the remapped blocks
+    #[arg(long, conflicts_with = "pending", requires = "format")]
+    remapped: bool,
+    /// List only the pending blocks (reads failed, no write since)
+    #[arg(long, requires = "format")]
+    pending: bool,
+    /// The spare, with --format
+    #[arg(conflicts_with = "dm_linear")]
+    spare: Option<String>,
+}
+
+/// The block lists `export --format` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ListKind {
+    /// One start sector a line.
+    Sectors,
+    /// `badblocks -o` block numbers.
+    Badblocks,
+    /// md's `bad_blocks` format, `start length` in sectors.
+    Md,
+}
+
+fn block_size(v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|v| *v >= 512 && v.is_power_of_two())
+        .ok_or_else(|| "a power of two from 512".to_string())
+}
+
+/// `export`: the table or list, or (exit status, reason).
+fn export_command(args: &Export) -> Result<String, (u8, String)> {
     let fail = |e: String| (1, e);
-    if let ["--dm-linear", main, spare] = rest {
+    if let Some([main, spare]) = args.dm_linear.as_deref() {
         let s = exported(spare).map_err(fail)?;
-        let h = s.best.ok_or_else(usage)?;
+        let h = s.best.ok_or_else(|| fail("no metadata".into()))?;
         let len = sectors(main).map_err(fail)?;
         if len < h.identity.main_sectors {
             return Err(fail(format!(
@@ -280,44 +287,46 @@ fn export_command(rest: &[&str]) -> Result<String, (u8, String)> {
         }
         return Ok(export::dm_linear(&extents(&s), len, main, spare));
     }
-    let (mut format, mut unit, mut which, mut spare) = (None, None, None, None);
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match *a {
-            "--format" => format = it.next().copied(),
-            "--block-size" => {
-                unit = Some(
-                    it.next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .filter(|v| *v >= 512 && v.is_power_of_two())
-                        .ok_or_else(|| (2, "--block-size wants a power of two from 512".into()))?,
-                )
-            }
-            w @ ("--remapped" | "--pending") if which.is_none() => which = Some(w),
-            p if !p.starts_with('-') && spare.is_none() => spare = Some(p),
-            _ => return Err(usage()),
+    let (Some(kind), Some(spare)) = (args.format, args.spare.as_deref()) else {
+        return Err((2, "--dm-linear MAIN SPARE or --format FORMAT SPARE".into()));
+    };
+    let f = match (kind, args.block_size) {
+        (ListKind::Sectors | ListKind::Md, Some(_)) => {
+            return Err((
+                2,
+                "--block-size goes with --format badblocks only (sectors and md count \
+                 512-byte sectors)"
+                    .into(),
+            ))
         }
-    }
-    let spare = spare.ok_or_else(usage)?;
-    let s = exported(spare).map_err(fail)?;
-    let bs = u64::from(s.best.ok_or_else(usage)?.identity.block_size) / 512;
-    let f = match (format, unit) {
-        (Some("sectors"), None) => export::ListFormat::Sectors,
-        (Some("md"), None) => export::ListFormat::Md,
-        (Some("badblocks"), u) => export::ListFormat::Badblocks {
-            unit: u.unwrap_or(bs * 512),
+        (ListKind::Sectors, None) => export::ListFormat::Sectors,
+        (ListKind::Md, None) => export::ListFormat::Md,
+        (ListKind::Badblocks, u) => export::ListFormat::Badblocks {
+            unit: u.unwrap_or(0),
         },
-        _ => return Err(usage()),
+    };
+    let s = exported(spare).map_err(fail)?;
+    let bs = u64::from(
+        s.best
+            .ok_or_else(|| fail("no metadata".into()))?
+            .identity
+            .block_size,
+    ) / 512;
+    let f = match f {
+        export::ListFormat::Badblocks { unit: 0 } => {
+            export::ListFormat::Badblocks { unit: bs * 512 }
+        }
+        f => f,
     };
     let mut starts: Vec<u64> = Vec::new();
-    if which != Some("--pending") {
+    if !args.pending {
         starts.extend(
             extents(&s)
                 .iter()
                 .flat_map(|&(m, _, n)| (m..m + n).step_by(bs as usize)),
         );
     }
-    if which != Some("--remapped") {
+    if !args.remapped {
         starts.extend(pending_sectors(&s));
     }
     starts.sort_unstable();
@@ -326,16 +335,9 @@ fn export_command(rest: &[&str]) -> Result<String, (u8, String)> {
 }
 
 /// `activate` / `deactivate [--tab FILE] [NAME...]`.
-fn remaptab_command(cmd: &str, rest: &[&str]) -> ExitCode {
-    let (tab, names) = match rest {
-        ["--tab", f, names @ ..] => (*f, names),
-        names => (REMAPTAB, names),
-    };
-    if names.iter().any(|n| n.starts_with('-')) {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    }
-    let entries = match selected(tab, names) {
+fn remaptab_command(activate: bool, tab: &str, names: &[String]) -> ExitCode {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let entries = match selected(tab, &names) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("dm-remap-tool: {e}");
@@ -344,7 +346,7 @@ fn remaptab_command(cmd: &str, rest: &[&str]) -> ExitCode {
     };
     let mut failed = false;
     for e in &entries {
-        let r = if cmd == "activate" {
+        let r = if activate {
             activate_one(e)
         } else {
             deactivate_one(e)
@@ -460,7 +462,100 @@ fn read_stats(
     Ok((devices, all))
 }
 
-fn print_stats(dir: &str, format: &str) -> ExitCode {
+/// One snapshot's files as a JSON object, in the tree's order; `who` adds
+/// a device's `name` and `dev` first.
+struct Values<'a> {
+    who: Option<(&'a str, &'a str)>,
+    stats: &'a stats::Snapshot,
+}
+
+impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut m = ser.serialize_map(None)?;
+        if let Some((name, dev)) = self.who {
+            m.serialize_entry("name", name)?;
+            m.serialize_entry("dev", dev)?;
+        }
+        for id in 0..stats::FILES.len() as u32 {
+            if let (Some(f), Some(v)) = (stats::file_name(id), self.stats.value(id)) {
+                m.serialize_entry(f, &v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// The stat tree as JSON: `{"devices":{"dm-0":{"name":..,"dev":..,<files>}},
+/// "all_devs":{<files>}}`, every one-value file as a number.
+struct Tree<'a> {
+    devices: &'a [stats::Device<'a>],
+    all: &'a stats::Snapshot,
+}
+
+impl Serialize for Tree<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        struct Devices<'a>(&'a [stats::Device<'a>]);
+        impl Serialize for Devices<'_> {
+            fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(self.0.len()))?;
+                for d in self.0 {
+                    let v = Values {
+                        who: Some((d.name, d.dev)),
+                        stats: &d.stats,
+                    };
+                    m.serialize_entry(d.kname, &v)?;
+                }
+                m.end()
+            }
+        }
+        let mut m = ser.serialize_map(Some(2))?;
+        m.serialize_entry("devices", &Devices(self.devices))?;
+        m.serialize_entry(
+            "all_devs",
+            &Values {
+                who: None,
+                stats: self.all,
+            },
+        )?;
+        m.end()
+    }
+}
+
+/// How `stats` renders the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatsFormat {
+    Summary,
+    Json,
+    Prometheus,
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it (a name
+/// node_exporter's textfile collector skips: it reads `*.prom` only),
+/// flushed, then renamed over it, so a reader sees the old file or the new
+/// one, never a part.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn print_stats(dir: &str, format: StatsFormat, textfile: Option<&str>) -> ExitCode {
     let (devs, all) = match read_stats(dir) {
         Ok(x) => x,
         Err(e) => {
@@ -479,9 +574,18 @@ fn print_stats(dir: &str, format: &str) -> ExitCode {
         .collect();
     let mut out = String::new();
     let r = match format {
-        "--prometheus" => stats::write_prometheus(&mut out, &list),
-        "--json" => stats::write_json(&mut out, &list, &all).map(|()| out.push('\n')),
-        _ => {
+        StatsFormat::Prometheus => stats::write_prometheus(&mut out, &list),
+        StatsFormat::Json => match serde_json::to_string(&Tree {
+            devices: &list,
+            all: &all,
+        }) {
+            Ok(j) => {
+                out = j + "\n";
+                Ok(())
+            }
+            Err(_) => Err(std::fmt::Error),
+        },
+        StatsFormat::Summary => {
             for d in &list {
                 let _ = writeln!(out, "{} ({}, {}):", d.kname, d.name, d.dev);
                 let _ = stats::write_summary(&d.stats, &mut out);
@@ -493,199 +597,384 @@ fn print_stats(dir: &str, format: &str) -> ExitCode {
     if r.is_err() {
         return ExitCode::FAILURE;
     }
-    print!("{out}");
+    match textfile {
+        Some(f) => {
+            if let Err(e) = write_atomically(std::path::Path::new(f), &out) {
+                eprintln!("dm-remap-tool: {f}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{out}"),
+    }
     ExitCode::SUCCESS
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::new();
-    let _ = stats::json_str(&mut o, s);
-    o
+/// `dump --json`: the spare's metadata as one object.
+#[derive(Serialize)]
+struct DumpJson {
+    format_version: Option<u32>,
+    blank: bool,
+    spare_sectors: u64,
+    #[serde(flatten)]
+    header: Option<DumpHeader>,
+    copies: Vec<DumpCopy>,
+    extents: Vec<DumpExtent>,
+    pending: Vec<u64>,
+    retired: Vec<u64>,
+    problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct DumpHeader {
+    uuid: String,
+    generation: u64,
+    block_size: u32,
+    main_sectors: u64,
+    pool_start: u64,
+    slots: u64,
+    remaps: u64,
+    retired_count: u64,
+    pending_count: usize,
+}
+
+#[derive(Serialize)]
+struct DumpCopy {
+    index: usize,
+    sector: u64,
+    state: String,
+    generation: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct DumpExtent {
+    main_sector: u64,
+    spare_sector: u64,
+    nr_sectors: u64,
 }
 
 fn dump_json(s: &Spare) -> String {
-    let mut o = String::from("{");
-    let _ = write!(
-        o,
-        "\"format_version\":{},",
-        s.version.map_or("null".into(), |v| v.to_string())
-    );
-    let _ = write!(o, "\"blank\":{},", s.blank);
-    let _ = write!(o, "\"spare_sectors\":{},", s.size_sectors);
-    if let (Some(h), Some(l)) = (s.best, s.layout) {
-        let _ = write!(
-            o,
-            "\"uuid\":{},\"generation\":{},\"block_size\":{},\"main_sectors\":{},\
-             \"pool_start\":{},\"slots\":{},\"remaps\":{},\"retired_count\":{},\
-             \"pending_count\":{},",
-            json_str(&uuid(&h.identity.uuid)),
+    let header = match (s.best, s.layout) {
+        (Some(h), Some(l)) => Some(DumpHeader {
+            uuid: uuid(&h.identity.uuid),
+            generation: h.generation,
+            block_size: h.identity.block_size,
+            main_sectors: h.identity.main_sectors,
+            pool_start: l.pool_start,
+            slots: l.slots,
+            remaps: h.remaps,
+            retired_count: h.retired,
+            pending_count: s.pending.len(),
+        }),
+        _ => None,
+    };
+    let d = DumpJson {
+        format_version: s.version,
+        blank: s.blank,
+        spare_sectors: s.size_sectors,
+        header,
+        copies: s
+            .copies
+            .iter()
+            .enumerate()
+            .map(|(index, (at, st))| {
+                let (state, generation) = state_text(st);
+                DumpCopy {
+                    index,
+                    sector: *at,
+                    state,
+                    generation,
+                }
+            })
+            .collect(),
+        extents: extents(s)
+            .into_iter()
+            .map(|(main_sector, spare_sector, nr_sectors)| DumpExtent {
+                main_sector,
+                spare_sector,
+                nr_sectors,
+            })
+            .collect(),
+        pending: pending_sectors(s),
+        retired: retired_sectors(s),
+        problems: s.problems.clone(),
+    };
+    serde_json::to_string(&d).unwrap_or_default()
+}
+
+/// Exit status: 0 done (check: the metadata is clean); 1 a problem found or
+/// an operation failed (check: problems listed; activate, deactivate,
+/// status: some device not done or not found); 2 bad usage, or an input
+/// that cannot be read (a spare, the statistics tree, a remaptab).
+const EXIT_STATUS: &str = "Exit status: 0 done (check: the metadata is clean); \
+1 a problem found or an operation failed (check: the problems are listed; activate, \
+deactivate, status: a device not done or not found); 2 bad usage, or an input that \
+cannot be read (a spare, the statistics tree, a remaptab).";
+
+/// dm-remap-tool: the metadata of dm-remap spares, and dm-remap devices
+#[derive(Parser, Debug)]
+#[command(name = "dm-remap-tool", version, after_help = EXIT_STATUS)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check a spare's metadata: every copy, CRC and entry; exit 1 on any
+    /// problem
+    Check {
+        /// The spare: a block device or an image file
+        spare: String,
+    },
+    /// Print a spare's metadata: header, copies, remaps, pending and retired
+    /// blocks
+    Dump {
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        /// The spare: a block device or an image file
+        spare: String,
+    },
+    /// Show remap devices: table, state, spare pool, pending blocks,
+    /// scanner and I/O counters
+    Status {
+        /// One JSON object ({"devices":[...]}) instead of text
+        #[arg(long)]
+        json: bool,
+        /// Devices to show (default: every remap device)
+        names: Vec<String>,
+    },
+    /// Print the statistics tree: a summary, JSON or Prometheus text
+    Stats {
+        /// JSON: {"devices":{"dm-0":{...}},"all_devs":{...}}
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Prometheus text exposition format, labels `device` (dm-0) and
+        /// `name`
+        #[arg(long)]
+        prometheus: bool,
+        /// With --prometheus: replace FILE atomically instead of printing
+        /// (node_exporter's textfile collector directory)
+        #[arg(long, value_name = "FILE", requires = "prometheus")]
+        textfile: Option<String>,
+        /// The statistics tree
+        #[arg(default_value = STAT_DIR)]
+        stat_dir: String,
+    },
+    /// Sample the statistics tree as CSV, a line per device and sample
+    Monitor {
+        /// Milliseconds between samples
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        interval_ms: u64,
+        /// Stop after N samples (default: until killed)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// The statistics tree
+        #[arg(default_value = STAT_DIR)]
+        stat_dir: String,
+    },
+    /// Create the devices of the remaptab that are not there yet
+    Activate {
+        /// The remaptab
+        #[arg(long, value_name = "FILE", default_value = REMAPTAB)]
+        tab: String,
+        /// Devices to activate (default: all of the remaptab)
+        names: Vec<String>,
+    },
+    /// Remove the remaptab's devices that are there
+    Deactivate {
+        /// The remaptab
+        #[arg(long, value_name = "FILE", default_value = REMAPTAB)]
+        tab: String,
+        /// Devices to deactivate (default: all of the remaptab)
+        names: Vec<String>,
+    },
+    /// systemd generator: a unit per device of the remaptab, in DIR
+    Generate {
+        /// The remaptab
+        #[arg(long, value_name = "FILE", default_value = REMAPTAB)]
+        tab: String,
+        /// Where the units go (the generator's normal directory)
+        dir: std::path::PathBuf,
+        /// The generator's early directory (unused)
+        #[arg(requires = "late_dir")]
+        early_dir: Option<std::path::PathBuf>,
+        /// The generator's late directory (unused)
+        late_dir: Option<std::path::PathBuf>,
+    },
+    /// Export the remaps: a dm-linear table that reads the same data
+    /// without the module, or the remapped and pending blocks as a list
+    Export(Export),
+}
+
+fn check(path: &str, s: &Spare) -> ExitCode {
+    if !s.problems.is_empty() {
+        for p in &s.problems {
+            println!("{path}: {p}");
+        }
+        return ExitCode::FAILURE;
+    }
+    match s.best {
+        Some(h) => println!(
+            "{path}: clean: {} copies, generation {}, {} remaps, \
+             {} retired pool blocks, {} pending blocks",
+            s.copies.len(),
             h.generation,
-            h.identity.block_size,
-            h.identity.main_sectors,
-            l.pool_start,
-            l.slots,
             h.remaps,
             h.retired,
             s.pending.len()
-        );
+        ),
+        None if s.interrupted_format => println!(
+            "{path}: blank metadata area (formatting interrupted before \
+             copy 0's header; it formats again)"
+        ),
+        None => println!("{path}: blank metadata area (never formatted)"),
     }
-    o.push_str("\"copies\":[");
-    for (i, (at, st)) in s.copies.iter().enumerate() {
-        let (text, generation) = state_text(st);
-        if i > 0 {
-            o.push(',');
-        }
-        let _ = write!(
-            o,
-            "{{\"index\":{i},\"sector\":{at},\"state\":{},\"generation\":{}}}",
-            json_str(&text),
-            generation.map_or("null".into(), |g| g.to_string())
-        );
-    }
-    o.push_str("],\"extents\":[");
-    for (i, (m, sp, n)) in extents(s).iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        let _ = write!(
-            o,
-            "{{\"main_sector\":{m},\"spare_sector\":{sp},\"nr_sectors\":{n}}}"
-        );
-    }
-    let list = |o: &mut String, name: &str, v: &[u64]| {
-        let _ = write!(o, "],\"{name}\":[");
-        for (i, x) in v.iter().enumerate() {
-            if i > 0 {
-                o.push(',');
+    ExitCode::SUCCESS
+}
+
+/// `status [--json] [NAME...]`.
+fn status_command(json: bool, names: &[String]) -> ExitCode {
+    let mut failed = false;
+    let mut devices = Vec::new();
+    let names: Vec<String> = if names.is_empty() {
+        match dmsetup(&["table", "--target", "remap"]) {
+            Ok(t) => t
+                .lines()
+                .filter_map(|l| l.split_once(": ").map(|(n, _)| n.to_string()))
+                .collect(),
+            Err(e) => {
+                eprintln!("dm-remap-tool: dmsetup table: {e}");
+                return ExitCode::from(2);
             }
-            let _ = write!(o, "{x}");
         }
+    } else {
+        names.to_vec()
     };
-    list(&mut o, "pending", &pending_sectors(s));
-    list(&mut o, "retired", &retired_sectors(s));
-    o.push_str("],\"problems\":[");
-    for (i, p) in s.problems.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
+    let stat = read_stats(STAT_DIR).map(|(d, _)| d).unwrap_or_default();
+    for name in &names {
+        let lines = dmsetup(&["table", name]).and_then(|t| Ok((t, dmsetup(&["status", name])?)));
+        let (table, status) = match lines {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("dm-remap-tool: {name}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let kname = kernel_name(name);
+        let io = kname.as_ref().and_then(|k| {
+            stat.iter()
+                .find(|(kn, ..)| kn == k)
+                .map(|(.., s)| status::Io::of(s))
+        });
+        match status::device(name, &table, &status, kname, io, lower_path) {
+            Ok(d) => devices.push(d),
+            Err(e) => {
+                eprintln!("dm-remap-tool: {e}");
+                failed = true;
+            }
         }
-        o.push_str(&json_str(p));
     }
-    o.push_str("]}");
-    o
+    if json {
+        #[derive(Serialize)]
+        struct All<'a> {
+            devices: &'a [status::Device],
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&All { devices: &devices }).unwrap_or_default()
+        );
+    } else {
+        let text: Vec<String> = devices.iter().map(status::describe).collect();
+        print!("{}", text.join("\n"));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The kernel name (`dm-3`) of dm device `name`, from sysfs.
+fn kernel_name(name: &str) -> Option<String> {
+    std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let n = std::fs::read_to_string(e.path().join("dm/name")).ok()?;
+            (n.trim() == name).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+}
+
+/// `/dev/<kernel name>` of block device `major:minor`, from sysfs.
+fn lower_path(devt: &str) -> Option<String> {
+    let p = std::fs::read_link(format!("/sys/dev/block/{devt}")).ok()?;
+    Some(format!("/dev/{}", p.file_name()?.to_string_lossy()))
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words[..] {
-        ["stats"] => return print_stats(STAT_DIR, ""),
-        ["stats", f @ ("--json" | "--prometheus")] => return print_stats(STAT_DIR, f),
-        ["stats", f @ ("--json" | "--prometheus"), dir] => return print_stats(dir, f),
-        ["stats", dir] => return print_stats(dir, ""),
-        [cmd @ ("activate" | "deactivate"), ref rest @ ..] => return remaptab_command(cmd, rest),
-        ["generate", ref rest @ ..] => return generate(rest),
-        ["export", ref rest @ ..] => {
-            return match export_command(rest) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err((code, e)) => {
-                    if code == 2 {
-                        eprintln!("{e}");
-                    } else {
-                        eprintln!("dm-remap-tool: {e}");
-                    }
-                    ExitCode::from(code)
-                }
+    match Cli::parse().cmd {
+        Cmd::Check { spare } => match read_spare(&spare) {
+            Ok(s) => check(&spare, &s),
+            Err(e) => {
+                eprintln!("dm-remap-tool: {e}");
+                ExitCode::from(2)
             }
-        }
-        ["monitor", ref rest @ ..] => {
-            let mut interval = 1000u64;
-            let mut count = None;
-            let mut dir = STAT_DIR;
-            let mut it = rest.iter();
-            while let Some(a) = it.next() {
-                let num = |v: Option<&&str>| v.and_then(|v| v.parse::<u64>().ok());
-                match *a {
-                    "--interval-ms" => match num(it.next()) {
-                        Some(v) if v > 0 => interval = v,
-                        _ => {
-                            eprintln!("{USAGE}");
-                            return ExitCode::from(2);
-                        }
-                    },
-                    "--count" => match num(it.next()) {
-                        Some(v) => count = Some(v),
-                        None => {
-                            eprintln!("{USAGE}");
-                            return ExitCode::from(2);
-                        }
-                    },
-                    d => dir = d,
-                }
-            }
-            return monitor(dir, interval, count);
-        }
-        _ => {}
-    }
-    let (cmd, json, path) = match words[..] {
-        ["check", p] => ("check", false, p.to_string()),
-        ["dump", p] => ("dump", false, p.to_string()),
-        ["dump", "--json", p] => ("dump", true, p.to_string()),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let s = match read_spare(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dm-remap-tool: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match cmd {
-        "check" => {
-            if s.problems.is_empty() {
-                match s.best {
-                    Some(h) => println!(
-                        "{path}: clean: {} copies, generation {}, {} remaps, \
-                         {} retired pool blocks, {} pending blocks",
-                        s.copies.len(),
-                        h.generation,
-                        h.remaps,
-                        h.retired,
-                        s.pending.len()
-                    ),
-                    None if s.interrupted_format => println!(
-                        "{path}: blank metadata area (formatting interrupted before \
-                         copy 0's header; it formats again)"
-                    ),
-                    None => println!("{path}: blank metadata area (never formatted)"),
+        },
+        Cmd::Dump { json, spare } => match read_spare(&spare) {
+            Ok(s) => {
+                if json {
+                    println!("{}", dump_json(&s));
+                } else {
+                    print!("{}", dump_text(&s));
                 }
                 ExitCode::SUCCESS
-            } else {
-                for p in &s.problems {
-                    println!("{path}: {p}");
-                }
-                ExitCode::FAILURE
             }
-        }
-        _ => {
-            if json {
-                println!("{}", dump_json(&s));
-            } else {
-                print!("{}", dump_text(&s));
+            Err(e) => {
+                eprintln!("dm-remap-tool: {e}");
+                ExitCode::from(2)
             }
-            ExitCode::SUCCESS
+        },
+        Cmd::Status { json, names } => status_command(json, &names),
+        Cmd::Stats {
+            json,
+            prometheus,
+            textfile,
+            stat_dir,
+        } => {
+            let f = match (json, prometheus) {
+                (true, _) => StatsFormat::Json,
+                (_, true) => StatsFormat::Prometheus,
+                _ => StatsFormat::Summary,
+            };
+            print_stats(&stat_dir, f, textfile.as_deref())
         }
+        Cmd::Monitor {
+            interval_ms,
+            count,
+            stat_dir,
+        } => monitor(&stat_dir, interval_ms, count),
+        Cmd::Activate { tab, names } => remaptab_command(true, &tab, &names),
+        Cmd::Deactivate { tab, names } => remaptab_command(false, &tab, &names),
+        Cmd::Generate { tab, dir, .. } => generate(&tab, &dir),
+        Cmd::Export(args) => match export_command(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err((code, e)) => {
+                eprintln!("dm-remap-tool: {e}");
+                ExitCode::from(code)
+            }
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
     use dm_remap::logic::format::{self, Identity};
     use dm_remap::logic::geometry::{validate, DeviceFacts};
     use dm_remap::logic::message::{parse, Message};
@@ -888,6 +1177,302 @@ mod tests {
             )]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn version_is_the_modules() {
+        let conf = include_str!("../../dkms.conf");
+        assert!(
+            conf.contains(&format!(
+                "\nPACKAGE_VERSION=\"{}\"\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "Cargo.toml's version is not dkms.conf's PACKAGE_VERSION"
+        );
+    }
+
+    #[test]
+    fn stats_json_keeps_the_trees_order() {
+        use stats::{Counter, Gauge};
+        let mut s = stats::Snapshot::default();
+        s.c[Counter::Reads as usize] = 50;
+        s.c[Counter::ReadBytes as usize] = 50 * 8192;
+        s.c[Counter::Writes as usize] = 100;
+        s.c[Counter::WriteBytes as usize] = 100 * 4096;
+        s.g[Gauge::Remaps as usize] = 8;
+        let devs = [stats::Device {
+            kname: "dm-0",
+            name: "we\"ird",
+            dev: "253:0",
+            stats: s,
+        }];
+        let out = serde_json::to_string(&Tree {
+            devices: &devs,
+            all: &s,
+        })
+        .unwrap();
+        assert!(out.starts_with(
+            "{\"devices\":{\"dm-0\":{\"name\":\"we\\\"ird\",\"dev\":\"253:0\",\"read_cnt\":50,\"write_cnt\":100,"
+        ), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["devices"]["dm-0"]["total_avr_bs"], 5461);
+        assert_eq!(v["devices"]["dm-0"]["remaps"], 8);
+        assert_eq!(v["all_devs"]["write_bytes"], 409600);
+        assert!(v["all_devs"].get("name").is_none());
+        assert!(v["all_devs"].get("summary").is_none());
+    }
+
+    #[test]
+    fn textfile_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-t-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("dm_remap.prom");
+        std::fs::write(&f, "old\n").unwrap();
+        write_atomically(&f, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\n");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "a temporary file was left behind");
+        // A directory that is not there: an error, nothing written.
+        assert!(write_atomically(&dir.join("no/such.prom"), "x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Parses a command line as main does.
+    fn cli(line: &str) -> Result<Cmd, clap::error::ErrorKind> {
+        Cli::try_parse_from(std::iter::once("dm-remap-tool").chain(line.split_whitespace()))
+            .map(|c| c.cmd)
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn command_lines() {
+        use clap::error::ErrorKind as K;
+        assert!(matches!(cli("check /dev/x"), Ok(Cmd::Check { spare }) if spare == "/dev/x"));
+        assert!(matches!(
+            cli("dump --json s"),
+            Ok(Cmd::Dump { json: true, .. })
+        ));
+        assert!(matches!(
+            cli("stats"),
+            Ok(Cmd::Stats { json: false, prometheus: false, textfile: None, stat_dir }) if stat_dir == STAT_DIR
+        ));
+        assert!(matches!(
+            cli("stats --prometheus --textfile /x/d.prom /t"),
+            Ok(Cmd::Stats { prometheus: true, textfile: Some(f), stat_dir, .. }) if f == "/x/d.prom" && stat_dir == "/t"
+        ));
+        assert!(matches!(
+            cli("monitor --interval-ms 100 --count 3"),
+            Ok(Cmd::Monitor {
+                interval_ms: 100,
+                count: Some(3),
+                ..
+            })
+        ));
+        assert!(
+            matches!(cli("status"), Ok(Cmd::Status { json: false, names }) if names.is_empty())
+        );
+        assert!(
+            matches!(cli("status --json a b"), Ok(Cmd::Status { json: true, names }) if names == ["a", "b"])
+        );
+        assert!(matches!(
+            cli("activate"),
+            Ok(Cmd::Activate { tab, names }) if tab == REMAPTAB && names.is_empty()
+        ));
+        assert!(matches!(
+            cli("deactivate --tab /t r1"),
+            Ok(Cmd::Deactivate { tab, names }) if tab == "/t" && names == ["r1"]
+        ));
+        assert!(matches!(
+            cli("generate /run/g /run/e /run/l"),
+            Ok(Cmd::Generate { .. })
+        ));
+        assert!(
+            matches!(cli("generate --tab /t /run/g"), Ok(Cmd::Generate { tab, .. }) if tab == "/t")
+        );
+        assert!(matches!(
+            cli("export --dm-linear /m /s"),
+            Ok(Cmd::Export(Export { dm_linear: Some(v), spare: None, .. })) if v == ["/m", "/s"]
+        ));
+        assert!(matches!(
+            cli("export --format badblocks --block-size 1024 --pending /s"),
+            Ok(Cmd::Export(Export {
+                format: Some(ListKind::Badblocks),
+                block_size: Some(1024),
+                pending: true,
+                remapped: false,
+                ..
+            }))
+        ));
+        for (bad, kind) in [
+            ("", K::DisplayHelpOnMissingArgumentOrSubcommand),
+            ("frobnicate", K::InvalidSubcommand),
+            ("check", K::MissingRequiredArgument),
+            ("check a b", K::UnknownArgument),
+            ("dump --xml s", K::UnknownArgument),
+            ("stats --json --prometheus", K::ArgumentConflict),
+            ("stats --textfile /x", K::MissingRequiredArgument),
+            ("monitor --interval-ms 0", K::ValueValidation),
+            ("monitor --count x", K::ValueValidation),
+            ("monitor --count 0", K::ValueValidation),
+            ("activate --tab", K::InvalidValue),
+            ("activate -x", K::UnknownArgument),
+            ("generate", K::MissingRequiredArgument),
+            ("generate a b", K::MissingRequiredArgument),
+            ("generate a b c d", K::UnknownArgument),
+            ("export", K::MissingRequiredArgument),
+            ("export /s", K::MissingRequiredArgument),
+            ("export --dm-linear /m", K::WrongNumberOfValues),
+            ("export --dm-linear /m /s /x", K::ArgumentConflict),
+            ("export --dm-linear /m /s --format md", K::ArgumentConflict),
+            ("export --format sectors", K::MissingRequiredArgument),
+            ("export --format nope /s", K::InvalidValue),
+            (
+                "export --format badblocks --block-size 1000 /s",
+                K::ValueValidation,
+            ),
+            (
+                "export --format badblocks --block-size 256 /s",
+                K::ValueValidation,
+            ),
+            (
+                "export --format md --remapped --pending /s",
+                K::ArgumentConflict,
+            ),
+            ("export --block-size 512 /s", K::MissingRequiredArgument),
+        ] {
+            match cli(bad) {
+                Ok(c) => panic!("{bad:?} accepted: {c:?}"),
+                Err(k) => assert_eq!(k, kind, "{bad:?}"),
+            }
+        }
+        assert_eq!(cli("--help").unwrap_err(), K::DisplayHelp);
+        assert_eq!(cli("export --help").unwrap_err(), K::DisplayHelp);
+        assert_eq!(cli("--version").unwrap_err(), K::DisplayVersion);
+        Cli::command().debug_assert();
+    }
+
+    /// A man page's text with roff's `\-` read as `-`.
+    fn man(page: &str) -> String {
+        page.replace("\\-", "-")
+    }
+
+    #[test]
+    fn the_tools_man_page_has_every_command_and_option() {
+        let page = man(include_str!("../../docs/man/dm-remap-tool.8"));
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            assert!(
+                page.contains(&format!(".B dm-remap-tool {name}")),
+                "{name} not in the SYNOPSIS"
+            );
+            assert!(
+                page.contains(&format!(".TP\n.BR {name} "))
+                    || page.contains(&format!(".TP\n.BI {name} "))
+                    || page.contains(&format!(".TP\n.BI \"{name} ")),
+                "{name} not under COMMANDS"
+            );
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        page.contains(&format!("--{long}")),
+                        "{name} --{long} not in the page"
+                    );
+                }
+                let values = if arg.get_action().takes_values() {
+                    arg.get_possible_values()
+                } else {
+                    Vec::new()
+                };
+                for v in values {
+                    assert!(
+                        page.contains(v.get_name()),
+                        "{name} value {} not in the page",
+                        v.get_name()
+                    );
+                }
+            }
+        }
+        for code in ["0", "1", "2"] {
+            assert!(
+                page.contains(&format!(".TP\n.B {code}\n")),
+                "exit status {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_targets_man_page_has_every_message_feature_and_status_field() {
+        use dm_remap::logic::{message, policy};
+        let page = man(include_str!("../../docs/man/dm-remap.4"));
+        for line in message::HELP.lines() {
+            let verb = line.split_whitespace().next().unwrap();
+            assert!(
+                page.contains(&format!(".BI {verb} "))
+                    || page.contains(&format!(".B {verb}\n"))
+                    || page.contains(&format!(".BR {verb} ")),
+                "message {verb} not in dm-remap.4"
+            );
+        }
+        for f in ["block_size", "copies", "metadata_slots", "format"]
+            .into_iter()
+            .chain(policy::NAMES)
+        {
+            assert!(
+                page.contains(&format!(".BI {f} "))
+                    || page.contains(&format!(".B {f}\n"))
+                    || page.contains(&format!(".BR {f} ")),
+                "feature {f} not in dm-remap.4"
+            );
+        }
+        for field in [
+            "state",
+            "block_size",
+            "remaps",
+            "spare_used",
+            "spare_total",
+            "buckets",
+            "resizes",
+            "pending",
+            "retired",
+            "spare_level",
+            "auto_remap",
+            "scan",
+            "scan_position",
+            "scan_passes",
+        ] {
+            assert!(
+                page.contains(field),
+                "status field {field} not in dm-remap.4"
+            );
+        }
+        assert!(page.contains(concat!(
+            "target remap ",
+            env!("CARGO_PKG_VERSION"),
+            " registered"
+        )));
+        for p in [&page, &man(include_str!("../../docs/man/dm-remap-tool.8"))] {
+            assert!(
+                p.contains(concat!("\"dm-remap ", env!("CARGO_PKG_VERSION"), "\"")),
+                "a man page's header names another version"
+            );
+        }
+    }
+
+    #[test]
+    fn export_refuses_a_block_size_without_badblocks() {
+        for line in [
+            "export --format md --block-size 4096 /s",
+            "export --format sectors --block-size 512 /s",
+        ] {
+            let Ok(Cmd::Export(e)) = cli(line) else {
+                panic!("{line} not parsed");
+            };
+            assert!(
+                matches!(export_command(&e), Err((2, m)) if m.contains("badblocks only")),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -387,59 +387,6 @@ pub struct Device<'a> {
 }
 
 #[cfg(not(MODULE))]
-/// Writes `s` as a JSON string literal.
-pub fn json_str<W: Write>(w: &mut W, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    for c in s.chars() {
-        match c {
-            '"' => w.write_str("\\\"")?,
-            '\\' => w.write_str("\\\\")?,
-            c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
-            c => w.write_char(c)?,
-        }
-    }
-    w.write_char('"')
-}
-
-#[cfg(not(MODULE))]
-fn json_values<W: Write>(w: &mut W, s: &Snapshot) -> fmt::Result {
-    let mut first = true;
-    for (id, f) in FILES.iter().enumerate() {
-        if let Some(v) = s.value(id as u32) {
-            if !first {
-                w.write_char(',')?;
-            }
-            first = false;
-            write!(w, "\"{}\":{v}", f.name.to_str().map_err(|_| fmt::Error)?)?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(MODULE))]
-/// The stat tree as JSON: `{"devices":{"dm-0":{"name":..,"dev":..,<files>}},
-/// "all_devs":{<files>}}`, every one-value file as a number.
-pub fn write_json<W: Write>(w: &mut W, devices: &[Device<'_>], all: &Snapshot) -> fmt::Result {
-    w.write_str("{\"devices\":{")?;
-    for (i, d) in devices.iter().enumerate() {
-        if i > 0 {
-            w.write_char(',')?;
-        }
-        json_str(w, d.kname)?;
-        w.write_str(":{\"name\":")?;
-        json_str(w, d.name)?;
-        w.write_str(",\"dev\":")?;
-        json_str(w, d.dev)?;
-        w.write_char(',')?;
-        json_values(w, &d.stats)?;
-        w.write_char('}')?;
-    }
-    w.write_str("},\"all_devs\":{")?;
-    json_values(w, all)?;
-    w.write_str("}}")
-}
-
-#[cfg(not(MODULE))]
 fn label<W: Write>(w: &mut W, s: &str) -> fmt::Result {
     for c in s.chars() {
         match c {
@@ -655,27 +602,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(back, s);
-    }
-
-    #[test]
-    fn json_export() {
-        let s = snap();
-        let devs = [Device {
-            kname: "dm-0",
-            name: "we\"ird",
-            dev: "253:0",
-            stats: s,
-        }];
-        let mut out = String::new();
-        write_json(&mut out, &devs, &s).unwrap();
-        assert!(out.starts_with(
-            "{\"devices\":{\"dm-0\":{\"name\":\"we\\\"ird\",\"dev\":\"253:0\",\"read_cnt\":50,"
-        ));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["devices"]["dm-0"]["total_avr_bs"], 5461);
-        assert_eq!(v["devices"]["dm-0"]["name"], "we\"ird");
-        assert_eq!(v["all_devs"]["write_bytes"], 409600);
-        assert!(v["all_devs"].get("summary").is_none());
     }
 
     #[test]

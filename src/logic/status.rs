@@ -176,6 +176,42 @@ pub fn write_info<W: Write>(w: &mut W, info: &Info) -> fmt::Result {
     )
 }
 
+/// Reads back a status line [`write_info`] wrote (the words after
+/// `<start> <len> remap`); words appended by later versions are ignored.
+/// `spare_free` is what the line implies (total less used); `scan_found`,
+/// not in the line, is 0. `None` for anything else.
+#[cfg(not(MODULE))]
+pub fn parse_info(words: &[&str]) -> Option<Info> {
+    let [state, block_size, remaps, pool, buckets, resizes, pending, retired, spare, auto, scan, scan_position, scan_passes, ..] =
+        words
+    else {
+        return None;
+    };
+    let word = |w: &str, all: &[&'static str]| all.iter().position(|a| *a == w);
+    let (used, total) = pool.split_once('/')?;
+    let (spare_used, spare_total): (u64, u64) = (used.parse().ok()?, total.parse().ok()?);
+    Some(Info {
+        state: [State::Ok, State::Inactive, State::Fail][word(state, &["ok", "inactive", "fail"])?],
+        block_size: block_size.parse().ok()?,
+        remaps: remaps.parse().ok()?,
+        spare_used,
+        spare_total,
+        buckets: buckets.parse().ok()?,
+        resizes: resizes.parse().ok()?,
+        pending: pending.parse().ok()?,
+        retired: retired.parse().ok()?,
+        spare: [SpareLevel::Ok, SpareLevel::Low, SpareLevel::Exhausted]
+            [word(spare, &["ok", "low", "exhausted"])?],
+        auto_remap: [true, false][word(auto, &["on", "off"])?],
+        scan: [ScanState::Idle, ScanState::Running, ScanState::Paused]
+            [word(scan, &["idle", "running", "paused"])?],
+        scan_position: scan_position.parse().ok()?,
+        scan_passes: scan_passes.parse().ok()?,
+        spare_free: spare_total.checked_sub(spare_used)?,
+        scan_found: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,9 +248,9 @@ mod tests {
         assert_eq!(SpareLevel::of(50, 100, 10), SpareLevel::Ok);
     }
 
-    #[test]
-    fn every_gauge_comes_from_the_status() {
-        let info = Info {
+    /// Every number different.
+    fn sample() -> Info {
+        Info {
             state: State::Fail,
             block_size: 4096,
             remaps: 2,
@@ -231,12 +267,65 @@ mod tests {
             scan_passes: 11,
             spare_free: 9,
             scan_found: 12,
-        };
+        }
+    }
+
+    #[test]
+    fn every_gauge_comes_from_the_status() {
+        let info = sample();
         assert_eq!(info.gauges(), [2, 3, 4, 5, 6, 7, 8, 1, 9, 10, 11, 12]);
         let ok = Info {
             state: State::Ok,
             ..info
         };
         assert_eq!(ok.gauges()[Gauge::FailMode as usize], 0);
+    }
+
+    #[test]
+    fn parse_reads_back_what_write_wrote() {
+        // What the line cannot carry: the free blocks it implies, no
+        // scanner findings.
+        let mut info = Info {
+            spare_free: 1,
+            scan_found: 0,
+            ..sample()
+        };
+        for (state, spare, scan, auto) in [
+            (State::Ok, SpareLevel::Ok, ScanState::Idle, true),
+            (
+                State::Inactive,
+                SpareLevel::Exhausted,
+                ScanState::Running,
+                false,
+            ),
+            (State::Fail, SpareLevel::Low, ScanState::Paused, true),
+        ] {
+            info = Info {
+                state,
+                spare,
+                scan,
+                auto_remap: auto,
+                ..info
+            };
+            let mut s = String::new();
+            write_info(&mut s, &info).unwrap();
+            let words: std::vec::Vec<&str> = s.split(' ').collect();
+            assert_eq!(parse_info(&words), Some(info), "{s}");
+            // A field appended by a later version is ignored.
+            let mut more = words.clone();
+            more.push("later");
+            assert_eq!(parse_info(&more), Some(info));
+        }
+        for bad in [
+            "ok 4096 2 3/4 5 6 7 8 low off paused 10",
+            "good 4096 2 3/4 5 6 7 8 low off paused 10 11",
+            "ok 4096 2 3-4 5 6 7 8 low off paused 10 11",
+            "ok 4096 2 5/4 5 6 7 8 low off paused 10 11",
+            "ok 4096 x 3/4 5 6 7 8 low off paused 10 11",
+            "ok 4096 2 3/4 5 6 7 8 low maybe paused 10 11",
+        ] {
+            let words: std::vec::Vec<&str> = bad.split(' ').collect();
+            assert_eq!(parse_info(&words), None, "{bad}");
+        }
     }
 }
