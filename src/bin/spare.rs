@@ -174,7 +174,10 @@ pub(crate) fn read_spare(path: &str) -> Result<Spare, String> {
             }
         }
     }
-    if bh.identity.spare_sectors != s.size_sectors {
+    // A spare that grew since (the module records the new size when it
+    // next loads the metadata) is fine; one that shrank has lost part of
+    // its pool.
+    if bh.identity.spare_sectors > s.size_sectors {
         s.problems.push(format!(
             "header says the spare has {} sectors, the device has {}",
             bh.identity.spare_sectors, s.size_sectors
@@ -277,7 +280,15 @@ pub(crate) fn dump_text(s: &Spare) -> String {
         let _ = writeln!(o, "generation     {}", h.generation);
         let _ = writeln!(o, "block size     {}", h.identity.block_size);
         let _ = writeln!(o, "main sectors   {}", h.identity.main_sectors);
-        let _ = writeln!(o, "spare sectors  {}", h.identity.spare_sectors);
+        if h.identity.spare_sectors < s.size_sectors {
+            let _ = writeln!(
+                o,
+                "spare sectors  {} (the device has grown to {}; recorded at the next load)",
+                h.identity.spare_sectors, s.size_sectors
+            );
+        } else {
+            let _ = writeln!(o, "spare sectors  {}", h.identity.spare_sectors);
+        }
         let _ = writeln!(o, "pool start     {}", l.pool_start);
         let _ = writeln!(o, "slots          {}", l.slots);
         let _ = writeln!(o, "remaps         {}", h.remaps);

@@ -147,12 +147,13 @@ pub struct Identity {
 
 impl Identity {
     /// Whether metadata recorded for `recorded` serves this pair: the same
-    /// pair, or one whose main has grown since (`lvextend`): every remap
-    /// still names a block inside main. A main that shrank, another spare
-    /// size or block size is another pair.
+    /// pair, or one whose main or spare has grown since (`lvextend`, a
+    /// larger partition): every remap still names a block inside main, and
+    /// the metadata area and pool still lie on the spare. A main or spare
+    /// that shrank, or another block size, is another pair.
     pub fn serves(&self, recorded: &Identity) -> bool {
         recorded.main_sectors <= self.main_sectors
-            && self.spare_sectors == recorded.spare_sectors
+            && recorded.spare_sectors <= self.spare_sectors
             && self.block_size == recorded.block_size
     }
 }
@@ -1011,7 +1012,7 @@ pub fn decide(states: &[CopyState], pair: &Identity, format: bool) -> Decision {
     }
     if foreign {
         Decision::Refuse(
-            c"Spare belongs to a different device pair (main smaller, or spare size or block size differ); add the 'format' feature to overwrite it",
+            c"Spare belongs to a different device pair (main or spare smaller, or block size differs); add the 'format' feature to overwrite it",
         )
     } else {
         Decision::Refuse(
@@ -1575,6 +1576,18 @@ mod tests {
             decide(&states, &p, false),
             Decision::Load { copy: 0, .. }
         ));
+        // So is a spare that grew; one that shrank is not.
+        let mut grown = header(0, 3);
+        grown.identity.spare_sectors = p.spare_sectors - 8;
+        let states = [CopyState::Valid(grown), CopyState::Bad(Defect::Blank)];
+        assert!(matches!(
+            decide(&states, &p, false),
+            Decision::Load { copy: 0, .. }
+        ));
+        let mut shrunk = header(0, 3);
+        shrunk.identity.spare_sectors = p.spare_sectors + 8;
+        let states = [CopyState::Valid(shrunk), CopyState::Bad(Defect::Blank)];
+        assert!(matches!(decide(&states, &p, false), Decision::Refuse(_)));
         // Foreign metadata (here: a main that shrank) is refused, unless
         // formatting is asked for.
         let mut other = header(0, 3);

@@ -343,6 +343,13 @@ fn log_event(dev: &str, ev: Event) {
             from,
             to
         ),
+        Event::SpareGrown { from, to, slots } => dmr_info!(
+            "{}: spare grew from {} to {} sectors: metadata updated; the pool keeps its {} blocks\n",
+            dev,
+            from,
+            to,
+            slots
+        ),
         Event::Formatted { copies } => {
             dmr_info!("{}: spare formatted with {} metadata copies\n", dev, copies)
         }

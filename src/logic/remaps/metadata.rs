@@ -607,17 +607,31 @@ impl<E: Env> Remaps<E> {
                             ev(Event::Repaired { copy: i, defect });
                         }
                     }
-                    if h.identity.main_sectors != pair.main_sectors {
-                        // Grown (`serves`): record the new size in every
-                        // copy, with a new generation.
+                    let main_grew = h.identity.main_sectors != pair.main_sectors;
+                    let spare_grew = h.identity.spare_sectors != pair.spare_sectors;
+                    if main_grew || spare_grew {
+                        // Grown (`serves`): record the new sizes in every
+                        // copy, with a new generation. A crash part way
+                        // leaves copies of either size, both of which serve
+                        // this pair: the next load rewrites the rest.
                         self.meta.identity.main_sectors = pair.main_sectors;
+                        self.meta.identity.spare_sectors = pair.spare_sectors;
                         self.rewrite_all(io).map_err(|e| match e {
                             MsgError::NoMemory => LoadError::NoMemory,
                             _ => LoadError::Write,
                         })?;
+                    }
+                    if main_grew {
                         ev(Event::MainGrown {
                             from: h.identity.main_sectors,
                             to: pair.main_sectors,
+                        });
+                    }
+                    if spare_grew {
+                        ev(Event::SpareGrown {
+                            from: h.identity.spare_sectors,
+                            to: pair.spare_sectors,
+                            slots: layout.slots,
                         });
                     }
                     self.meta.loaded = true;
@@ -729,38 +743,55 @@ mod tests {
         all_copies_valid(&mut g.disk, &layout, "after the repair");
     }
 
-    #[test]
-    fn a_grown_main_keeps_its_remaps_and_a_shrunk_one_is_refused() {
-        let mut f = Fixture::new(Some(4096));
-        f.msg("add_remap 800 auto 16").unwrap();
-        let before = f.state();
+    /// Opens and loads a remap target with 4 KiB blocks over `disk` as
+    /// the metadata area of a pair of `main` and `spare` sectors (the
+    /// target as long as main): what a table line over grown (or shrunk)
+    /// devices does.
+    #[allow(clippy::type_complexity)]
+    fn open_sized(
+        main: u64,
+        spare: u64,
+        disk: &mut Disk,
+    ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
         let d = |dev, sectors| DeviceFacts {
             dev,
             whole: dev,
             sectors,
             logical_block_size: 512,
         };
-        let open = |main: u64, disk: &mut Disk| {
-            let features = Features {
-                block_size: Some(4096),
-                ..Features::default()
-            };
-            let g = validate(main, &d(1, main), &d(2, 64 * MIB), &features).unwrap();
-            let layout = test_layout(disk, &g, 5);
-            let mut id = pair(Some(4096));
-            id.main_sectors = main;
-            let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
-            let mut events = Vec::new();
-            let res = r.load(&t, disk, false, [7; 16], &mut |e| events.push(e));
-            (t, r, res, events, layout)
+        let features = Features {
+            block_size: Some(4096),
+            ..Features::default()
         };
+        let g = validate(main, &d(1, main), &d(2, spare), &features).unwrap();
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        let layout = find_layout::<HostEnv>(disk, &g, spare, &req, crc32fast::hash)?;
+        let mut id = pair(Some(4096));
+        id.main_sectors = main;
+        id.spare_sectors = spare;
+        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
+        let mut events = Vec::new();
+        r.load(&t, disk, false, [7; 16], &mut |e| events.push(e))?;
+        Ok((t, r, events, layout))
+    }
+
+    #[test]
+    fn a_grown_main_keeps_its_remaps_and_a_shrunk_one_is_refused() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto 16").unwrap();
+        let before = f.state();
         let mut disk = f.disk.clone();
-        let (t, mut r, res, events, layout) = open(128 * MIB, &mut disk);
-        res.expect("a grown main loads");
+        let (t, mut r, events, layout) =
+            open_sized(128 * MIB, 64 * MIB, &mut disk).expect("a grown main loads");
         assert!(events.contains(&Event::MainGrown {
             from: 64 * MIB,
             to: 128 * MIB
         }));
+        assert!(!events.iter().any(|e| matches!(e, Event::SpareGrown { .. })));
         let mut out = String::new();
         let m = parse(&["list", "0", "10000"]).unwrap();
         r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
@@ -769,12 +800,69 @@ mod tests {
             assert_eq!(h.identity.main_sectors, 128 * MIB);
         }
         // Loaded again at the new size: nothing more to do.
-        let (_, _, res, events, _) = open(128 * MIB, &mut disk);
-        res.unwrap();
+        let (_, _, events, _) = open_sized(128 * MIB, 64 * MIB, &mut disk).unwrap();
         assert!(!events.iter().any(|e| matches!(e, Event::MainGrown { .. })));
         // Back to the old, smaller size: another pair.
-        let (_, _, res, _, _) = open(64 * MIB, &mut disk);
-        assert!(matches!(res, Err(LoadError::Refused(_))), "{res:?}");
+        let res = open_sized(64 * MIB, 64 * MIB, &mut disk);
+        assert!(matches!(res, Err(LoadError::Refused(_))), "{:?}", res.err());
+    }
+
+    #[test]
+    fn a_grown_spare_keeps_its_remaps_and_pool_and_a_shrunk_one_is_refused() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto 16").unwrap();
+        f.r.add_pending(3000);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        let before = f.state();
+        let old_layout = f.r.meta.layout;
+        let mut disk = f.disk.clone();
+        // The spare doubled, and main with it: one rewrite records both.
+        let (t, mut r, events, layout) =
+            open_sized(128 * MIB, 128 * MIB, &mut disk).expect("a grown spare loads");
+        assert_eq!(
+            layout, old_layout,
+            "the pool and copies stay where they were"
+        );
+        assert!(events.contains(&Event::SpareGrown {
+            from: 64 * MIB,
+            to: 128 * MIB,
+            slots: old_layout.slots
+        }));
+        assert!(events.contains(&Event::MainGrown {
+            from: 64 * MIB,
+            to: 128 * MIB
+        }));
+        let mut out = String::new();
+        let m = parse(&["list", "0", "10000"]).unwrap();
+        r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
+        assert_eq!(out, before.0);
+        assert_eq!(r.pending(), [3000]);
+        assert_eq!(r.slots(), old_layout.slots);
+        for h in all_copies_valid(&mut disk, &layout, "after the spare grew") {
+            assert_eq!(h.identity.spare_sectors, 128 * MIB);
+        }
+        // The new blocks of the spare are not handed out: the pool is what
+        // the metadata describes.
+        let free = r.free_slots();
+        let mut out = String::new();
+        let (from, last) = (
+            std::format!("{}", 64 * MIB),
+            std::format!("{}", 128 * MIB - 8),
+        );
+        let m = parse(&["add_remap", &from, "auto", &std::format!("{}", free * 8)]).unwrap();
+        r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
+        assert_eq!(r.free_slots(), 0);
+        let m = parse(&["add_remap", &last, "auto"]).unwrap();
+        assert!(r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).is_err());
+        drop((t, r));
+        // Loaded again at the new size: nothing more to do.
+        let (_, _, events, _) = open_sized(128 * MIB, 128 * MIB, &mut disk).unwrap();
+        assert!(!events.iter().any(|e| matches!(e, Event::SpareGrown { .. })));
+        // Back to the old, smaller spare: another pair, refused unwritten.
+        let image = disk.data.clone();
+        let res = open_sized(128 * MIB, 64 * MIB, &mut disk);
+        assert!(matches!(res, Err(LoadError::Refused(_))), "{:?}", res.err());
+        assert!(disk.data == image, "a refused load wrote the spare");
     }
 
     #[test]

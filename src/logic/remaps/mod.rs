@@ -79,6 +79,16 @@ pub enum Event {
         /// Sectors now.
         to: u64,
     },
+    /// The spare has grown since the metadata was written; it now records
+    /// the new size. The pool keeps the blocks the metadata describes.
+    SpareGrown {
+        /// Sectors recorded before.
+        from: u64,
+        /// Sectors now.
+        to: u64,
+        /// Pool blocks (unchanged).
+        slots: u64,
+    },
     /// A blank (or, as asked, unusable) metadata area was formatted.
     Formatted {
         /// Copies written.
