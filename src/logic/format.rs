@@ -336,6 +336,26 @@ impl Layout {
         self.copy_start(i) + u * self.unit_sectors()
     }
 
+    /// The layout this one becomes on a spare grown to `spare_sectors`,
+    /// with blocks of `block_sectors`: the same copies at the same places
+    /// and the same pool start, describing more of the pool, as far as a
+    /// copy has room for (its pending units move up behind the entry
+    /// units) and up to `max_slots`. `None` when it describes no more than
+    /// now (a version-2 spare never grows).
+    pub fn grown(&self, spare_sectors: u64, block_sectors: u64, max_slots: u64) -> Option<Self> {
+        if self.version != FORMAT_VERSION || block_sectors == 0 {
+            return None;
+        }
+        let stride = self.copy_sectors / UNIT_SECTORS;
+        let room = stride.checked_sub(1 + PENDING_UNITS)? * SLOTS_PER_UNIT as u64;
+        let pool = spare_sectors.checked_sub(self.pool_start)? / block_sectors;
+        let slots = pool.min(room).min(max_slots.max(self.slots));
+        if slots <= self.slots {
+            return None;
+        }
+        Self::v3(self.copies, stride, self.pool_start, slots)
+    }
+
     /// Entry units in use per copy.
     pub fn entry_units(&self) -> u64 {
         self.slots.div_ceil(self.slots_per_unit() as u64)
@@ -1097,6 +1117,35 @@ mod tests {
             retired: 0,
             pending: 0,
         }
+    }
+
+    #[test]
+    fn a_layout_grows_as_far_as_its_copies_have_room() {
+        // 64 MiB with 4 KiB blocks: 15,872 pool blocks, 32 entry units, a
+        // stride of 48 units (room for 38 entry units: 19,342 slots).
+        let l = Layout::plan(5, 131_072, 8, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!((l.slots, l.copy_sectors / UNIT_SECTORS), (15_872, 48));
+        let room = (48 - 1 - PENDING_UNITS) * SLOTS_PER_UNIT as u64;
+        // The pool on a larger spare, up to the room, up to max_slots.
+        let g = l.grown(131_072 + 8 * 1000, 8, DEFAULT_MAX_SLOTS).unwrap();
+        assert_eq!(g.slots, 16_872);
+        assert_eq!(
+            (g.version, g.copies, g.copy_sectors, g.pool_start),
+            (l.version, l.copies, l.copy_sectors, l.pool_start)
+        );
+        assert_eq!(g.entry_units(), 34);
+        assert_eq!(l.grown(1 << 30, 8, DEFAULT_MAX_SLOTS).unwrap().slots, room);
+        assert_eq!(l.grown(1 << 30, 8, 16_000).unwrap().slots, 16_000);
+        // Nothing more to describe: the same spare, a few sectors more, a
+        // cap below what it has.
+        assert_eq!(l.grown(131_072, 8, DEFAULT_MAX_SLOTS), None);
+        assert_eq!(l.grown(131_072 + 7, 8, DEFAULT_MAX_SLOTS), None);
+        assert_eq!(l.grown(1 << 30, 8, 100), None);
+        // A full stride and version 2 never grow.
+        let full = Layout::v3(5, 48, l.pool_start, room).unwrap();
+        assert_eq!(full.grown(1 << 30, 8, DEFAULT_MAX_SLOTS), None);
+        let v2 = Layout::new(5, 4096, 4096, 1000).unwrap();
+        assert_eq!(v2.grown(1 << 30, 1, DEFAULT_MAX_SLOTS), None);
     }
 
     #[test]

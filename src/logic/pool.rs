@@ -31,6 +31,19 @@ impl<E: Env> SparePool<E> {
         })
     }
 
+    /// Grows the pool to `total` blocks, the new ones free; `None` (and no
+    /// change) when memory is short or `total` is not larger.
+    pub fn grow(&mut self, total: u64) -> Option<()> {
+        let n = usize::try_from(total).ok()?;
+        if n <= self.slots.len() {
+            return None;
+        }
+        let mut slots = RawArray::<u64, E>::new(n)?;
+        slots[..self.slots.len()].copy_from_slice(&self.slots);
+        self.slots = slots;
+        Some(())
+    }
+
     /// Blocks in the pool.
     pub fn total(&self) -> u64 {
         self.slots.len() as u64

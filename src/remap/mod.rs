@@ -343,12 +343,30 @@ fn log_event(dev: &str, ev: Event) {
             from,
             to
         ),
-        Event::SpareGrown { from, to, slots } => dmr_info!(
-            "{}: spare grew from {} to {} sectors: metadata updated; the pool keeps its {} blocks\n",
+        Event::SpareGrown {
+            from,
+            to,
+            pool_from,
+            pool_to,
+        } if pool_to > pool_from => dmr_info!(
+            "{}: spare grew from {} to {} sectors: metadata updated; pool {} -> {} blocks\n",
             dev,
             from,
             to,
-            slots
+            pool_from,
+            pool_to
+        ),
+        Event::SpareGrown {
+            from,
+            to,
+            pool_from,
+            ..
+        } => dmr_info!(
+            "{}: spare grew from {} to {} sectors: metadata updated; the pool keeps its {} blocks (no room in the metadata for more)\n",
+            dev,
+            from,
+            to,
+            pool_from
         ),
         Event::Formatted { copies } => {
             dmr_info!("{}: spare formatted with {} metadata copies\n", dev, copies)

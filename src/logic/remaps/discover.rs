@@ -260,12 +260,24 @@ fn find_v3<E: Env>(
     }
     // The newest generation; among layouts of that generation, the one
     // most headers name (commits write every copy with the same layout: a
-    // header that disagrees is crafted or damaged).
-    let best = seen
-        .iter()
-        .filter_map(|&(g, l, n)| l.map(|l| (g, n, l)))
-        .max_by_key(|&(g, n, l)| (g, n, l.copies))
-        .map(|(g, _, l)| (g, l));
+    // header that disagrees is crafted or damaged). But a layout none of
+    // whose copies is whole gives way to the newest one that has one: a
+    // load that grows the pool rewrites every copy with more slots, and a
+    // crash after the first copy's header but before the rest of that copy
+    // leaves the newest header naming a layout no copy has whole yet.
+    let mut found = [(0u64, 0u32, 0u32, None::<Layout>); format::MAX_COPIES as usize];
+    for (f, &(g, l, n)) in found.iter_mut().zip(seen.iter()) {
+        *f = (g, n, l.map_or(0, |l| l.copies), l);
+    }
+    found.sort_unstable_by_key(|&(g, n, c, _)| core::cmp::Reverse((g, n, c)));
+    let best = found.iter().find_map(|&(g, _, _, l)| l.map(|l| (g, l)));
+    for &(g, _, _, l) in &found {
+        if let Some(l) = l {
+            if any_valid::<E>(io, &l, crc)? {
+                return Ok((Some((g, l)), newer));
+            }
+        }
+    }
     Ok((best, newer))
 }
 

@@ -398,33 +398,48 @@ pub(crate) fn crash_cases(name: &str, mut f: Fixture, op: Op, seed: u64) -> usiz
     let new = loaded_state(&rec.image, name);
     let writes = rec.writes.clone();
     assert!(!writes.is_empty(), "{name} wrote nothing");
-    for done in 0..=writes.len() {
-        cases += crash_images(
-            &start,
-            &writes,
-            done,
-            256,
-            seed ^ done as u64,
-            &mut |img, what| {
-                let st = loaded_state(img, &std::format!("{name}: {what}"));
-                if done == writes.len() {
-                    assert_eq!(
-                        st, new,
-                        "{name}: {what}: the answered change is not what loads"
-                    );
-                } else {
-                    assert!(
-                        st == old || st == new,
-                        "{name}: {what}: neither old nor new: {st:?}"
-                    );
-                }
-            },
-        );
-    }
+    cases += every_crash(&start, &writes, seed, &mut |img, what, answered| {
+        let st = loaded_state(img, &std::format!("{name}: {what}"));
+        if answered {
+            assert_eq!(
+                st, new,
+                "{name}: {what}: the answered change is not what loads"
+            );
+        } else {
+            assert!(
+                st == old || st == new,
+                "{name}: {what}: neither old nor new: {st:?}"
+            );
+        }
+    });
     std::println!("{name}: {} writes, {cases} crash images", writes.len());
     let version = f.r.meta.layout.version;
     assert_eq!(loaded_version(&rec.image, bs), version, "{name}");
     cases
+}
+
+/// Calls `check` with every image a crash at every point of `writes` (made
+/// on `start`) can leave ([`crash_images`], up to 256 per point, sampled
+/// with `seed`), what the crash was, and whether it came after the last
+/// write (the operation had answered). Returns the number of images.
+pub(crate) fn every_crash(
+    start: &[u8],
+    writes: &[(u64, Vec<u8>, bool)],
+    seed: u64,
+    check: &mut dyn FnMut(&[u8], &str, bool),
+) -> usize {
+    (0..=writes.len())
+        .map(|done| {
+            crash_images(
+                start,
+                writes,
+                done,
+                256,
+                seed ^ done as u64,
+                &mut |img, what| check(img, what, done == writes.len()),
+            )
+        })
+        .sum()
 }
 
 /// An operation of the crash enumeration: true if it reported success.

@@ -609,11 +609,29 @@ impl<E: Env> Remaps<E> {
                     }
                     let main_grew = h.identity.main_sectors != pair.main_sectors;
                     let spare_grew = h.identity.spare_sectors != pair.spare_sectors;
+                    // A grown spare's pool takes in the new blocks the
+                    // copies have room for (up to the default metadata
+                    // size).
+                    let grown = spare_grew
+                        .then(|| {
+                            layout.grown(
+                                pair.spare_sectors,
+                                self.geo.block_sectors,
+                                format::DEFAULT_MAX_SLOTS,
+                            )
+                        })
+                        .flatten();
+                    if let Some(l) = grown {
+                        self.pool.grow(l.slots).ok_or(LoadError::NoMemory)?;
+                        self.meta.layout = l;
+                    }
                     if main_grew || spare_grew {
-                        // Grown (`serves`): record the new sizes in every
-                        // copy, with a new generation. A crash part way
-                        // leaves copies of either size, both of which serve
-                        // this pair: the next load rewrites the rest.
+                        // Grown (`serves`): record the new sizes (and
+                        // slots) in every copy, with a new generation. A
+                        // crash part way leaves copies of either kind: the
+                        // next load takes the newest whole one (`find_v3`),
+                        // whose layout makes the others defective, and
+                        // rewrites them.
                         self.meta.identity.main_sectors = pair.main_sectors;
                         self.meta.identity.spare_sectors = pair.spare_sectors;
                         self.rewrite_all(io).map_err(|e| match e {
@@ -631,7 +649,8 @@ impl<E: Env> Remaps<E> {
                         ev(Event::SpareGrown {
                             from: h.identity.spare_sectors,
                             to: pair.spare_sectors,
-                            slots: layout.slots,
+                            pool_from: layout.slots,
+                            pool_to: self.meta.layout.slots,
                         });
                     }
                     self.meta.loaded = true;
@@ -751,7 +770,18 @@ mod tests {
     fn open_sized(
         main: u64,
         spare: u64,
-        disk: &mut Disk,
+        disk: &mut dyn MetaIo,
+    ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
+        open_copies(main, spare, 5, disk)
+    }
+
+    /// [`open_sized`], formatting a blank area with `copies` copies.
+    #[allow(clippy::type_complexity)]
+    fn open_copies(
+        main: u64,
+        spare: u64,
+        copies: u32,
+        disk: &mut dyn MetaIo,
     ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
         let d = |dev, sectors| DeviceFacts {
             dev,
@@ -765,7 +795,7 @@ mod tests {
         };
         let g = validate(main, &d(1, main), &d(2, spare), &features).unwrap();
         let req = LayoutRequest {
-            copies: 5,
+            copies,
             max_slots: format::DEFAULT_MAX_SLOTS,
             format: false,
         };
@@ -816,38 +846,51 @@ mod tests {
         let before = f.state();
         let old_layout = f.r.meta.layout;
         let mut disk = f.disk.clone();
-        // The spare doubled, and main with it: one rewrite records both.
+        // The spare doubled, and main grew too: one rewrite records both.
         let (t, mut r, events, layout) =
-            open_sized(128 * MIB, 128 * MIB, &mut disk).expect("a grown spare loads");
+            open_sized(256 * MIB, 128 * MIB, &mut disk).expect("a grown spare loads");
+        // The copies and the pool's start stay; the pool takes in what the
+        // copies have room for.
+        let want = old_layout
+            .grown(128 * MIB, 8, format::DEFAULT_MAX_SLOTS)
+            .unwrap();
+        assert!(want.slots > old_layout.slots);
+        assert_eq!(layout, old_layout, "the constructor found the old layout");
         assert_eq!(
-            layout, old_layout,
-            "the pool and copies stay where they were"
+            (want.copies, want.copy_sectors, want.pool_start),
+            (
+                old_layout.copies,
+                old_layout.copy_sectors,
+                old_layout.pool_start
+            )
         );
         assert!(events.contains(&Event::SpareGrown {
             from: 64 * MIB,
             to: 128 * MIB,
-            slots: old_layout.slots
+            pool_from: old_layout.slots,
+            pool_to: want.slots,
         }));
         assert!(events.contains(&Event::MainGrown {
             from: 64 * MIB,
-            to: 128 * MIB
+            to: 256 * MIB
         }));
         let mut out = String::new();
         let m = parse(&["list", "0", "10000"]).unwrap();
         r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
         assert_eq!(out, before.0);
         assert_eq!(r.pending(), [3000]);
-        assert_eq!(r.slots(), old_layout.slots);
-        for h in all_copies_valid(&mut disk, &layout, "after the spare grew") {
+        assert_eq!(r.slots(), want.slots);
+        assert_eq!(r.free_slots(), want.slots - 2);
+        for h in all_copies_valid(&mut disk, &want, "after the spare grew") {
             assert_eq!(h.identity.spare_sectors, 128 * MIB);
+            assert_eq!(h.layout, want);
         }
-        // The new blocks of the spare are not handed out: the pool is what
-        // the metadata describes.
+        // Every new block can be handed out, and the pool ends there.
         let free = r.free_slots();
         let mut out = String::new();
         let (from, last) = (
             std::format!("{}", 64 * MIB),
-            std::format!("{}", 128 * MIB - 8),
+            std::format!("{}", 256 * MIB - 8),
         );
         let m = parse(&["add_remap", &from, "auto", &std::format!("{}", free * 8)]).unwrap();
         r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
@@ -855,14 +898,126 @@ mod tests {
         let m = parse(&["add_remap", &last, "auto"]).unwrap();
         assert!(r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).is_err());
         drop((t, r));
-        // Loaded again at the new size: nothing more to do.
-        let (_, _, events, _) = open_sized(128 * MIB, 128 * MIB, &mut disk).unwrap();
+        // Loaded again at the new size: nothing more to do, the pool full.
+        let (_, r, events, layout) = open_sized(256 * MIB, 128 * MIB, &mut disk).unwrap();
         assert!(!events.iter().any(|e| matches!(e, Event::SpareGrown { .. })));
+        assert_eq!((layout, r.free_slots()), (want, 0));
+        drop(r);
         // Back to the old, smaller spare: another pair, refused unwritten.
         let image = disk.data.clone();
-        let res = open_sized(128 * MIB, 64 * MIB, &mut disk);
+        let res = open_sized(256 * MIB, 64 * MIB, &mut disk);
         assert!(matches!(res, Err(LoadError::Refused(_))), "{:?}", res.err());
         assert!(disk.data == image, "a refused load wrote the spare");
+    }
+
+    #[test]
+    fn every_crash_point_of_a_spare_growth_loads_the_same_remaps() {
+        // The load that grows the pool rewrites every copy; a crash at any
+        // point of it, with every write not yet durable lost, whole or torn,
+        // must load the same remaps, pending and retired blocks, and finish
+        // the growth, with every copy valid after that load. For 5 and 2
+        // copies: with one, a crash during any commit tears the only copy.
+        let seed = CRASH_SEED;
+        std::println!("crash enumeration seed {seed:#x}");
+        let state = |r: &mut Remaps<HostEnv>, t: &RemapTable<HostEnv>, io: &mut dyn MetaIo| {
+            let mut out = String::new();
+            let m = parse(&["list", "0", "10000"]).unwrap();
+            r.handle(t, io, m, &mut out, &mut |_| {}).unwrap();
+            (out, r.pending().to_vec(), r.retired())
+        };
+        let mut cases = 0;
+        for copies in [5, 2] {
+            let mut disk = Disk::new();
+            let (t, mut r, _, old) = open_copies(64 * MIB, 64 * MIB, copies, &mut disk).unwrap();
+            assert_eq!(old.copies, copies);
+            for m in ["add_remap 80 auto 16", "add_remap 8000 auto 24"] {
+                let words: Vec<&str> = m.split(' ').collect();
+                r.handle(
+                    &t,
+                    &mut disk,
+                    parse(&words).unwrap(),
+                    &mut String::new(),
+                    &mut |_| {},
+                )
+                .unwrap();
+            }
+            let s = r.reserve(4000).unwrap();
+            r.retire_slot(s);
+            r.add_pending(2000);
+            r.commit(&mut disk, s, s).unwrap();
+            let want = state(&mut r, &t, &mut disk);
+            assert_eq!((want.1.len(), want.2), (1, 1));
+            drop((t, r));
+            let grown = old.grown(128 * MIB, 8, format::DEFAULT_MAX_SLOTS).unwrap();
+            assert!(
+                grown.entry_units() > old.entry_units(),
+                "the pending units move"
+            );
+            let mut rec = Recorder {
+                image: disk.data.clone(),
+                writes: Vec::new(),
+            };
+            let start = rec.image.clone();
+            let (t, mut r, _, _) = open_sized(64 * MIB, 128 * MIB, &mut rec).unwrap();
+            assert_eq!(r.slots(), grown.slots);
+            assert_eq!(state(&mut r, &t, &mut rec), want);
+            let writes = rec.writes.clone();
+            assert!(!writes.is_empty(), "growing wrote nothing");
+            cases += every_crash(&start, &writes, seed, &mut |img, what, _| {
+                let what = std::format!("{copies} copies: {what}");
+                let mut disk = Disk {
+                    data: img.to_vec(),
+                    writes_left: None,
+                    log: Vec::new(),
+                };
+                let (t, mut r, _, _) = open_sized(64 * MIB, 128 * MIB, &mut disk)
+                    .unwrap_or_else(|e| panic!("{what}: the spare does not load: {e:?}"));
+                assert_eq!(state(&mut r, &t, &mut disk), want, "{what}");
+                // Whatever copy won, the load finished the growth.
+                assert_eq!(r.slots(), grown.slots, "{what}");
+                all_copies_valid(&mut disk, &grown, &what);
+            });
+        }
+        std::println!("spare growth: {cases} crash images");
+        assert!(cases > 200);
+    }
+
+    #[test]
+    fn a_spare_growth_whose_writes_fail_is_refused_and_done_by_the_next_load() {
+        // The k-th write of the growth's rewrite fails (the spare's metadata
+        // area gives out): the table is refused, and a load once the spare
+        // works again finds every remap and finishes the growth.
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 800 auto 16").unwrap();
+        f.r.add_pending(3000);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        let before = f.state();
+        let old = f.r.meta.layout;
+        let grown = old.grown(128 * MIB, 8, format::DEFAULT_MAX_SLOTS).unwrap();
+        let mut writes = 0;
+        loop {
+            let mut disk = f.disk.clone();
+            disk.writes_left = Some(writes);
+            match open_sized(64 * MIB, 128 * MIB, &mut disk) {
+                Err(e) => assert_eq!(e, LoadError::Write, "write {writes} failed"),
+                Ok((_, r, _, _)) => {
+                    assert_eq!(r.slots(), grown.slots);
+                    break;
+                }
+            }
+            disk.writes_left = None;
+            let (t, mut r, _, _) = open_sized(64 * MIB, 128 * MIB, &mut disk)
+                .unwrap_or_else(|e| panic!("after write {writes} failed: {e:?}"));
+            assert_eq!(r.slots(), grown.slots, "after write {writes} failed");
+            assert_eq!(r.pending(), [3000]);
+            let mut out = String::new();
+            let m = parse(&["list", "0", "10000"]).unwrap();
+            r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
+            assert_eq!(out, before.0, "after write {writes} failed");
+            all_copies_valid(&mut disk, &grown, "after a failed growth");
+            writes += 1;
+        }
+        assert!(writes >= 10, "{writes}");
     }
 
     #[test]

@@ -80,14 +80,17 @@ pub enum Event {
         to: u64,
     },
     /// The spare has grown since the metadata was written; it now records
-    /// the new size. The pool keeps the blocks the metadata describes.
+    /// the new size, and the pool as many more blocks as the copies have
+    /// room for ([`Layout::grown`](crate::logic::format::Layout::grown)).
     SpareGrown {
         /// Sectors recorded before.
         from: u64,
         /// Sectors now.
         to: u64,
-        /// Pool blocks (unchanged).
-        slots: u64,
+        /// Pool blocks before.
+        pool_from: u64,
+        /// Pool blocks now.
+        pool_to: u64,
     },
     /// A blank (or, as asked, unusable) metadata area was formatted.
     Formatted {
