@@ -8,6 +8,7 @@
 //! with examples).
 
 mod export;
+mod migrate;
 mod remaptab;
 mod spare;
 mod status;
@@ -805,6 +806,174 @@ enum Cmd {
     /// Export the remaps: a dm-linear table that reads the same data
     /// without the module, or the remapped and pending blocks as a list
     Export(Export),
+    /// Move every remap, with its data, and the pending blocks from a spare
+    /// to another (larger) one, while no table uses either
+    Migrate {
+        /// Overwrite a new spare whose metadata area is not blank but holds
+        /// no valid dm-remap metadata (say, a migration that stopped)
+        #[arg(long)]
+        force: bool,
+        /// The spare the remap device used
+        old: String,
+        /// The spare to move to (blank)
+        new: String,
+    },
+}
+
+/// Block device `path`'s `/sys/dev/block/M:m`, or `None` for a file.
+fn sys_block(path: &str) -> Option<std::path::PathBuf> {
+    devt(path)
+        .ok()
+        .map(|d| std::path::PathBuf::from(format!("/sys/dev/block/{d}")))
+}
+
+/// Logical block size of `path`: a block device's (a partition's is its
+/// disk's), 512 for a file.
+fn logical_block_size(path: &str) -> u32 {
+    let Some(d) = sys_block(path) else {
+        return 512;
+    };
+    ["queue/logical_block_size", "../queue/logical_block_size"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(d.join(f)).ok()?.trim().parse().ok())
+        .unwrap_or(512)
+}
+
+/// What holds block device `path` open (device-mapper, md), if anything.
+fn holders(path: &str) -> Vec<String> {
+    sys_block(path)
+        .and_then(|d| std::fs::read_dir(d.join("holders")).ok())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `migrate [--force] OLD NEW`.
+fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String, (u8, String)> {
+    let fail = |e: String| (1, e);
+    let same = match (
+        std::fs::canonicalize(old_path),
+        std::fs::canonicalize(new_path),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a == b
+                || devt(old_path)
+                    .ok()
+                    .is_some_and(|d| devt(new_path).ok() == Some(d))
+        }
+        (Err(e), _) => return Err((2, format!("{old_path}: {e}"))),
+        (_, Err(e)) => return Err((2, format!("{new_path}: {e}"))),
+    };
+    if same {
+        return Err((2, format!("{old_path} and {new_path} are the same device")));
+    }
+    for p in [old_path, new_path] {
+        let h = holders(p);
+        if !h.is_empty() {
+            return Err(fail(format!(
+                "{p} is in use (held by {}): remove the remap device first (dmsetup remove)",
+                h.join(", ")
+            )));
+        }
+    }
+    let old = read_spare(old_path).map_err(|e| (2, e))?;
+    if old.best.is_none() {
+        return Err(fail(format!(
+            "{old_path} holds no valid dm-remap metadata; nothing to migrate"
+        )));
+    }
+    for p in &old.problems {
+        eprintln!("dm-remap-tool: warning: {old_path}: {p}");
+    }
+    let new = read_spare(new_path).map_err(|e| (2, e))?;
+    if let Some(h) = new.best {
+        return Err(fail(format!(
+            "{new_path} holds dm-remap metadata (uuid {}, {} remaps): not overwritten; \
+             wipe it first if it is no longer needed",
+            uuid(&h.identity.uuid),
+            h.remaps
+        )));
+    }
+    let (lo, ln) = (logical_block_size(old_path), logical_block_size(new_path));
+    if lo != ln {
+        return Err(fail(format!(
+            "{new_path} has {ln}-byte logical blocks, {old_path} (and so main) {lo}-byte ones: \
+             a remap device's main and spare must match"
+        )));
+    }
+    let plan = migrate::plan(&old, new.size_sectors, ln).map_err(fail)?;
+    let mut files = migrate::Files {
+        old: std::fs::File::open(old_path).map_err(|e| fail(format!("{old_path}: {e}")))?,
+        new: std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(new_path)
+            .map_err(|e| fail(format!("{new_path}: {e}")))?,
+    };
+    if !force {
+        use std::os::unix::fs::FileExt;
+        let mut area = vec![0u8; plan.layout.pool_start as usize * 512];
+        files
+            .new
+            .read_exact_at(&mut area, 0)
+            .map_err(|e| fail(format!("{new_path}: {e}")))?;
+        if area.iter().any(|&b| b != 0) {
+            return Err(fail(format!(
+                "{new_path}'s first {} sectors (the metadata area it needs) are not blank: \
+                 a file system, a partition table, or a migration that stopped; give --force \
+                 to overwrite them",
+                plan.layout.pool_start
+            )));
+        }
+    }
+    let start = std::time::Instant::now();
+    let stopped = |(i, e): migrate::Stop, of: usize| {
+        fail(format!(
+            "migration stopped at step {i} of {of}: {e}; {new_path} is not usable yet (a table \
+             refuses it) and {old_path} is unchanged: run migrate again with --force"
+        ))
+    };
+    let data = plan.data_steps();
+    let lost = migrate::run(&plan, &data, &mut files).map_err(|s| stopped(s, data.len()))?;
+    let meta = plan.metadata_steps(&lost).map_err(fail)?;
+    migrate::run(&plan, &meta, &mut files)
+        .map_err(|(i, e)| stopped((data.len() + i, e), data.len() + meta.len()))?;
+    for b in &lost {
+        eprintln!(
+            "dm-remap-tool: {old_path} cannot read the spare block of main block {b} \
+             (main sector {}): its data is lost; it is pending on {new_path}",
+            b * plan.block_sectors
+        );
+    }
+    let h = old.best.map(|h| h.identity.block_size).unwrap_or(512);
+    Ok(format!(
+        "migrated {} remapped blocks ({} runs, {} KiB of data) and {} pending blocks \
+         from {old_path} to {new_path} in {:.1} s{}\n\
+         {new_path}: pool of {} blocks, {} free ({old_path}: {}, {} free)\n\
+         use {new_path} in place of {old_path} in the table line (and /etc/remaptab)\n",
+        plan.blocks - lost.len() as u64,
+        plan.runs.len(),
+        (plan.blocks - lost.len() as u64) * u64::from(h) / 1024,
+        old.pending.len(),
+        start.elapsed().as_secs_f64(),
+        if lost.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} blocks the old spare could not read are pending now",
+                lost.len()
+            )
+        },
+        plan.layout.slots,
+        plan.layout.slots - (plan.blocks - lost.len() as u64),
+        old.layout.map_or(0, |l| l.slots),
+        old.layout
+            .map_or(0, |l| l.slots)
+            .saturating_sub(old.slots.iter().filter(|&&v| v != 0).count() as u64),
+    ))
 }
 
 fn check(path: &str, s: &Spare) -> ExitCode {
@@ -958,16 +1127,22 @@ fn main() -> ExitCode {
         Cmd::Activate { tab, names } => remaptab_command(true, &tab, &names),
         Cmd::Deactivate { tab, names } => remaptab_command(false, &tab, &names),
         Cmd::Generate { tab, dir, .. } => generate(&tab, &dir),
-        Cmd::Export(args) => match export_command(&args) {
-            Ok(out) => {
-                print!("{out}");
-                ExitCode::SUCCESS
-            }
-            Err((code, e)) => {
-                eprintln!("dm-remap-tool: {e}");
-                ExitCode::from(code)
-            }
-        },
+        Cmd::Migrate { force, old, new } => answer(migrate_command(&old, &new, force)),
+        Cmd::Export(args) => answer(export_command(&args)),
+    }
+}
+
+/// Prints a command's output, or its reason on stderr; its exit status.
+fn answer(r: Result<String, (u8, String)>) -> ExitCode {
+    match r {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => {
+            eprintln!("dm-remap-tool: {e}");
+            ExitCode::from(code)
+        }
     }
 }
 
@@ -1473,6 +1648,230 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// Images of an old spare (16 MiB, made by [`make_image`], its pool
+    /// full of a pattern) and a new blank one of `new_mib`.
+    fn migration_images(dir: &std::path::Path, new_mib: u64) -> (String, String) {
+        let old = dir.join("old.img");
+        make_image(&old, true);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&old).unwrap();
+        let pattern: Vec<u8> = (0..(12u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        f.seek(SeekFrom::Start(4096 * 512)).unwrap();
+        f.write_all(&pattern).unwrap();
+        let new = dir.join("new.img");
+        std::fs::write(&new, vec![0u8; (new_mib << 20) as usize]).unwrap();
+        (old.to_str().unwrap().into(), new.to_str().unwrap().into())
+    }
+
+    /// The data of every remapped main sector as `spare` maps it.
+    fn remapped_data(path: &str) -> Vec<(u64, Vec<u8>)> {
+        let s = read_spare(path).unwrap();
+        let img = std::fs::read(path).unwrap();
+        let mut out = Vec::new();
+        for (m, sp, n) in extents(&s) {
+            for k in 0..n {
+                let at = ((sp + k) * 512) as usize;
+                out.push((m + k, img[at..at + 512].to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Writes steps to images in memory; the old image's sectors in `bad`
+    /// do not read.
+    struct Images {
+        old: Vec<u8>,
+        new: Vec<u8>,
+        bad: Vec<u64>,
+    }
+
+    impl migrate::Target for Images {
+        fn write(&mut self, sector: u64, data: &[u8]) -> std::io::Result<()> {
+            let at = sector as usize * 512;
+            self.new[at..at + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+        fn read_old(&mut self, from: u64, buf: &mut [u8]) -> std::io::Result<bool> {
+            let n = buf.len() as u64 / 512;
+            if self.bad.iter().any(|b| (from..from + n).contains(b)) {
+                return Ok(false);
+            }
+            let at = from as usize * 512;
+            buf.copy_from_slice(&self.old[at..at + buf.len()]);
+            Ok(true)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn migration_moves_every_remap_its_data_and_the_pending_list() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = migration_images(&dir, 32);
+        let before = std::fs::read(&old).unwrap();
+        let out = migrate_command(&old, &new, false).unwrap();
+        assert!(
+            out.starts_with(
+                "migrated 10 remapped blocks (3 runs, 5 KiB of data) and 3 pending blocks"
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read(&old).unwrap(),
+            before,
+            "the old spare was written"
+        );
+        let (o, n) = (read_spare(&old).unwrap(), read_spare(&new).unwrap());
+        assert!(n.problems.is_empty(), "{:?}", n.problems);
+        let (ho, hn) = (o.best.unwrap(), n.best.unwrap());
+        assert_eq!(hn.identity.uuid, ho.identity.uuid);
+        assert_eq!(hn.identity.main_sectors, ho.identity.main_sectors);
+        assert_eq!(hn.identity.spare_sectors, 32 << 11);
+        assert_eq!(n.pending, o.pending);
+        assert_eq!(hn.retired, 0, "retired blocks are the old spare's");
+        assert!(n.layout.unwrap().slots > o.layout.unwrap().slots);
+        assert_eq!(remapped_data(&new), remapped_data(&old));
+        // Again onto the now used spare: refused, unless... never: it holds
+        // valid metadata.
+        let e = migrate_command(&old, &new, true).unwrap_err();
+        assert!(e.0 == 1 && e.1.contains("holds dm-remap metadata"), "{e:?}");
+        // Refused: the same spare; a spare with other data unless --force; a
+        // spare too small for the remaps; an old spare without metadata.
+        assert_eq!(migrate_command(&old, &old, false).unwrap_err().0, 2);
+        std::fs::write(&new, vec![1u8; 32 << 20]).unwrap();
+        let e = migrate_command(&old, &new, false).unwrap_err();
+        assert!(
+            e.1.contains("not blank") && e.1.contains("--force"),
+            "{e:?}"
+        );
+        migrate_command(&old, &new, true).unwrap();
+        assert_eq!(remapped_data(&new), remapped_data(&old));
+        std::fs::write(&new, vec![0u8; 2 << 20]).unwrap();
+        let e = migrate_command(&old, &new, false).unwrap_err();
+        assert_eq!(e.0, 1, "{e:?}");
+        let e = migrate_command(&new, &old, false).unwrap_err();
+        assert!(e.1.contains("no valid dm-remap metadata"), "{e:?}");
+        assert_eq!(
+            std::fs::read(&old).unwrap(),
+            before,
+            "the old spare was written"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// In a fresh directory named by `tag`: the old image of
+    /// [`migration_images`], what the tool reads of it, its migration to a
+    /// blank 24 MiB spare, and the images to run it on (old sectors in
+    /// `bad` unreadable).
+    fn planned(
+        tag: &str,
+        bad: Vec<u64>,
+    ) -> (std::path::PathBuf, String, Spare, migrate::Plan, Images) {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, _) = migration_images(&dir, 24);
+        let o = read_spare(&old).unwrap();
+        let plan = migrate::plan(&o, 24 << 11, 512).unwrap();
+        let img = Images {
+            old: std::fs::read(&old).unwrap(),
+            new: vec![0u8; 24 << 20],
+            bad,
+        };
+        (dir, old, o, plan, img)
+    }
+
+    #[test]
+    fn a_migration_stopped_anywhere_leaves_a_new_spare_a_table_refuses_or_a_whole_one() {
+        // Every prefix of the steps, with the writes since the last flush
+        // each kept or lost: the new spare either has no valid copy and is
+        // not blank (a table refuses it; nothing before the first step is
+        // the blank spare it was), or it is the whole result, data included.
+        let (dir, old, o, plan, mut whole) = planned("c", Vec::new());
+        let steps = plan.steps();
+        let old_img = whole.old.clone();
+        assert_eq!(
+            migrate::run(&plan, &steps, &mut whole).unwrap(),
+            Vec::<u64>::new()
+        );
+        let path = dir.join("crash.img");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, &whole.new).unwrap();
+        let want = remapped_data(p);
+        assert_eq!(want, remapped_data(&old));
+        let mut cases = 0;
+        for k in 0..=steps.len() {
+            let durable = steps[..k]
+                .iter()
+                .rposition(|s| *s == migrate::Step::Flush)
+                .map_or(0, |i| i + 1);
+            for upto in (durable..=k).collect::<std::collections::BTreeSet<_>>() {
+                // Steps before `durable` are on disk; of the rest, those
+                // before `upto` too (each unflushed write kept or lost in
+                // order; a torn write is caught by the CRCs the same way).
+                let mut img = Images {
+                    old: old_img.clone(),
+                    new: vec![0u8; 24 << 20],
+                    bad: Vec::new(),
+                };
+                migrate::run(&plan, &steps[..upto], &mut img).unwrap();
+                std::fs::write(&path, &img.new).unwrap();
+                let s = read_spare(p).unwrap();
+                match s.best {
+                    None if upto == 0 => assert!(s.blank, "{k}/{upto}"),
+                    None => assert!(
+                        !s.blank,
+                        "stopped at {k}/{upto}: blank, so a table would format it"
+                    ),
+                    Some(_) => {
+                        assert!(
+                            s.problems.is_empty() || upto < steps.len(),
+                            "{:?}",
+                            s.problems
+                        );
+                        assert_eq!(remapped_data(p), want, "stopped at {k}/{upto}");
+                        assert_eq!(s.pending, o.pending);
+                    }
+                }
+                cases += 1;
+            }
+        }
+        assert!(cases > steps.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn blocks_the_old_spare_cannot_read_become_pending() {
+        // The old spare's blocks of main blocks 7 (sector 5000) and 104
+        // (sector 4100) do not read: everything else moves, those two are
+        // pending on the new spare (their data is gone), beside the three
+        // that were.
+        let (dir, old, _, plan, mut img) = planned("u", vec![5000, 4100]);
+        let data = plan.data_steps();
+        let mut lost = migrate::run(&plan, &data, &mut img).unwrap();
+        lost.sort_unstable();
+        assert_eq!(lost, [7, 104]);
+        let meta = plan.metadata_steps(&lost).unwrap();
+        assert_eq!(
+            migrate::run(&plan, &meta, &mut img).unwrap(),
+            Vec::<u64>::new()
+        );
+        let path = dir.join("new.img");
+        std::fs::write(&path, &img.new).unwrap();
+        let p = path.to_str().unwrap();
+        let n = read_spare(p).unwrap();
+        assert!(n.problems.is_empty(), "{:?}", n.problems);
+        assert_eq!(n.pending, [5, 7, 102, 104, 3000]);
+        let want: Vec<_> = remapped_data(&old)
+            .into_iter()
+            .filter(|(m, _)| *m != 7 && *m != 104)
+            .collect();
+        assert_eq!(remapped_data(p), want);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
