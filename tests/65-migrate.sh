@@ -1,6 +1,6 @@
 # dm-remap-tool migrate moves every remap, its data and the pending list to
 # a new, larger spare while no table uses either: 10,000 remapped blocks
-# plus a run and a pending block; the device over the new spare reads
+# (512 bytes each) plus a run and a pending block; the device over the new spare reads
 # exactly what it read over the old one, with a larger pool, and the old
 # spare is unchanged. A migration whose new spare fails a write leaves a
 # spare a table refuses; --force then finishes it, and a block the old
@@ -10,33 +10,32 @@
 . /tests/lib.sh
 load_module
 
-M=$(new_loop 48M)
-S=$(new_loop 48M)
-N=$(new_loop 64M)
-# Main block 200 (sectors 1600-1607) fails every read and write.
-dm_wrap mw $M 1600:8 || fail "wrapper over main refused"
+M=$(new_loop 16M)
+S=$(new_loop 16M)
+N=$(new_loop 24M)
+# Main sector 1600 fails every read and write (512-byte blocks: 10,000
+# remaps move 5 MiB).
+dm_wrap mw $M 1600:1 || fail "wrapper over main refused"
 T="remap /dev/mapper/mw"
-dm_create t "0 98304 $T $S 2 block_size 4096" || fail "create failed"
-dmsetup message t 0 add_remap 800 auto 16 >/dev/null || fail "add_remap 800 failed"
-# 10,000 blocks, 1024-11023.
-dmsetup message t 0 add_remap 8192 auto 80000 >/dev/null || fail "add_remap of 10,000 blocks failed"
-dd if=/dev/urandom of=/dev/mapper/t bs=1M count=47 seek=1 oflag=direct 2>/dev/null ||
+dm_create t "0 32768 $T $S" || fail "create failed"
+dmsetup message t 0 add_remap 800 auto 2 >/dev/null || fail "add_remap 800 failed"
+dmsetup message t 0 add_remap 8192 auto 10000 >/dev/null || fail "add_remap of 10,000 blocks failed"
+dd if=/dev/urandom of=/dev/mapper/t bs=32k count=25 oflag=direct 2>/dev/null &&
+	dd if=/dev/urandom of=/dev/mapper/t bs=1M count=15 seek=1 oflag=direct 2>/dev/null ||
 	fail "pattern write failed"
-dd if=/dev/urandom of=/dev/mapper/t bs=4k count=150 seek=50 oflag=direct 2>/dev/null ||
-	fail "pattern write (blocks 50-199) failed"
-dd if=/dev/mapper/t of=/dev/null bs=4k skip=200 count=1 iflag=direct 2>/dev/null &&
-	fail "a read of failing main block 200 passed"
+dd if=/dev/mapper/t of=/dev/null bs=512 skip=1600 count=1 iflag=direct 2>/dev/null &&
+	fail "a read of failing main sector 1600 passed"
 [ "$(dm_field t 10)" = 1 ] || fail "pending $(dm_field t 10), want 1"
-# What the device reads, around the unreadable block 200.
+# What the device reads before and after the unreadable sector 1600.
 snap() {
-	dd if=/dev/mapper/t of=/tmp/$1.a bs=4k count=200 iflag=direct 2>/dev/null &&
-		dd if=/dev/mapper/t of=/tmp/$1.b bs=4k skip=201 iflag=direct 2>/dev/null ||
+	dd if=/dev/mapper/t of=/tmp/$1.a bs=32k count=25 iflag=direct 2>/dev/null &&
+		dd if=/dev/mapper/t of=/tmp/$1.b bs=1M skip=1 iflag=direct 2>/dev/null ||
 		fail "reading the device ($1) failed"
 }
 snap before
 pool=$(dm_field t 7)
-q=$(dmsetup message t 0 query 808)
-[ "${q%% *}" = spare ] || fail "main sector 808 is at '$q'"
+q=$(dmsetup message t 0 query 801)
+[ "${q%% *}" = spare ] || fail "main sector 801 is at '$q'"
 
 # In use: refused.
 out=$(dm-remap-tool migrate $S $N 2>&1) && fail "migrate of a spare in use succeeded: $out"
@@ -47,33 +46,33 @@ sum=$(meta_sum $S)
 # Refused: the same spare (usage, 2); another logical block size.
 dm-remap-tool migrate $S $S >/dev/null 2>&1
 [ $? = 2 ] || fail "migrate onto itself was not refused with 2"
-N4=$(new_loop 64M -b 4096)
+N4=$(new_loop 16M -b 4096)
 out=$(dm-remap-tool migrate $S $N4 2>&1) && fail "migrate to a 4Kn spare succeeded: $out"
 echo "$out" | grep -q "logical blocks" || fail "migrate to a 4Kn spare: $out"
 
-# A new spare that fails writes in its data area (sectors 60000-60007)
+# A new spare that fails writes in its data area (sectors 10000-10007)
 # stops the migration; what it left is refused by a table, and --force
 # finishes the job once the device works.
-N2=$(new_loop 48M)
-dm_wrap nw $N2 60000:8 || fail "wrapper over the second new spare refused"
+N2=$(new_loop 16M)
+dm_wrap nw $N2 10000:8 || fail "wrapper over the second new spare refused"
 out=$(dm-remap-tool migrate $S /dev/mapper/nw 2>&1) && fail "migrate onto a failing spare succeeded: $out"
 echo "$out" | grep -q "is not usable yet" || fail "failed migrate: $out"
-expect_bad_table t2 "0 98304 $T /dev/mapper/nw 2 block_size 4096" "Spare has no valid metadata and is not blank"
+expect_bad_table t2 "0 32768 $T /dev/mapper/nw" "Spare has no valid metadata and is not blank"
 dm_rewrap nw $N2
 out=$(dm-remap-tool migrate $S /dev/mapper/nw 2>&1) && fail "migrate over a stopped one succeeded without --force: $out"
 echo "$out" | grep -q -- "--force" || fail "migrate over a stopped one: $out"
-# This time the old spare cannot read main block 101's spare block.
-dm_wrap sw $S "${q#* }:8" || fail "wrapper over the old spare refused"
+# This time the old spare cannot read main sector 801's spare block.
+dm_wrap sw $S "${q#* }:1" || fail "wrapper over the old spare refused"
 dm-remap-tool migrate --force /dev/mapper/sw /dev/mapper/nw >/tmp/out 2>/tmp/err ||
 	fail "migrate --force failed: $(cat /tmp/out /tmp/err)"
 grep -q "; 1 blocks the old spare could not read are pending now" /tmp/out || fail "migrate --force said: $(cat /tmp/out)"
-grep -q "main block 101 (main sector 808): its data is lost" /tmp/err || fail "no word of the lost block: $(cat /tmp/err)"
+grep -q "main block 801 (main sector 801): its data is lost" /tmp/err || fail "no word of the lost block: $(cat /tmp/err)"
 dm_remove sw
-dm_create t2 "0 98304 $T /dev/mapper/nw 2 block_size 4096" || fail "create over the second new spare failed"
+dm_create t2 "0 32768 $T /dev/mapper/nw" || fail "create over the second new spare failed"
 [ "$(dmsetup message t2 0 count)" = 10001 ] || fail "count $(dmsetup message t2 0 count) over nw, want 10001"
-[ "$(dmsetup message t2 0 pending)" = "808 1600" ] || fail "pending '$(dmsetup message t2 0 pending)' over nw, want '808 1600'"
-dd if=/dev/mapper/t2 bs=4k skip=1024 count=10000 iflag=direct 2>/dev/null |
-	cmp -s - /tmp/before.b -i 0:$((823 * 4096)) -n $((10000 * 4096)) ||
+[ "$(dmsetup message t2 0 pending)" = "801 1600" ] || fail "pending '$(dmsetup message t2 0 pending)' over nw, want '801 1600'"
+dd if=/dev/mapper/t2 bs=4k skip=1024 count=1250 iflag=direct 2>/dev/null |
+	cmp -s - /tmp/before.b -i 0:$(((8192 - 2048) * 512)) -n $((10000 * 512)) ||
 	fail "the 10,000 blocks read otherwise over nw"
 dm_remove t2
 dm_remove nw
@@ -83,14 +82,14 @@ read -r u0 _ </proc/uptime
 dm-remap-tool migrate $S $N >/tmp/out 2>&1 || fail "migrate failed: $(cat /tmp/out)"
 read -r u1 _ </proc/uptime
 note "$(head -1 /tmp/out)"
-note "migrate of 10,002 remaps (40 MiB of data), guest clock: $(echo "$u0 $u1" | awk '{ printf "%.2f", $2 - $1 }') s"
-grep -q "^migrated 10002 remapped blocks (2 runs, 40008 KiB of data) and 1 pending blocks from $S to $N" /tmp/out ||
+note "migrate of 10,002 remaps (5 MiB of data), guest clock: $(echo "$u0 $u1" | awk '{ printf "%.2f", $2 - $1 }') s"
+grep -q "^migrated 10002 remapped blocks (2 runs, 5001 KiB of data) and 1 pending blocks from $S to $N" /tmp/out ||
 	fail "migrate said: $(cat /tmp/out)"
 [ "$(meta_sum $S)" = "$sum" ] || fail "the old spare's metadata changed"
 out=$(dm-remap-tool migrate $S $N 2>&1) && fail "migrate onto a spare with metadata succeeded: $out"
 echo "$out" | grep -q "holds dm-remap metadata" || fail "migrate onto a spare with metadata: $out"
 
-dm_create t "0 98304 $T $N 2 block_size 4096" || fail "create over the new spare failed"
+dm_create t "0 32768 $T $N" || fail "create over the new spare failed"
 [ "$(dmsetup message t 0 count)" = 10002 ] || fail "count $(dmsetup message t 0 count), want 10002"
 [ "$(dmsetup message t 0 pending)" = 1600 ] || fail "pending '$(dmsetup message t 0 pending)', want 1600"
 new=$(dm_field t 7)
@@ -100,6 +99,6 @@ cmp -s /tmp/before.a /tmp/after.a && cmp -s /tmp/before.b /tmp/after.b ||
 	fail "the device reads other data over the new spare"
 rm -f /tmp/before.* /tmp/after.*
 # And it works on: a write to the pending block remaps it.
-dd if=/dev/zero of=/dev/mapper/t bs=4k seek=200 count=1 oflag=direct 2>/dev/null ||
+dd if=/dev/zero of=/dev/mapper/t bs=512 seek=1600 count=1 oflag=direct 2>/dev/null ||
 	fail "write to the pending block failed"
 [ "$(dmsetup message t 0 count)" = 10003 ] || fail "count $(dmsetup message t 0 count) after the write, want 10003"

@@ -905,14 +905,8 @@ fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String
         )));
     }
     let plan = migrate::plan(&old, new.size_sectors, ln).map_err(fail)?;
-    let mut files = migrate::Files {
-        old: std::fs::File::open(old_path).map_err(|e| fail(format!("{old_path}: {e}")))?,
-        new: std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(new_path)
-            .map_err(|e| fail(format!("{new_path}: {e}")))?,
-    };
+    let mut files = migrate::Files::open(old_path, new_path)
+        .map_err(|e| fail(format!("{old_path} or {new_path}: {e}")))?;
     if !force {
         use std::os::unix::fs::FileExt;
         let mut area = vec![0u8; plan.layout.pool_start as usize * 512];

@@ -248,6 +248,10 @@ pub(crate) trait Target {
     /// Reads `sectors` of the old spare from `from`; `Ok(false)` when the
     /// old spare cannot read them.
     fn read_old(&mut self, from: u64, buf: &mut [u8]) -> std::io::Result<bool>;
+    /// [`Self::read_old`] of one block, after a larger read failed.
+    fn read_old_block(&mut self, from: u64, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.read_old(from, buf)
+    }
     fn flush(&mut self) -> std::io::Result<()>;
 }
 
@@ -277,7 +281,7 @@ fn copy(
         } else {
             for k in (0..n).step_by(bs as usize) {
                 let b = &mut buf[..bs as usize * SECTOR];
-                if t.read_old(from + done + k, b)? {
+                if t.read_old_block(from + done + k, b)? {
                     t.write(to + done + k, b)?;
                 } else {
                     lost.push(done + k);
@@ -313,7 +317,44 @@ pub(crate) fn run(plan: &Plan, steps: &[Step], t: &mut dyn Target) -> Result<Vec
 /// Two files: the old spare, read; the new one, written.
 pub(crate) struct Files {
     pub(crate) old: std::fs::File,
+    /// The old spare opened with `O_DIRECT`, where it can be: a piece that
+    /// fails is read again a block at a time from it, since through the
+    /// page cache one bad sector fails the whole page, and so every block
+    /// that shares it.
+    pub(crate) old_direct: Option<std::fs::File>,
     pub(crate) new: std::fs::File,
+}
+
+/// `O_DIRECT` on x86-64 Linux.
+const O_DIRECT: i32 = 0o40000;
+
+impl Files {
+    /// Opens the two spares.
+    pub(crate) fn open(old: &str, new: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(Self {
+            old: std::fs::File::open(old)?,
+            old_direct: std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(O_DIRECT)
+                .open(old)
+                .ok(),
+            new: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(new)?,
+        })
+    }
+}
+
+/// A read's result: `Ok(false)` for an I/O error (the device cannot read
+/// it), other errors as they are.
+fn eio_is_false(r: std::io::Result<()>) -> std::io::Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(5) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl Target for Files {
@@ -323,11 +364,22 @@ impl Target for Files {
     }
     fn read_old(&mut self, from: u64, buf: &mut [u8]) -> std::io::Result<bool> {
         use std::os::unix::fs::FileExt;
-        match self.old.read_exact_at(buf, from * SECTOR as u64) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(5) => Ok(false),
-            Err(e) => Err(e),
+        eio_is_false(self.old.read_exact_at(buf, from * SECTOR as u64))
+    }
+    fn read_old_block(&mut self, from: u64, buf: &mut [u8]) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let Some(d) = &self.old_direct else {
+            return self.read_old(from, buf);
+        };
+        // Past the page cache, into 4 KiB-aligned memory as O_DIRECT wants.
+        let mut mem = vec![0u8; buf.len() + 4096];
+        let skip = (4096 - mem.as_ptr() as usize % 4096) % 4096;
+        let aligned = &mut mem[skip..skip + buf.len()];
+        let ok = eio_is_false(d.read_exact_at(aligned, from * SECTOR as u64))?;
+        if ok {
+            buf.copy_from_slice(aligned);
         }
+        Ok(ok)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.new.sync_all()

@@ -419,6 +419,50 @@ impl Xtask {
         Ok(())
     }
 
+    /// `make install` into a scratch root: the tool, both man pages and the
+    /// boot files land where the docs say; `man` (where installed) renders
+    /// the pages without a warning.
+    fn verify_install(&self) -> Result {
+        let root = self.private_dir().join("install");
+        let _ = std::fs::remove_dir_all(&root);
+        cmd!(
+            self.sh,
+            "cargo build --quiet -p dm-remap --bin dm-remap-tool"
+        )
+        .run()?;
+        let tool = self.root.join("target/debug/dm-remap-tool");
+        cmd!(self.sh, "make -s install DESTDIR={root} TOOL={tool}").run()?;
+        for f in [
+            "usr/sbin/dm-remap-tool",
+            "usr/share/man/man4/dm-remap.4",
+            "usr/share/man/man8/dm-remap-tool.8",
+            "usr/lib/systemd/system-generators/dm-remap-generator",
+            "usr/share/initramfs-tools/hooks/dm-remap",
+        ] {
+            if !root.join(f).is_file() {
+                return Err(format!("make install left no {f}").into());
+            }
+        }
+        for page in ["man4/dm-remap.4", "man8/dm-remap-tool.8"] {
+            let p = root.join("usr/share/man").join(page);
+            // Rendered, its warnings (on stderr) kept; no man, no check.
+            let out = std::process::Command::new("man")
+                .args(["--warnings", "-l"])
+                .arg(&p)
+                .env("MANWIDTH", "80")
+                .env("MAN_KEEP_FORMATTING", "0")
+                .output();
+            if let Ok(out) = out {
+                let warnings = String::from_utf8_lossy(&out.stderr);
+                if !out.status.success() || !warnings.trim().is_empty() {
+                    return Err(format!("man {page}: {warnings}").into());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        Ok(())
+    }
+
     /// The Debian 13 root `--linux debian` builds in, made once.
     fn debian_root(&self) -> Result<PathBuf> {
         self.debian_sh("root", "Debian 13 root")
@@ -610,6 +654,7 @@ impl Xtask {
             .run()?;
             cmd!(self.sh, "cargo test --workspace --quiet").run()?;
             self.verify_units()?;
+            self.verify_install()?;
             step("host checks and tests", t);
         }
         if o.host_only {
