@@ -925,10 +925,21 @@ fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String
     }
     let start = std::time::Instant::now();
     let stopped = |(i, e): migrate::Stop, of: usize| {
-        fail(format!(
-            "migration stopped at step {i} of {of}: {e}; {new_path} is not usable yet (a table \
-             refuses it) and {old_path} is unchanged: run migrate again with --force"
-        ))
+        // Stopped among the headers, after one landed: that copy is whole
+        // and the data under it durable, so the new spare is usable.
+        let whole = read_spare(new_path).is_ok_and(|n| n.best.is_some());
+        fail(if whole {
+            format!(
+                "migration stopped at step {i} of {of}: {e}; {new_path} holds a whole copy of \
+                 the result all the same (a table loads it and rewrites the other copies); \
+                 {old_path} is unchanged"
+            )
+        } else {
+            format!(
+                "migration stopped at step {i} of {of}: {e}; {new_path} is not usable yet (a \
+                 table refuses it) and {old_path} is unchanged: run migrate again with --force"
+            )
+        })
     };
     let data = plan.data_steps();
     let lost = migrate::run(&plan, &data, &mut files).map_err(|s| stopped(s, data.len()))?;
