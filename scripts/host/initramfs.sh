@@ -83,6 +83,8 @@ ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
 add_prog /sbin/e2fsck /usr/sbin/e2fsck
 # filefrag: where a file's blocks are, to plant faults under file data.
 add_prog /usr/sbin/filefrag /usr/sbin/filefrag
+# debugfs: which file a lost block belongs to (icheck, ncheck).
+add_prog /sbin/debugfs /usr/sbin/debugfs
 # The host tool (dm-remap-tool check/dump), when the caller built it.
 [ -z "${DMR_TOOL:-}" ] || add_prog "$DMR_TOOL" /usr/bin/dm-remap-tool
 # The log replayer (crash points from a dm-log-writes log).

@@ -8,6 +8,7 @@
 //! with examples).
 
 mod export;
+mod lost;
 mod migrate;
 mod remaptab;
 mod spare;
@@ -205,18 +206,23 @@ fn generate(tab: &str, dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The spare's metadata for `export`: refused (with the reason) when the
-/// spare holds none.
-fn exported(path: &str) -> Result<Spare, String> {
-    let s = read_spare(path)?;
+/// The metadata of spare `path`, for a command that needs some (`verb`
+/// says what it would do with it): refused with exit status 2 when the spare
+/// cannot be read, 1 when it holds none; the problems `check` would list
+/// are warnings.
+fn spare_with_metadata(path: &str, verb: &str) -> Result<Spare, (u8, String)> {
+    let s = read_spare(path).map_err(|e| (2, e))?;
     if s.best.is_none() {
-        return Err(format!(
-            "{path} holds no valid dm-remap metadata ({}); nothing to export",
-            if s.blank {
-                "blank"
-            } else {
-                "dm-remap-tool check says why"
-            }
+        return Err((
+            1,
+            format!(
+                "{path} holds no valid dm-remap metadata ({}); nothing to {verb}",
+                if s.blank {
+                    "blank"
+                } else {
+                    "dm-remap-tool check says why"
+                }
+            ),
         ));
     }
     for p in &s.problems {
@@ -276,7 +282,7 @@ fn block_size(v: &str) -> Result<u64, String> {
 fn export_command(args: &Export) -> Result<String, (u8, String)> {
     let fail = |e: String| (1, e);
     if let Some([main, spare]) = args.dm_linear.as_deref() {
-        let s = exported(spare).map_err(fail)?;
+        let s = spare_with_metadata(spare, "export")?;
         let h = s.best.ok_or_else(|| fail("no metadata".into()))?;
         let len = sectors(main).map_err(fail)?;
         if len < h.identity.main_sectors {
@@ -306,7 +312,7 @@ fn export_command(args: &Export) -> Result<String, (u8, String)> {
             unit: u.unwrap_or(0),
         },
     };
-    let s = exported(spare).map_err(fail)?;
+    let s = spare_with_metadata(spare, "export")?;
     let bs = u64::from(
         s.best
             .ok_or_else(|| fail("no metadata".into()))?
@@ -636,6 +642,7 @@ struct DumpHeader {
     remaps: u64,
     retired_count: u64,
     pending_count: usize,
+    unrecorded_count: u64,
 }
 
 #[derive(Serialize)]
@@ -665,6 +672,7 @@ fn dump_json(s: &Spare) -> String {
             remaps: h.remaps,
             retired_count: h.retired,
             pending_count: s.pending.len(),
+            unrecorded_count: h.unrecorded.count,
         }),
         _ => None,
     };
@@ -702,12 +710,14 @@ fn dump_json(s: &Spare) -> String {
     serde_json::to_string(&d).unwrap_or_default()
 }
 
-/// Exit status: 0 done (check: the metadata is clean); 1 a problem found or
-/// an operation failed (check: problems listed; activate, deactivate,
+/// Exit status: 0 done (check: the metadata is clean; lost: nothing lost); 1
+/// a problem found or an operation failed (check: problems listed; lost:
+/// blocks lost; activate, deactivate,
 /// status: some device not done or not found); 2 bad usage, or an input
 /// that cannot be read (a spare, the statistics tree, a remaptab).
-const EXIT_STATUS: &str = "Exit status: 0 done (check: the metadata is clean); \
-1 a problem found or an operation failed (check: the problems are listed; activate, \
+const EXIT_STATUS: &str = "Exit status: 0 done (check: the metadata is clean; lost: no \
+data lost); 1 a problem found or an operation failed (check: the problems are listed; lost: \
+blocks are lost; activate, \
 deactivate, status: a device not done or not found); 2 bad usage, or an input that \
 cannot be read (a spare, the statistics tree, a remaptab).";
 
@@ -806,6 +816,21 @@ enum Cmd {
     /// Export the remaps: a dm-linear table that reads the same data
     /// without the module, or the remapped and pending blocks as a list
     Export(Export),
+    /// List the main blocks whose data is lost (pending blocks, and read
+    /// errors the full pending list could not record); exit 1 when there
+    /// are any
+    Lost {
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        /// Also give the blocks of a file system of this block size on the
+        /// remap device (what `debugfs -R icheck` and `xfs_db` take)
+        #[arg(long, value_name = "BYTES", value_parser = block_size)]
+        fs_block_size: Option<u64>,
+        /// A remap device (its name, or /dev/mapper/NAME: asks the module),
+        /// or a spare (a block device or an image file: reads its metadata)
+        device: String,
+    },
     /// Move every remap, with its data, and the pending blocks from a spare
     /// to another (larger) one, while no table uses either
     Migrate {
@@ -851,6 +876,48 @@ fn holders(path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `lost [--json] [--fs-block-size BYTES] NAME|SPARE`: the report, and
+/// whether anything is lost; or (exit status, reason).
+fn lost_command(device: &str, json: bool, fs: Option<u64>) -> Result<(String, bool), (u8, String)> {
+    let name = device.strip_prefix("/dev/mapper/");
+    let report = match name {
+        Some(n) => Some(n),
+        None if !std::path::Path::new(device).exists() => Some(device),
+        None => None,
+    };
+    let l = match report {
+        Some(n) => {
+            let table = dmsetup(&["table", n]).map_err(|e| {
+                (
+                    2,
+                    format!("{device}: neither a spare (no such file) nor a device: {e}"),
+                )
+            })?;
+            if !table.lines().any(|t| status::parse_table(t).is_some()) {
+                return Err((2, format!("{n} is not a remap device")));
+            }
+            let reply = dmsetup(&["message", n, "0", "lost"])
+                .map_err(|e| (1, format!("{n}: the lost message failed: {e}")))?;
+            dm_remap::logic::status::parse_lost(&reply).ok_or_else(|| {
+                (
+                    1,
+                    format!("{n}: the module's reply to lost was not understood: {reply:?}"),
+                )
+            })?
+        }
+        None => {
+            let s = spare_with_metadata(device, "report")?;
+            lost::of_spare(&s).ok_or_else(|| (1, "no metadata".to_string()))?
+        }
+    };
+    let out = if json {
+        lost::json(&l, device, fs) + "\n"
+    } else {
+        lost::text(&l, device, fs)
+    };
+    Ok((out, lost::any(&l)))
+}
+
 /// `migrate [--force] OLD NEW`.
 fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String, (u8, String)> {
     let fail = |e: String| (1, e);
@@ -879,15 +946,7 @@ fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String
             )));
         }
     }
-    let old = read_spare(old_path).map_err(|e| (2, e))?;
-    if old.best.is_none() {
-        return Err(fail(format!(
-            "{old_path} holds no valid dm-remap metadata; nothing to migrate"
-        )));
-    }
-    for p in &old.problems {
-        eprintln!("dm-remap-tool: warning: {old_path}: {p}");
-    }
+    let old = spare_with_metadata(old_path, "migrate")?;
     let new = read_spare(new_path).map_err(|e| (2, e))?;
     if let Some(h) = new.best {
         return Err(fail(format!(
@@ -1134,6 +1193,21 @@ fn main() -> ExitCode {
         Cmd::Generate { tab, dir, .. } => generate(&tab, &dir),
         Cmd::Migrate { force, old, new } => answer(migrate_command(&old, &new, force)),
         Cmd::Export(args) => answer(export_command(&args)),
+        Cmd::Lost {
+            json,
+            fs_block_size,
+            device,
+        } => match lost_command(&device, json, fs_block_size) {
+            Ok((out, any)) => {
+                print!("{out}");
+                if any {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => answer(Err(e)),
+        },
     }
 }
 
@@ -1184,6 +1258,12 @@ mod tests {
     /// With `bad`: pool blocks retired, main blocks pending, in one more
     /// commit.
     fn make_image(path: &std::path::Path, bad: bool) {
+        make_image_with(path, bad, 0);
+    }
+
+    /// [`make_image`], with `bad`: and then `more` pending blocks from main
+    /// block 10,000 on, as many as fit and the rest unrecorded.
+    fn make_image_with(path: &std::path::Path, bad: bool, more: u64) {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -1230,6 +1310,9 @@ mod tests {
             assert_eq!(r.retire_slot(2), Some(102));
             assert_eq!(r.retire_slot(20), None);
             for b in [3000, 5, 102] {
+                r.add_pending(b);
+            }
+            for b in 10_000..10_000 + more {
                 r.add_pending(b);
             }
             r.commit(&mut img, 2, 20).unwrap();
@@ -1711,6 +1794,76 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn lost_blocks_are_reported_and_migrate_with_the_unrecorded_count() {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-lost-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clean = dir.join("clean.img");
+        make_image(&clean, false);
+        let c = clean.to_str().unwrap();
+        let (out, any) = lost_command(c, false, None).unwrap();
+        assert!(!any);
+        assert_eq!(
+            out,
+            format!("{c}: no data lost: no pending blocks, no unrecorded read errors\n")
+        );
+        // 3 pending blocks, then 4,571 more from block 10,000: 4,569 fit,
+        // 14,569 and 14,570 do not.
+        let old = dir.join("old.img");
+        make_image_with(&old, true, 4571);
+        let o = old.to_str().unwrap();
+        let (out, any) = lost_command(o, false, Some(4096)).unwrap();
+        assert!(any);
+        assert!(
+            out.starts_with(&format!("{o}: 4572 main blocks of 512 bytes lost")),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nmain sector 5 (file system block 0)\nmain sector 102 "),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(
+                "2 more failed reads were not listed (the pending list was full), between \
+                 main sectors 14569 and 14570 (file system block 1821)\n"
+            ),
+            "{out}"
+        );
+        let dump = dump_text(&read_spare(o).unwrap());
+        assert!(
+            dump.contains("unrecorded     2 failed reads, main sectors 14569 to 14570"),
+            "{dump}"
+        );
+        // Migration carries the list and the count.
+        let new = dir.join("new.img");
+        std::fs::write(&new, vec![0u8; 24 << 20]).unwrap();
+        let n = new.to_str().unwrap();
+        migrate_command(o, n, false).unwrap();
+        let (so, sn) = (read_spare(o).unwrap(), read_spare(n).unwrap());
+        assert_eq!(sn.pending, so.pending);
+        assert_eq!(sn.pending.len(), 4572);
+        assert_eq!(
+            sn.best.unwrap().unrecorded,
+            format::Unrecorded {
+                count: 2,
+                first: 14_569,
+                last: 14_570
+            }
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&lost_command(n, true, None).unwrap().0).unwrap();
+        assert_eq!(v["unrecorded"]["count"], 2);
+        assert_eq!(v["pending"].as_array().unwrap().len(), 4572);
+        // Not a spare, not a device: exit 2.
+        assert_eq!(
+            lost_command(dir.join("none").to_str().unwrap(), false, None)
+                .unwrap_err()
+                .0,
+            2
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

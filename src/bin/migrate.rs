@@ -9,7 +9,7 @@
 //! header, flushed. The old spare is only read.
 
 use crate::spare::{extents, Spare};
-use dm_remap::logic::format::{Identity, Layout, DEFAULT_MAX_SLOTS, SECTOR};
+use dm_remap::logic::format::{Identity, Layout, Unrecorded, DEFAULT_MAX_SLOTS, SECTOR};
 use dm_remap::logic::geometry::{validate, DeviceFacts, Geometry};
 use dm_remap::logic::message::{parse, Message};
 use dm_remap::logic::remaps::{self, LayoutRequest, MetaIo, PendingAdd, Remaps};
@@ -75,6 +75,8 @@ pub(crate) struct Plan {
     geometry: Geometry,
     /// Pending main blocks of the old spare.
     pending: Vec<u64>,
+    /// Read errors the old spare's pending list had no room for.
+    unrecorded: Unrecorded,
 }
 
 fn crc(b: &[u8]) -> u32 {
@@ -143,6 +145,7 @@ pub(crate) fn plan(old: &Spare, new_sectors: u64, lbs: u32) -> Result<Plan, Stri
         },
         geometry,
         pending: old.pending.clone(),
+        unrecorded: h.unrecorded,
     })
 }
 
@@ -203,12 +206,19 @@ impl Plan {
                 k = e + bs;
             }
         }
+        // A block that does not fit the list is counted as unrecorded, as
+        // the module counts it.
         for &b in self.pending.iter().chain(lost) {
-            if matches!(r.add_pending(b), PendingAdd::Full | PendingAdd::OutOfRange) {
-                return Err(format!("pending main block {b} does not fit the new list"));
+            if r.add_pending(b) == PendingAdd::OutOfRange {
+                return Err(format!("pending main block {b} lies beyond main"));
             }
         }
-        if !self.pending.is_empty() || !lost.is_empty() {
+        if self.unrecorded.count > 0 {
+            let mut u = r.unrecorded();
+            u.merge(self.unrecorded);
+            r.set_unrecorded(u);
+        }
+        if !self.pending.is_empty() || !lost.is_empty() || self.unrecorded.count > 0 {
             r.commit_pending(&mut area)
                 .map_err(|e| format!("recording the pending blocks: {e:?}"))?;
         }

@@ -294,6 +294,17 @@ pub(crate) fn dump_text(s: &Spare) -> String {
         let _ = writeln!(o, "remaps         {}", h.remaps);
         let _ = writeln!(o, "retired        {}", h.retired);
         let _ = writeln!(o, "pending        {}", s.pending.len());
+        let u = h.unrecorded;
+        if u.count > 0 {
+            let bs = u64::from(h.identity.block_size) / 512;
+            let _ = writeln!(
+                o,
+                "unrecorded     {} failed reads, main sectors {} to {} (the pending list was full)",
+                u.count,
+                u.first * bs,
+                (u.last + 1) * bs - 1
+            );
+        }
     }
     for (i, (at, st)) in s.copies.iter().enumerate() {
         let (text, generation) = state_text(st);

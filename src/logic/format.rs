@@ -90,7 +90,10 @@ const H_STRIDE: usize = 112;
 const H_PENDING_UNITS: usize = 120;
 const H_PENDING_PER_UNIT: usize = 124;
 const H_PENDING: usize = 128;
-const H3_END: usize = 136;
+const H_UNRECORDED: usize = 136;
+const H_UNRECORDED_FIRST: usize = 144;
+const H_UNRECORDED_LAST: usize = 152;
+const H3_END: usize = 160;
 // Entry unit offsets.
 const E_GENERATION: usize = 0;
 const E_LOCATION: usize = 8;
@@ -121,6 +124,7 @@ const _: () = assert!(H_REMAPS + 8 == H_RETIRED);
 // Version 3's fields follow version 2's, and all end before the CRC.
 const _: () = assert!(H_RETIRED + 8 == H_STRIDE);
 const _: () = assert!(H_STRIDE < H3_END);
+const _: () = assert!(H_PENDING + 8 == H_UNRECORDED && H_UNRECORDED_LAST + 8 == H3_END);
 const _: () = assert!(P_COUNT + 4 == P_ZERO);
 const _: () = assert!(P_ZERO + 4 == P_BLOCKS);
 const _: () = assert!(slots_in(SECTOR) == SLOTS_PER_SECTOR);
@@ -419,6 +423,58 @@ pub struct Header {
     /// Pending main blocks the copy lists (version 3; 0 for version 2,
     /// whose pending sector carries its own count).
     pub pending: u64,
+    /// Read errors the pending list had no room for (version 3; always
+    /// none for version 2).
+    pub unrecorded: Unrecorded,
+}
+
+/// Main blocks whose reads failed while the pending list was full: how many
+/// failures (a block that fails twice counts twice: nothing remembers it)
+/// and the lowest and highest block among them. Their data is as lost as a pending block's,
+/// but only this summary of them survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unrecorded {
+    /// Failures counted; 0 when none (then `first` and `last` are 0).
+    pub count: u64,
+    /// Lowest main block among them.
+    pub first: u64,
+    /// Highest main block among them.
+    pub last: u64,
+}
+
+impl Unrecorded {
+    /// Counts a failed read of main block `block`.
+    pub fn add(&mut self, block: u64) {
+        if self.count == 0 {
+            (self.first, self.last) = (block, block);
+        } else {
+            self.first = self.first.min(block);
+            self.last = self.last.max(block);
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Adds the failures `o` counts.
+    #[cfg(not(MODULE))]
+    pub fn merge(&mut self, o: Unrecorded) {
+        if o.count == 0 {
+            return;
+        }
+        let n = self.count;
+        self.add(o.first);
+        self.add(o.last);
+        self.count = n.saturating_add(o.count);
+    }
+
+    /// Whether the summary is consistent and names blocks below
+    /// `main_blocks`.
+    pub fn valid(&self, main_blocks: u64) -> bool {
+        if self.count == 0 {
+            self.first == 0 && self.last == 0
+        } else {
+            self.first <= self.last && self.last < main_blocks
+        }
+    }
 }
 
 /// What is wrong with a sector or a copy.
@@ -595,6 +651,9 @@ pub fn encode_header(h: &Header, crc: Crc, out: &mut [u8]) {
         put_u32(out, H_PENDING_UNITS, l.pending_units() as u32);
         put_u32(out, H_PENDING_PER_UNIT, l.pending_per_unit() as u32);
         put_u64(out, H_PENDING, h.pending);
+        put_u64(out, H_UNRECORDED, h.unrecorded.count);
+        put_u64(out, H_UNRECORDED_FIRST, h.unrecorded.first);
+        put_u64(out, H_UNRECORDED_LAST, h.unrecorded.last);
     }
     // Version 3 too: the header is the unit's first sector, the rest zero,
     // so that a write torn at a sector boundary leaves it whole or absent.
@@ -658,17 +717,27 @@ fn decode_v3(b: &[u8], at: u64) -> Result<Header, Defect> {
     )
     .ok_or(Defect::BadLayout)?;
     let pending = get_u64(b, H_PENDING);
+    let unrecorded = Unrecorded {
+        count: get_u64(b, H_UNRECORDED),
+        first: get_u64(b, H_UNRECORDED_FIRST),
+        last: get_u64(b, H_UNRECORDED_LAST),
+    };
+    let bs = u64::from(get_u32(b, H_BLOCK_SIZE) / 512);
+    let main_blocks = get_u64(b, H_MAIN_SECTORS).checked_div(bs).unwrap_or(0);
     if u64::from(get_u32(b, H_ENTRY_SECTORS)) != layout.entry_room()
         || get_u32(b, H_SLOTS_PER_SECTOR) as usize != SLOTS_PER_UNIT
         || u64::from(get_u32(b, H_PENDING_UNITS)) != PENDING_UNITS
         || get_u32(b, H_PENDING_PER_UNIT) as usize != PENDING_PER_UNIT
         || pending > PENDING_ROOM as u64
+        || !unrecorded.valid(main_blocks)
         || b[H3_END..crc_at(SECTOR)].iter().any(|&x| x != 0)
         || b[SECTOR..].iter().any(|&x| x != 0)
     {
         return Err(Defect::BadLayout);
     }
-    header_rest(b, at, layout, pending)
+    let mut h = header_rest(b, at, layout, pending)?;
+    h.unrecorded = unrecorded;
+    Ok(h)
 }
 
 /// The fields both versions share, once the layout is known.
@@ -700,6 +769,7 @@ fn header_rest(b: &[u8], at: u64, layout: Layout, pending: u64) -> Result<Header
         remaps: get_u64(b, H_REMAPS),
         retired: get_u64(b, H_RETIRED),
         pending,
+        unrecorded: Unrecorded::default(),
     })
 }
 
@@ -1116,6 +1186,7 @@ mod tests {
             remaps: 0,
             retired: 0,
             pending: 0,
+            unrecorded: Unrecorded::default(),
         }
     }
 
@@ -1775,6 +1846,63 @@ mod tests {
         assert_eq!(
             decode_header(&u[..SECTOR], 0, 0, crc),
             Err(Defect::BadLayout)
+        );
+    }
+
+    #[test]
+    fn unrecorded_read_errors_round_trip_and_are_checked() {
+        // A version-3 header of a 64 MiB main with 4 KiB blocks (16,384).
+        let layout = Layout::plan(5, 65536, 8, DEFAULT_MAX_SLOTS).unwrap();
+        let mut h = Header {
+            identity: Identity {
+                block_size: 4096,
+                ..pair()
+            },
+            layout,
+            ..header(0, 7)
+        };
+        h.identity.main_sectors = 131_072;
+        let mut u = Unrecorded::default();
+        assert!(u.valid(1));
+        for b in [900, 40, 16_383, 40] {
+            u.add(b);
+        }
+        assert_eq!((u.count, u.first, u.last), (4, 40, 16_383));
+        let mut m = Unrecorded::default();
+        m.merge(Unrecorded::default());
+        assert_eq!(m, Unrecorded::default());
+        m.add(50_000);
+        m.merge(u);
+        assert_eq!((m.count, m.first, m.last), (5, 40, 50_000));
+        h.unrecorded = u;
+        let mut unit = std::vec![0u8; UNIT];
+        encode_header(&h, crc, &mut unit);
+        assert_eq!(get_u64(&unit, 136), 4);
+        assert_eq!(decode_header(&unit, 0, 4096, crc), Ok(h));
+        // Inconsistent summaries, CRC intact: a count without blocks,
+        // blocks without a count, first after last, a block beyond main.
+        for (count, first, last) in [(0, 1, 1), (0, 0, 5), (3, 9, 8), (1, 0, 16_384)] {
+            let mut b = unit.clone();
+            put_u64(&mut b, H_UNRECORDED, count);
+            put_u64(&mut b, H_UNRECORDED_FIRST, first);
+            put_u64(&mut b, H_UNRECORDED_LAST, last);
+            seal(&mut b[..SECTOR], crc);
+            assert_eq!(
+                decode_header(&b, 0, 4096, crc),
+                Err(Defect::BadLayout),
+                "{count} {first} {last}"
+            );
+        }
+        // Version 2 has no room for it: never written, never read.
+        let mut v2 = header(3, 42);
+        v2.unrecorded = u;
+        let mut s = [0u8; SECTOR];
+        encode_header(&v2, crc, &mut s);
+        assert!(s[136..SECTOR - 4].iter().all(|&x| x == 0));
+        v2.unrecorded = Unrecorded::default();
+        assert_eq!(
+            decode_header(&s, v2.layout.copy_start(3), 4096, crc),
+            Ok(v2)
         );
     }
 

@@ -95,6 +95,8 @@ impl RemapMsg {
 pub enum ControlMsg {
     /// `pending`
     Pending,
+    /// `lost`
+    Lost,
     /// `clear_pending [<main_sector>]`
     ClearPending(Option<u64>),
     /// `clear_fail`
@@ -212,6 +214,7 @@ query <main_sector>
 list [<start_block> [<max>]]
 count
 pending
+lost
 clear_pending [<main_sector>]
 clear_fail
 set <auto_remap|read_retries|write_retries|error_threshold|spare_low|scan_chunk> <value>
@@ -321,6 +324,11 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
             [] => Ok(ControlMsg::Pending.into()),
             _ => Err(Refusal::new(c"pending takes no arguments")),
         }
+    } else if is("lost") {
+        match rest {
+            [] => Ok(ControlMsg::Lost.into()),
+            _ => Err(Refusal::new(c"lost takes no arguments")),
+        }
     } else if is("clear_pending") {
         match rest {
             [] => Ok(ControlMsg::ClearPending(None).into()),
@@ -426,6 +434,7 @@ mod tests {
             Ok(RemapMsg::Remove { main: 8, nr: None }.into())
         );
         assert_eq!(p("pending"), Ok(ControlMsg::Pending.into()));
+        assert_eq!(p("lost"), Ok(ControlMsg::Lost.into()));
         assert_eq!(
             p("clear_pending"),
             Ok(ControlMsg::ClearPending(None).into())
@@ -490,6 +499,7 @@ mod tests {
             ("remove_remap z", "invalid main sector"),
             ("remove_remap 1 0", "invalid nr_sectors"),
             ("pending 1", "pending takes no arguments"),
+            ("lost x", "lost takes no arguments"),
             ("clear_pending x", "invalid main sector"),
             ("clear_pending 1 2", "usage: clear_pending"),
             ("clear_fail 1", "clear_fail takes no arguments"),

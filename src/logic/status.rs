@@ -212,11 +212,138 @@ pub fn parse_info(words: &[&str]) -> Option<Info> {
     })
 }
 
+/// The `lost` message's reply: the main blocks whose data is gone.
+///
+/// ```text
+/// blocks <block_bytes> pending <n> unrecorded <count> [<first> <last>]
+/// <sector> <sector> ...
+/// ```
+///
+/// The first line gives the block size, the pending blocks' count and the
+/// failed reads the full list had no room for, with the main sectors of the
+/// lowest and highest of them when there are any. The second line, present
+/// when `n > 0`, lists the pending blocks by main sector, ascending.
+pub fn write_lost<W: Write>(
+    w: &mut W,
+    block_sectors: u64,
+    pending: &[u64],
+    unrecorded: &super::format::Unrecorded,
+) -> fmt::Result {
+    let u = unrecorded;
+    write!(
+        w,
+        "blocks {} pending {} unrecorded {}",
+        block_sectors << 9,
+        pending.len(),
+        u.count
+    )?;
+    if u.count > 0 {
+        write!(w, " {} {}", u.first * block_sectors, u.last * block_sectors)?;
+    }
+    for (i, b) in pending.iter().enumerate() {
+        write!(w, "{}{}", if i > 0 { " " } else { "\n" }, b * block_sectors)?;
+    }
+    Ok(())
+}
+
+/// The `lost` reply [`write_lost`] wrote, read back.
+#[cfg(not(MODULE))]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Block size in bytes.
+    pub block_bytes: u64,
+    /// Pending blocks, by main sector.
+    pub pending: std::vec::Vec<u64>,
+    /// Failed reads not listed.
+    pub unrecorded: u64,
+    /// Main sectors of the lowest and highest block among them.
+    pub unrecorded_range: Option<(u64, u64)>,
+}
+
+/// Reads back a reply [`write_lost`] wrote; `None` for anything else (a
+/// reply cut short by a small result buffer has fewer sectors than its
+/// count).
+#[cfg(not(MODULE))]
+pub fn parse_lost(reply: &str) -> Option<Lost> {
+    let mut lines = reply.trim_end().lines();
+    let head: std::vec::Vec<&str> = lines.next()?.split_whitespace().collect();
+    let num = |w: &str| w.parse::<u64>().ok();
+    let (block_bytes, n, unrecorded, range) = match head[..] {
+        ["blocks", b, "pending", n, "unrecorded", u] => (num(b)?, num(n)?, num(u)?, None),
+        ["blocks", b, "pending", n, "unrecorded", u, f, l] => {
+            (num(b)?, num(n)?, num(u)?, Some((num(f)?, num(l)?)))
+        }
+        _ => return None,
+    };
+    if (unrecorded > 0) != range.is_some() {
+        return None;
+    }
+    let pending = match lines.next() {
+        Some(l) => l
+            .split(' ')
+            .map(num)
+            .collect::<Option<std::vec::Vec<u64>>>()?,
+        None => std::vec::Vec::new(),
+    };
+    if pending.len() as u64 != n || lines.next().is_some() {
+        return None;
+    }
+    Some(Lost {
+        block_bytes,
+        pending,
+        unrecorded,
+        unrecorded_range: range,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     extern crate std;
     use std::string::String;
+
+    #[test]
+    fn lost_reply_round_trip() {
+        use crate::logic::format::Unrecorded;
+        let mut s = String::new();
+        write_lost(&mut s, 8, &[], &Unrecorded::default()).unwrap();
+        assert_eq!(s, "blocks 4096 pending 0 unrecorded 0");
+        assert_eq!(
+            parse_lost(&s),
+            Some(Lost {
+                block_bytes: 4096,
+                ..Lost::default()
+            })
+        );
+        let u = Unrecorded {
+            count: 7,
+            first: 3,
+            last: 90,
+        };
+        s.clear();
+        write_lost(&mut s, 8, &[1, 2, 1000], &u).unwrap();
+        assert_eq!(s, "blocks 4096 pending 3 unrecorded 7 24 720\n8 16 8000");
+        assert_eq!(
+            parse_lost(&(s.clone() + "\n")),
+            Some(Lost {
+                block_bytes: 4096,
+                pending: std::vec![8, 16, 8000],
+                unrecorded: 7,
+                unrecorded_range: Some((24, 720)),
+            })
+        );
+        // Cut short, or not a reply of ours.
+        for bad in [
+            &s[..s.len() - 5],
+            "blocks 4096 pending 0 unrecorded 1",
+            "blocks 4096 pending 0 unrecorded 0 1 2",
+            "blocks 4096 pending 1 unrecorded 0",
+            "cleared 3",
+            "",
+        ] {
+            assert_eq!(parse_lost(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn info_line() {

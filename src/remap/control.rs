@@ -13,6 +13,7 @@ use crate::logic::emit::Emitter;
 use crate::logic::mem::RawArray;
 use crate::logic::message::{ControlMsg, MsgError, ScanCmd};
 use crate::logic::policy::Setting;
+use crate::logic::status::write_lost;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
@@ -39,6 +40,10 @@ impl Remap {
                 for (i, b) in p.iter().enumerate() {
                     let _ = write!(out, "{}{}", if i > 0 { " " } else { "" }, b * bs);
                 }
+            }
+            ControlMsg::Lost => {
+                let u = c.remaps.unrecorded();
+                let _ = write_lost(out, bs, c.remaps.pending(), &u);
             }
             ControlMsg::ClearPending(which) => {
                 let n = match which {

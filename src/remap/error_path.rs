@@ -15,8 +15,11 @@
 //! - a write to a spare block that fails is retried, then the block is
 //!   retired and the data goes to a new one the same way;
 //! - a read is retried (`read_retries`) block by block; what reads back is
-//!   returned, a main block that keeps failing becomes pending and the bio
-//!   fails with EIO.
+//!   returned, a block that keeps failing (on main, or on the spare block it
+//!   is remapped to) becomes pending and the bio fails with EIO; a write to
+//!   it later replaces what was lost (on a new spare block, or on the spare
+//!   block whose read failed) and takes it off the list. A failure the full
+//!   list has no room for is counted (how many, lowest and highest block).
 //!
 //! Publishing only after the commit means no I/O reaches a spare block before
 //! the metadata naming it is durable. While a block is being remapped, other
@@ -206,9 +209,10 @@ impl Remap {
                         self.retried(on, Op::Read, read_retries, from, dst)
                     };
                     if !ok {
-                        if at.is_none() {
-                            pending_changed |= self.mark_pending(dev, &mut c, p.block);
-                        }
+                        // On main or on its spare block: the block's data
+                        // is gone until a write replaces it.
+                        let spare = at.map(|_| from - in_block);
+                        pending_changed |= self.mark_pending(dev, &mut c, p.block, spare);
                         st = Err(BlockError::Io);
                         break;
                     }
@@ -226,6 +230,18 @@ impl Remap {
                     Some(slot) => {
                         let to = c.remaps.slot_sector(slot);
                         if self.retried(Dev::Spare, op, write_retries, to, data) {
+                            if c.remaps.remove_pending(p.block) {
+                                // Its spare block could not be read; this
+                                // write replaced what was lost.
+                                self.pending.set(c.remaps.pending());
+                                self.commit(dev, &mut c, None);
+                                dmr_info!(
+                                    "{}: pending sector {} rewritten on spare sector {}\n",
+                                    dev,
+                                    p.block * bs,
+                                    to
+                                );
+                            }
                             Ok(())
                         } else {
                             self.relocate(dev, &mut c, data, p.block, Some(slot))
@@ -293,23 +309,40 @@ impl Remap {
         self.relocations.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Makes main block `block` pending (memory only). Returns whether the
-    /// list changed.
-    pub(super) fn mark_pending(&self, dev: &str, c: &mut Core, block: u64) -> bool {
+    /// Makes main block `block` pending (memory only): a read of it failed
+    /// on main or, when `spare` names it, on the spare block it is remapped
+    /// to. A block the full list has no room for is counted as unrecorded.
+    /// Returns whether there is something to commit.
+    pub(super) fn mark_pending(
+        &self,
+        dev: &str,
+        c: &mut Core,
+        block: u64,
+        spare: Option<u64>,
+    ) -> bool {
         let sector = block * self.geometry.block_sectors;
         match c.remaps.add_pending(block) {
             PendingAdd::Added => {
                 self.stats.add(Counter::PendingMarked, 1);
-                dmr_err!("{}: read error on main sector {}: pending\n", dev, sector);
+                match spare {
+                    Some(at) => dmr_err!(
+                        "{}: read error on spare sector {} (main sector {}): pending\n",
+                        dev,
+                        at,
+                        sector
+                    ),
+                    None => dmr_err!("{}: read error on main sector {}: pending\n", dev, sector),
+                }
                 true
             }
             PendingAdd::Full => {
                 dmr_err!(
-                    "{}: read error on main sector {}: pending list full, not recorded\n",
+                    "{}: read error on main sector {}: pending list full, not recorded ({} unrecorded)\n",
                     dev,
-                    sector
+                    sector,
+                    c.remaps.unrecorded().count
                 );
-                false
+                true
             }
             PendingAdd::Present | PendingAdd::OutOfRange => false,
         }

@@ -537,12 +537,13 @@ impl TargetOps for Remap {
         let mut deferred = false;
         if bio.is_write() {
             // A write to a pending block goes to the spare through the
-            // worker, and so does one to the block the worker is writing;
-            // the blocks before it go where they go as usual.
+            // worker (to a new spare block, or to the one whose read failed,
+            // which then stops being pending), and so does one to the block
+            // the worker is writing; the blocks before it go where they go
+            // as usual.
             let (first, n) = routing::blocks_of(&self.geometry, offset, len);
             let mut held = None;
-            if !r.to_spare && !self.pending.is_empty() && self.auto_remap.load(Ordering::Relaxed)
-            {
+            if !self.pending.is_empty() && self.auto_remap.load(Ordering::Relaxed) {
                 held = self.pending.first_in(first, n);
             }
             let busy = self.relocating.load(Ordering::SeqCst);

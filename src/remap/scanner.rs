@@ -168,7 +168,7 @@ impl Remap {
         for &x in &bad[..nbad] {
             if self.table.lookup(x).is_none()
                 && !c.remaps.pending().contains(&x)
-                && self.mark_pending(dev, &mut c, x)
+                && self.mark_pending(dev, &mut c, x, None)
             {
                 pending_changed = true;
             }

@@ -527,6 +527,7 @@ mod tests {
             "query",
             "help",
             "pending",
+            "lost",
             "clear_pending",
             "clear_fail",
             "set",

@@ -47,6 +47,7 @@ pub(super) struct Metadata {
 pub(super) struct Contents<'a, E: Env> {
     pub(super) pool: &'a SparePool<E>,
     pub(super) pending: &'a [u64],
+    pub(super) unrecorded: Unrecorded,
 }
 
 /// What a commit writes of a copy besides its header: entry units
@@ -199,6 +200,11 @@ impl Metadata {
                     0
                 } else {
                     c.pending.len() as u64
+                },
+                unrecorded: if layout.version == format::FORMAT_V2 {
+                    Unrecorded::default()
+                } else {
+                    c.unrecorded
                 },
             },
             crc,
@@ -447,6 +453,7 @@ impl<E: Env> Remaps<E> {
             Contents {
                 pool: &self.pool,
                 pending: &self.pending_list[..n],
+                unrecorded: self.unrecorded,
             },
         )
     }
@@ -711,6 +718,15 @@ impl<E: Env> Remaps<E> {
             n += 1;
         }
         self.pending_len = n;
+        if !h.unrecorded.valid(self.geo.main_blocks) {
+            let _ = t.clear(&mut self.writer);
+            self.pool.reset();
+            self.pending_len = 0;
+            return Err(Some(Defect::BadPending {
+                at: l.copy_start(h.copy_index),
+            }));
+        }
+        self.unrecorded = h.unrecorded;
         self.meta.pending_dirty = false;
         Ok(())
     }
@@ -721,8 +737,8 @@ mod tests {
     use super::super::fake::*;
     use super::super::*;
     use super::*;
-    use crate::logic::format::PENDING_MAX;
     use crate::logic::format::{self, check_copy, encode_header, SECTOR};
+    use crate::logic::format::{Unrecorded, PENDING_MAX};
     use crate::logic::geometry::{validate, DeviceFacts};
 
     use crate::logic::table::Nodes;
@@ -1509,13 +1525,30 @@ mod tests {
             assert_eq!(f.r.add_pending(b), PendingAdd::Added);
         }
         f.r.commit_pending(&mut f.disk).unwrap();
-        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
         let layout = f.r.meta.layout;
         for h in all_copies_valid(&mut f.disk, &layout, "full pending list") {
             assert_eq!(h.pending, cap as u64);
+            assert_eq!(h.unrecorded, Unrecorded::default());
+        }
+        // Read errors past the list are counted, with their range, and
+        // committed like the list.
+        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
+        assert_eq!(f.r.add_pending(9000), PendingAdd::Full);
+        assert_eq!(f.r.add_pending(0), PendingAdd::Full);
+        assert_eq!(f.r.add_pending(blocks[7]), PendingAdd::Present);
+        let u = Unrecorded {
+            count: 3,
+            first: 0,
+            last: 9000,
+        };
+        assert_eq!(f.r.unrecorded(), u);
+        f.r.commit_pending(&mut f.disk).unwrap();
+        for h in all_copies_valid(&mut f.disk, &layout, "unrecorded errors") {
+            assert_eq!(h.unrecorded, u);
         }
         let mut g = Fixture::on(Some(4096), f.disk.clone()).expect("reloads");
         assert_eq!(g.r.pending(), &blocks[..]);
+        assert_eq!(g.r.unrecorded(), u);
         // One block off the middle, committed: the rest loads as it was.
         assert!(g.r.remove_pending(blocks[2000]));
         g.r.commit_pending(&mut g.disk).unwrap();
@@ -1523,6 +1556,15 @@ mod tests {
         assert_eq!(h.r.pending().len(), cap - 1);
         assert!(h.r.pending().binary_search(&blocks[2000]).is_err());
         assert_eq!(h.r.pending()[2000], blocks[2001]);
+        assert_eq!(h.r.unrecorded(), u);
+        // Clearing the list forgets them too.
+        let mut k = h;
+        assert_eq!(k.r.clear_pending(), cap as u64 - 1);
+        assert_eq!(k.r.unrecorded(), Unrecorded::default());
+        k.r.commit_pending(&mut k.disk).unwrap();
+        let k = Fixture::on(Some(4096), k.disk.clone()).expect("reloads");
+        assert!(k.r.pending().is_empty());
+        assert_eq!(k.r.unrecorded(), Unrecorded::default());
 
         let mut v2 = Fixture::v2(Some(4096));
         assert_eq!(v2.r.pending_capacity(), PENDING_MAX);
@@ -1533,6 +1575,8 @@ mod tests {
         v2.r.commit_pending(&mut v2.disk).unwrap();
         let again = Fixture::on(Some(4096), v2.disk.clone()).expect("v2 reloads");
         assert_eq!(again.r.pending().len(), PENDING_MAX);
+        // A version-2 header has no room for the count: memory only.
+        assert_eq!(again.r.unrecorded(), Unrecorded::default());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! changes nothing. A change is acknowledged only once it is on the spare in
 //! every copy ([`Remaps::commit`]).
 
-use super::format::{Crc, Defect, Identity, Layout, PENDING_ROOM};
+use super::format::{Crc, Defect, Identity, Layout, Unrecorded, PENDING_ROOM};
 use super::geometry::Geometry;
 use super::mem::{Env, RawArray};
 use super::pool::SparePool;
@@ -135,7 +135,8 @@ pub enum PendingAdd {
     Added,
     /// The block was on the list already; nothing changed.
     Present,
-    /// The list holds [`PENDING_MAX`] blocks; nothing changed.
+    /// The list is full: the block is counted in [`Remaps::unrecorded`]
+    /// instead (commit it like an added block).
     Full,
     /// The block lies beyond main; nothing changed.
     OutOfRange,
@@ -154,6 +155,8 @@ pub struct Remaps<E: Env> {
     /// Pending blocks in `pending_list` (at most the layout's
     /// `pending_capacity`).
     pending_len: usize,
+    /// Read errors the pending list had no room for.
+    unrecorded: Unrecorded,
     geo: Geometry,
     meta: Metadata,
 }
@@ -179,6 +182,7 @@ impl<E: Env> Remaps<E> {
                 pool,
                 pending_list,
                 pending_len: 0,
+                unrecorded: Unrecorded::default(),
                 geo,
                 meta,
             },
@@ -256,6 +260,8 @@ impl<E: Env> Remaps<E> {
             return PendingAdd::Present;
         }
         if n == cap {
+            self.unrecorded.add(block);
+            self.meta.pending_dirty = true;
             return PendingAdd::Full;
         }
         list.copy_within(at..n, at + 1);
@@ -280,9 +286,25 @@ impl<E: Env> Remaps<E> {
         true
     }
 
-    /// Empties the pending list; returns how many blocks it held. Changes
-    /// memory only, like [`Remaps::add_pending`].
+    /// Read errors the pending list had no room for (counted by
+    /// [`Remaps::add_pending`] when it answers [`PendingAdd::Full`]).
+    pub fn unrecorded(&self) -> Unrecorded {
+        self.unrecorded
+    }
+
+    /// Sets what [`Remaps::unrecorded`] answers (a migration carries it to
+    /// a new spare). Changes memory only, like [`Remaps::add_pending`].
+    #[cfg(not(MODULE))]
+    pub fn set_unrecorded(&mut self, u: Unrecorded) {
+        self.unrecorded = u;
+        self.meta.pending_dirty = true;
+    }
+
+    /// Empties the pending list and forgets the read errors it had no room
+    /// for; returns how many blocks the list held. Changes memory only,
+    /// like [`Remaps::add_pending`].
     pub fn clear_pending(&mut self) -> u64 {
+        self.unrecorded = Unrecorded::default();
         let n = self.pending_len.min(self.pending_capacity());
         self.pending_list[..n].fill(0);
         self.pending_len = 0;
