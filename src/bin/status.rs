@@ -9,6 +9,34 @@ use dm_remap::logic::status::{parse_info, Info, ScanState, SpareLevel, State};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// The status line's word for a state (`ok`, `low`, `running`, ...), which
+/// is also its JSON value.
+trait Word {
+    fn word(&self) -> &'static str;
+}
+
+impl Word for State {
+    fn word(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Word for SpareLevel {
+    fn word(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Word for ScanState {
+    fn word(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+fn words<W: Word, S: serde::Serializer>(w: &W, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(w.word())
+}
+
 /// A lower device as the table names it.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Lower {
@@ -66,7 +94,8 @@ impl Io {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Scan {
     /// `idle`, `running` or `paused`.
-    pub state: &'static str,
+    #[serde(serialize_with = "words")]
+    pub state: ScanState,
     /// Next main sector it reads.
     pub position: u64,
     /// Full passes completed.
@@ -89,7 +118,8 @@ pub struct Device {
     /// The table's optional arguments.
     pub options: Vec<String>,
     /// `ok`, `inactive` or `fail`.
-    pub state: &'static str,
+    #[serde(serialize_with = "words")]
+    pub state: State,
     /// Remap granularity in bytes.
     pub block_size: u32,
     /// Remapped blocks.
@@ -99,7 +129,8 @@ pub struct Device {
     /// Spare pool blocks usable.
     pub spare_total: u64,
     /// `ok`, `low` or `exhausted`.
-    pub spare_level: &'static str,
+    #[serde(serialize_with = "words")]
+    pub spare_level: SpareLevel,
     /// Main blocks whose reads failed, waiting for a write.
     pub pending: u64,
     /// Spare blocks retired after write errors.
@@ -176,19 +207,19 @@ pub fn device(
         main: lower(main),
         spare: lower(spare),
         options,
-        state: i.state.as_str(),
+        state: i.state,
         block_size: i.block_size,
         remaps: i.remaps,
         spare_used: i.spare_used,
         spare_total: i.spare_total,
-        spare_level: i.spare.as_str(),
+        spare_level: i.spare,
         pending: i.pending,
         retired: i.retired,
         buckets: i.buckets,
         resizes: i.resizes,
         auto_remap: i.auto_remap,
         scan: Scan {
-            state: i.scan.as_str(),
+            state: i.scan,
             position: i.scan_position,
             passes: i.scan_passes,
         },
@@ -208,11 +239,11 @@ pub fn describe(d: &Device) -> String {
         None => l.dev.clone(),
     };
     let state = match d.state {
-        s if s == State::Ok.as_str() => "ok".to_string(),
-        s if s == State::Inactive.as_str() => {
+        State::Ok => "ok".to_string(),
+        State::Inactive => {
             "inactive: the table is loaded but was never resumed (metadata not read yet)".into()
         }
-        _ => format!(
+        State::Fail => format!(
             "FAIL: a metadata commit failed; writes are refused until \
              `dmsetup message {} 0 clear_fail` (reads are served)",
             d.name
@@ -243,11 +274,11 @@ pub fn describe(d: &Device) -> String {
         d.spare_used as f64 * 100.0 / d.spare_total as f64
     };
     let level = match d.spare_level {
-        l if l == SpareLevel::Ok.as_str() => "ok".to_string(),
-        l if l == SpareLevel::Low.as_str() => {
-            "LOW: at or below spare_low; plan a larger spare".to_string()
+        SpareLevel::Ok => "ok".to_string(),
+        SpareLevel::Low => "LOW: at or below spare_low; plan a larger spare".to_string(),
+        SpareLevel::Exhausted => {
+            "EXHAUSTED: no free block; new bad blocks cannot be remapped".to_string()
         }
-        _ => "EXHAUSTED: no free block; new bad blocks cannot be remapped".to_string(),
     };
     let _ = writeln!(
         o,
@@ -280,9 +311,9 @@ pub fn describe(d: &Device) -> String {
         }
     );
     let scan = match d.scan.state {
-        s if s == ScanState::Idle.as_str() => "idle".to_string(),
-        s if s == ScanState::Running.as_str() => format!("running, at sector {}", d.scan.position),
-        _ => format!("paused (device suspended), at sector {}", d.scan.position),
+        ScanState::Idle => "idle".to_string(),
+        ScanState::Running => format!("running, at sector {}", d.scan.position),
+        ScanState::Paused => format!("paused (device suspended), at sector {}", d.scan.position),
     };
     let _ = writeln!(
         o,
