@@ -15,6 +15,7 @@ mod spare;
 mod status;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use dm_remap::logic::remaps as remaps_io;
 use dm_remap::logic::stats;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -643,6 +644,7 @@ struct DumpHeader {
     retired_count: u64,
     pending_count: usize,
     unrecorded_count: u64,
+    moved: bool,
 }
 
 #[derive(Serialize)]
@@ -673,6 +675,7 @@ fn dump_json(s: &Spare) -> String {
             retired_count: h.retired,
             pending_count: s.pending.len(),
             unrecorded_count: h.unrecorded.count,
+            moved: h.moved,
         }),
         _ => None,
     };
@@ -831,6 +834,12 @@ enum Cmd {
         /// or a spare (a block device or an image file: reads its metadata)
         device: String,
     },
+    /// Mark a spare whose remaps moved to another (after migrate, once the
+    /// device runs on the new spare): tables refuse it from then on
+    Retire {
+        /// The old spare
+        spare: String,
+    },
     /// Move every remap, with its data, and the pending blocks from a spare
     /// to another (larger) one, while no table uses either
     Migrate {
@@ -918,6 +927,108 @@ fn lost_command(device: &str, json: bool, fs: Option<u64>) -> Result<(String, bo
     Ok((out, lost::any(&l)))
 }
 
+/// A spare opened for writing through the metadata I/O trait; a durable
+/// write is followed by `fdatasync` (which flushes a disk's cache).
+struct SpareWriter {
+    file: std::fs::File,
+    size: u64,
+}
+
+impl remaps_io::MetaIo for SpareWriter {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+        use std::os::unix::fs::FileExt;
+        let at = sector.checked_mul(512).ok_or(())?;
+        if at.saturating_add(buf.len() as u64) > self.size {
+            return Err(());
+        }
+        self.file.read_exact_at(buf, at).map_err(|_| ())
+    }
+    fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()> {
+        use std::os::unix::fs::FileExt;
+        let at = sector.checked_mul(512).ok_or(())?;
+        if at.saturating_add(buf.len() as u64) > self.size {
+            return Err(());
+        }
+        self.file.write_all_at(buf, at).map_err(|_| ())?;
+        if durable {
+            self.file.sync_data().map_err(|_| ())?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses (exit status 1) a device that something holds open (a table).
+fn not_in_use(path: &str) -> Result<(), (u8, String)> {
+    let h = holders(path);
+    if h.is_empty() {
+        return Ok(());
+    }
+    Err((
+        1,
+        format!(
+            "{path} is in use (held by {}): remove the remap device first (dmsetup remove)",
+            h.join(", ")
+        ),
+    ))
+}
+
+/// `retire SPARE`: marks every metadata copy of a spare whose remaps moved
+/// to another (after `migrate`, once the device runs on the new spare), so
+/// that no table line can bring its old data back.
+fn retire_command(path: &str) -> Result<String, (u8, String)> {
+    use dm_remap::logic::remaps::Remaps;
+    let fail = |e: String| (1, e);
+    not_in_use(path)?;
+    let s = spare_with_metadata(path, "retire")?;
+    let (Some(h), Some(layout)) = (s.best, s.layout) else {
+        return Err(fail("no metadata".into()));
+    };
+    if h.moved {
+        return Ok(format!("{path} is retired already\n"));
+    }
+    let g = migrate::pair_geometry(
+        &h.identity,
+        h.identity.spare_sectors,
+        logical_block_size(path),
+    )
+    .map_err(|r| {
+        fail(format!(
+            "{path}: its metadata describes no usable pair: {r}"
+        ))
+    })?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| fail(format!("{path}: {e}")))?;
+    let mut io = SpareWriter {
+        file,
+        size: s.size_sectors * 512,
+    };
+    let crc = |b: &[u8]| crc32fast::hash(b);
+    let (t, mut r) = Remaps::<dm_remap::HostEnv>::new(g, layout, h.identity, crc)
+        .ok_or_else(|| fail("out of memory".into()))?;
+    r.load(&t, &mut io, false, h.identity.uuid, &mut |_| {})
+        .map_err(|e| fail(format!("{path}: its metadata does not load: {e:?}")))?;
+    r.mark_moved(&mut io).map_err(|e| {
+        fail(format!(
+            "{path}: marking failed ({e:?}); nothing was marked"
+        ))
+    })?;
+    if r.take_degraded() {
+        eprintln!(
+            "dm-remap-tool: warning: {path}: some copies could not be written; copy 0 is \
+             marked, so a table refuses the spare all the same"
+        );
+    }
+    Ok(format!(
+        "{path}: retired: a table refuses it from now on ({} remaps and {} pending blocks \
+         stay recorded, for dump and export; the 'format' feature reuses it)\n",
+        t.len(),
+        r.pending().len()
+    ))
+}
+
 /// `migrate [--force] OLD NEW`.
 fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String, (u8, String)> {
     let fail = |e: String| (1, e);
@@ -938,13 +1049,7 @@ fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String
         return Err((2, format!("{old_path} and {new_path} are the same device")));
     }
     for p in [old_path, new_path] {
-        let h = holders(p);
-        if !h.is_empty() {
-            return Err(fail(format!(
-                "{p} is in use (held by {}): remove the remap device first (dmsetup remove)",
-                h.join(", ")
-            )));
-        }
+        not_in_use(p)?;
     }
     let old = spare_with_metadata(old_path, "migrate")?;
     let new = read_spare(new_path).map_err(|e| (2, e))?;
@@ -1017,7 +1122,8 @@ fn migrate_command(old_path: &str, new_path: &str, force: bool) -> Result<String
         "migrated {} remapped blocks ({} runs, {} KiB of data) and {} pending blocks \
          from {old_path} to {new_path} in {:.1} s{}\n\
          {new_path}: pool of {} blocks, {} free ({old_path}: {}, {} free)\n\
-         use {new_path} in place of {old_path} in the table line (and /etc/remaptab)\n",
+         use {new_path} in place of {old_path} in the table line (and /etc/remaptab); once \
+         the device runs on it, `dm-remap-tool retire {old_path}`\n",
         plan.blocks - lost.len() as u64,
         plan.runs.len(),
         (plan.blocks - lost.len() as u64) * u64::from(h) / 1024,
@@ -1048,6 +1154,14 @@ fn check(path: &str, s: &Spare) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match s.best {
+        Some(h) if h.moved => println!(
+            "{path}: retired (its remaps moved to another spare; a table refuses it, the \
+             'format' feature reuses it): {} copies, generation {}, {} remaps, {} pending blocks",
+            s.copies.len(),
+            h.generation,
+            h.remaps,
+            s.pending.len()
+        ),
         Some(h) => println!(
             "{path}: clean: {} copies, generation {}, {} remaps, \
              {} retired pool blocks, {} pending blocks",
@@ -1192,6 +1306,7 @@ fn main() -> ExitCode {
         Cmd::Deactivate { tab, names } => remaptab_command(false, &tab, &names),
         Cmd::Generate { tab, dir, .. } => generate(&tab, &dir),
         Cmd::Migrate { force, old, new } => answer(migrate_command(&old, &new, force)),
+        Cmd::Retire { spare } => answer(retire_command(&spare)),
         Cmd::Export(args) => answer(export_command(&args)),
         Cmd::Lost {
             json,
@@ -1798,8 +1913,9 @@ mod tests {
 
     #[test]
     fn lost_blocks_are_reported_and_migrate_with_the_unrecorded_count() {
-        let dir = std::env::temp_dir().join(format!("dmr-tool-lost-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // 3 pending blocks, then 4,571 more from block 10,000: 4,569 fit,
+        // 14,569 and 14,570 do not.
+        let (dir, old) = scratch_image("lost", 4571);
         let clean = dir.join("clean.img");
         make_image(&clean, false);
         let c = clean.to_str().unwrap();
@@ -1809,10 +1925,6 @@ mod tests {
             out,
             format!("{c}: no data lost: no pending blocks, no unrecorded read errors\n")
         );
-        // 3 pending blocks, then 4,571 more from block 10,000: 4,569 fit,
-        // 14,569 and 14,570 do not.
-        let old = dir.join("old.img");
-        make_image_with(&old, true, 4571);
         let o = old.to_str().unwrap();
         let (out, any) = lost_command(o, false, Some(4096)).unwrap();
         assert!(any);
@@ -1863,6 +1975,78 @@ mod tests {
                 .0,
             2
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh scratch directory for test `tag`, holding the image of
+    /// [`make_image_with`] as `old.img`, and that image's path.
+    fn scratch_image(tag: &str, more: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("dmr-tool-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("old.img");
+        make_image_with(&img, true, more);
+        (dir, img)
+    }
+
+    #[test]
+    fn a_retired_spare_is_refused_and_reported() {
+        let (dir, img) = scratch_image("retire", 0);
+        let p = img.to_str().unwrap();
+        let before = read_spare(p).unwrap();
+        let out = retire_command(p).unwrap();
+        assert!(
+            out.starts_with(&format!("{p}: retired: a table refuses it")),
+            "{out}"
+        );
+        let s = read_spare(p).unwrap();
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        let h = s.best.unwrap();
+        assert!(h.moved);
+        assert_eq!(h.generation, before.best.unwrap().generation + 1);
+        // Everything stays recorded for dump, export and lost.
+        assert_eq!(extents(&s), extents(&before));
+        assert_eq!(s.pending, before.pending);
+        assert!(
+            dump_text(&s).contains("\nmoved          yes: "),
+            "{}",
+            dump_text(&s)
+        );
+        let v: serde_json::Value = serde_json::from_str(&dump_json(&s)).unwrap();
+        assert_eq!(v["moved"], true);
+        assert_eq!(
+            retire_command(p).unwrap(),
+            format!("{p} is retired already\n")
+        );
+        // What a table line over it meets.
+        let g = migrate::pair_geometry(&h.identity, 32768, 512).unwrap();
+        let req = LayoutRequest {
+            copies: 5,
+            max_slots: format::DEFAULT_MAX_SLOTS,
+            format: false,
+        };
+        let mut io = Image(std::fs::File::open(&img).unwrap());
+        let e = remaps::check_spare::<HostEnv>(&mut io, &g, &h.identity, &req, crc).unwrap_err();
+        assert!(
+            matches!(e, remaps::LoadError::Refused(m) if m.to_bytes().starts_with(b"Spare's remaps moved")),
+            "{e:?}"
+        );
+        let (_, d) = remaps::check_spare::<HostEnv>(
+            &mut io,
+            &g,
+            &h.identity,
+            &LayoutRequest {
+                format: true,
+                ..req
+            },
+            crc,
+        )
+        .unwrap();
+        assert_eq!(d, format::Decision::Format);
+        // Not a spare with metadata: refused.
+        let blank = dir.join("blank.img");
+        std::fs::write(&blank, vec![0u8; 16 << 20]).unwrap();
+        let e = retire_command(blank.to_str().unwrap()).unwrap_err();
+        assert!(e.0 == 1 && e.1.contains("nothing to retire"), "{e:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -83,6 +83,35 @@ fn crc(b: &[u8]) -> u32 {
     crc32fast::hash(b)
 }
 
+/// The geometry of a target over the main `pair` records and a spare of
+/// `spare_sectors`, both of logical block size `lbs`, as its constructor
+/// would validate it; the refusal's reason otherwise.
+pub(crate) fn pair_geometry(
+    pair: &Identity,
+    spare_sectors: u64,
+    lbs: u32,
+) -> Result<Geometry, &'static str> {
+    let bs = (u64::from(pair.block_size) / 512).max(1);
+    let main = pair.main_sectors;
+    let facts = |dev, sectors| DeviceFacts {
+        dev,
+        whole: dev,
+        sectors,
+        logical_block_size: lbs,
+    };
+    let features = Features {
+        block_size: Some(pair.block_size),
+        ..Features::default()
+    };
+    validate(
+        main - main % bs,
+        &facts(1, main),
+        &facts(2, spare_sectors),
+        &features,
+    )
+    .map_err(|r| r.as_str())
+}
+
 /// The migration of `old` (read with [`crate::spare::read_spare`]) to a
 /// blank spare of `new_sectors` whose logical block size is `lbs`.
 pub(crate) fn plan(old: &Spare, new_sectors: u64, lbs: u32) -> Result<Plan, String> {
@@ -91,23 +120,8 @@ pub(crate) fn plan(old: &Spare, new_sectors: u64, lbs: u32) -> Result<Plan, Stri
     };
     let bs = u64::from(h.identity.block_size) / 512;
     let main = h.identity.main_sectors;
-    let facts = |dev, sectors| DeviceFacts {
-        dev,
-        whole: dev,
-        sectors,
-        logical_block_size: lbs,
-    };
-    let features = Features {
-        block_size: Some(h.identity.block_size),
-        ..Features::default()
-    };
-    let geometry = validate(
-        main - main % bs,
-        &facts(1, main),
-        &facts(2, new_sectors),
-        &features,
-    )
-    .map_err(|r| format!("the new spare cannot serve this pair: {}", r.as_str()))?;
+    let geometry = pair_geometry(&h.identity, new_sectors, lbs)
+        .map_err(|r| format!("the new spare cannot serve this pair: {r}"))?;
     let req = LayoutRequest {
         copies: old_layout.copies,
         max_slots: DEFAULT_MAX_SLOTS,

@@ -294,6 +294,12 @@ pub(crate) fn dump_text(s: &Spare) -> String {
         let _ = writeln!(o, "remaps         {}", h.remaps);
         let _ = writeln!(o, "retired        {}", h.retired);
         let _ = writeln!(o, "pending        {}", s.pending.len());
+        if h.moved {
+            let _ = writeln!(
+                o,
+                "moved          yes: the remaps moved to another spare; tables refuse this one"
+            );
+        }
         let u = h.unrecorded;
         if u.count > 0 {
             let bs = u64::from(h.identity.block_size) / 512;

@@ -93,7 +93,10 @@ const H_PENDING: usize = 128;
 const H_UNRECORDED: usize = 136;
 const H_UNRECORDED_FIRST: usize = 144;
 const H_UNRECORDED_LAST: usize = 152;
-const H3_END: usize = 160;
+const H_FLAGS: usize = 160;
+const H3_END: usize = 168;
+/// Header flag: the spare's remaps moved to another spare.
+const FLAG_MOVED: u64 = 1;
 // Entry unit offsets.
 const E_GENERATION: usize = 0;
 const E_LOCATION: usize = 8;
@@ -124,7 +127,8 @@ const _: () = assert!(H_REMAPS + 8 == H_RETIRED);
 // Version 3's fields follow version 2's, and all end before the CRC.
 const _: () = assert!(H_RETIRED + 8 == H_STRIDE);
 const _: () = assert!(H_STRIDE < H3_END);
-const _: () = assert!(H_PENDING + 8 == H_UNRECORDED && H_UNRECORDED_LAST + 8 == H3_END);
+const _: () = assert!(H_PENDING + 8 == H_UNRECORDED && H_UNRECORDED_LAST + 8 == H_FLAGS);
+const _: () = assert!(H_FLAGS + 8 == H3_END);
 const _: () = assert!(P_COUNT + 4 == P_ZERO);
 const _: () = assert!(P_ZERO + 4 == P_BLOCKS);
 const _: () = assert!(slots_in(SECTOR) == SLOTS_PER_SECTOR);
@@ -426,6 +430,9 @@ pub struct Header {
     /// Read errors the pending list had no room for (version 3; always
     /// none for version 2).
     pub unrecorded: Unrecorded,
+    /// The remaps moved to another spare: a table must not use this one
+    /// (version 3; `dm-remap-tool retire` sets it).
+    pub moved: bool,
 }
 
 /// Main blocks whose reads failed while the pending list was full: how many
@@ -654,6 +661,7 @@ pub fn encode_header(h: &Header, crc: Crc, out: &mut [u8]) {
         put_u64(out, H_UNRECORDED, h.unrecorded.count);
         put_u64(out, H_UNRECORDED_FIRST, h.unrecorded.first);
         put_u64(out, H_UNRECORDED_LAST, h.unrecorded.last);
+        put_u64(out, H_FLAGS, if h.moved { FLAG_MOVED } else { 0 });
     }
     // Version 3 too: the header is the unit's first sector, the rest zero,
     // so that a write torn at a sector boundary leaves it whole or absent.
@@ -730,6 +738,7 @@ fn decode_v3(b: &[u8], at: u64) -> Result<Header, Defect> {
         || get_u32(b, H_PENDING_PER_UNIT) as usize != PENDING_PER_UNIT
         || pending > PENDING_ROOM as u64
         || !unrecorded.valid(main_blocks)
+        || get_u64(b, H_FLAGS) & !FLAG_MOVED != 0
         || b[H3_END..crc_at(SECTOR)].iter().any(|&x| x != 0)
         || b[SECTOR..].iter().any(|&x| x != 0)
     {
@@ -737,6 +746,7 @@ fn decode_v3(b: &[u8], at: u64) -> Result<Header, Defect> {
     }
     let mut h = header_rest(b, at, layout, pending)?;
     h.unrecorded = unrecorded;
+    h.moved = get_u64(b, H_FLAGS) & FLAG_MOVED != 0;
     Ok(h)
 }
 
@@ -770,6 +780,7 @@ fn header_rest(b: &[u8], at: u64, layout: Layout, pending: u64) -> Result<Header
         retired: get_u64(b, H_RETIRED),
         pending,
         unrecorded: Unrecorded::default(),
+        moved: false,
     })
 }
 
@@ -1080,11 +1091,27 @@ pub enum Decision {
 /// The newest valid copy of this device pair wins; every copy that is not
 /// identical in generation is repaired. `format` never overwrites valid
 /// metadata of this pair: it only allows formatting over an area that holds
-/// none (garbage, or metadata of another pair).
+/// none (garbage, or metadata of another pair). A spare whose remaps moved
+/// to another (a copy of this pair says so) is refused, or with `format`
+/// formatted afresh: its remaps and their data are the other spare's now.
 pub fn decide(states: &[CopyState], pair: &Identity, format: bool) -> Decision {
     let foreign = states
         .iter()
         .any(|s| matches!(s, CopyState::Valid(h) if !pair.serves(&h.identity)));
+    let moved = states
+        .iter()
+        .any(|s| matches!(s, CopyState::Valid(h) if h.moved && pair.serves(&h.identity)));
+    if moved {
+        // Any copy: retiring marks the copies one by one, and one marked
+        // copy already means the remaps live elsewhere now. Loading it would
+        // serve their old data; `format` starts it afresh instead.
+        if format {
+            return Decision::Format;
+        }
+        return Decision::Refuse(
+            c"Spare's remaps moved to another spare (dm-remap-tool migrate, retire); put that spare in the table line, or add the 'format' feature to reuse this one",
+        );
+    }
     if let Some((copy, h)) = newest_valid(states, |h| pair.serves(&h.identity)) {
         let generation = h.generation;
         let mut repair = 0;
@@ -1187,6 +1214,7 @@ mod tests {
             retired: 0,
             pending: 0,
             unrecorded: Unrecorded::default(),
+            moved: false,
         }
     }
 

@@ -40,6 +40,8 @@ pub(super) struct Metadata {
     /// The pending list changed since the last commit: the next one writes
     /// the pending units (version 3 writes them only then).
     pub(super) pending_dirty: bool,
+    /// Commits mark the copies "moved" (see [`Remaps::mark_moved`]).
+    pub(super) moved: bool,
 }
 
 /// What the copies record besides their headers: the pool's slots and the
@@ -79,6 +81,7 @@ impl Metadata {
             dirty: None,
             loaded: false,
             pending_dirty: false,
+            moved: false,
         }
     }
 
@@ -206,6 +209,7 @@ impl Metadata {
                 } else {
                     c.unrecorded
                 },
+                moved: self.moved && layout.version != format::FORMAT_V2,
             },
             crc,
             hdr,
@@ -508,6 +512,26 @@ impl<E: Env> Remaps<E> {
         Ok(())
     }
 
+    /// Marks every copy "moved" (the remaps and their data live on another
+    /// spare now): a commit of the headers alone, copy after copy. From the
+    /// first copy written on, a table refuses the spare (`format::decide`),
+    /// so a crash part-way leaves it refused too. `Err(Io)` when copy 0
+    /// could not be written (no copy marked).
+    #[cfg(not(MODULE))]
+    pub fn mark_moved(&mut self, io: &mut dyn MetaIo) -> Result<(), MsgError> {
+        if self.meta.layout.version == format::FORMAT_V2 {
+            return Err(MsgError::Invalid(
+                "a version-2 spare cannot be marked: convert it first",
+            ));
+        }
+        self.meta.moved = true;
+        let r = self.commit_pending(io);
+        if r.is_err() {
+            self.meta.moved = false;
+        }
+        r
+    }
+
     /// Whether a commit since the last call kept its change with copies
     /// missing it (see [`Self::commit`]); clears the flag.
     pub fn take_degraded(&mut self) -> bool {
@@ -799,6 +823,26 @@ mod tests {
         copies: u32,
         disk: &mut dyn MetaIo,
     ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
+        open_with(main, spare, copies, false, disk)
+    }
+
+    /// A 64 MiB pair of `copies` copies, with the `format` feature.
+    #[allow(clippy::type_complexity)]
+    fn open_format(
+        copies: u32,
+        disk: &mut dyn MetaIo,
+    ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
+        open_with(64 * MIB, 64 * MIB, copies, true, disk)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_with(
+        main: u64,
+        spare: u64,
+        copies: u32,
+        format: bool,
+        disk: &mut dyn MetaIo,
+    ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
         let d = |dev, sectors| DeviceFacts {
             dev,
             whole: dev,
@@ -813,7 +857,7 @@ mod tests {
         let req = LayoutRequest {
             copies,
             max_slots: format::DEFAULT_MAX_SLOTS,
-            format: false,
+            format,
         };
         let layout = find_layout::<HostEnv>(disk, &g, spare, &req, crc32fast::hash)?;
         let mut id = pair(Some(4096));
@@ -821,7 +865,7 @@ mod tests {
         id.spare_sectors = spare;
         let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
         let mut events = Vec::new();
-        r.load(&t, disk, false, [7; 16], &mut |e| events.push(e))?;
+        r.load(&t, disk, format, [7; 16], &mut |e| events.push(e))?;
         Ok((t, r, events, layout))
     }
 
@@ -996,6 +1040,87 @@ mod tests {
         }
         std::println!("spare growth: {cases} crash images");
         assert!(cases > 200);
+    }
+
+    #[test]
+    fn a_spare_marked_moved_is_refused_from_its_first_marked_copy_on() {
+        // Marking writes each copy's header; a crash at any point, with the
+        // writes not yet durable lost, whole or torn, leaves a spare that
+        // loads as it was (nothing marked yet) or is refused (a copy
+        // marked), never one that loads with a marked copy repaired away;
+        // after the last write it is refused. `format` starts it afresh.
+        let seed = CRASH_SEED;
+        let mut cases = 0;
+        for copies in [5, 2] {
+            let mut disk = Disk::new();
+            let (t, mut r, _, _) = open_copies(64 * MIB, 64 * MIB, copies, &mut disk).unwrap();
+            r.handle(
+                &t,
+                &mut disk,
+                parse(&["add_remap", "80", "auto", "16"]).unwrap(),
+                &mut String::new(),
+                &mut |_| {},
+            )
+            .unwrap();
+            r.add_pending(2000);
+            r.commit_pending(&mut disk).unwrap();
+            let count = t.len();
+            drop((t, r));
+            let mut rec = Recorder {
+                image: disk.data.clone(),
+                writes: Vec::new(),
+            };
+            let start = rec.image.clone();
+            let (_t, mut r, _, _) = open_copies(64 * MIB, 64 * MIB, copies, &mut rec).unwrap();
+            rec.writes.clear();
+            r.mark_moved(&mut rec).unwrap();
+            let writes = rec.writes.clone();
+            assert_eq!(writes.len(), copies as usize, "one header a copy");
+            let mut refused = 0;
+            cases += every_crash(&start, &writes, seed, &mut |img, what, answered| {
+                let what = std::format!("{copies} copies: {what}");
+                let mut disk = Disk {
+                    data: img.to_vec(),
+                    writes_left: None,
+                    log: Vec::new(),
+                };
+                let marked = (0..copies).any(|i| {
+                    let at = r.meta.layout.copy_start(i) as usize * SECTOR;
+                    format::decode_header(
+                        &img[at..at + format::UNIT],
+                        at as u64 / 512,
+                        4096,
+                        crc32fast::hash,
+                    )
+                    .is_ok_and(|h| h.moved)
+                });
+                match open_copies(64 * MIB, 64 * MIB, copies, &mut disk) {
+                    Ok((t, r, _, _)) => {
+                        assert!(!marked && !answered, "{what}: a marked spare loaded");
+                        assert_eq!((t.len(), r.pending()), (count, &[2000u64][..]), "{what}");
+                    }
+                    Err(LoadError::Refused(m)) => {
+                        assert!(marked, "{what}: refused unmarked: {m:?}");
+                        assert!(m.to_bytes().starts_with(b"Spare's remaps moved"), "{what}");
+                        refused += 1;
+                    }
+                    Err(e) => panic!("{what}: {e:?}"),
+                }
+            });
+            assert!(refused > 0);
+            // `format` reuses it: empty, every copy valid, nothing moved.
+            let mut disk = Disk {
+                data: rec.image.clone(),
+                writes_left: None,
+                log: Vec::new(),
+            };
+            let (t, r, _, l) = open_format(copies, &mut disk).unwrap();
+            assert_eq!((t.len(), r.pending().len()), (0, 0));
+            for h in all_copies_valid(&mut disk, &l, "formatted after moved") {
+                assert!(!h.moved);
+            }
+        }
+        std::println!("marking moved: {cases} crash images");
     }
 
     #[test]
