@@ -10,28 +10,8 @@
 . /tests/lib.sh
 load_module
 
-M=$(new_loop 16M)
-S=$(new_loop 16M)
+ten_thousand_remaps
 N=$(new_loop 24M)
-# Main sector 1600 fails every read and write (512-byte blocks: 10,000
-# remaps move 5 MiB).
-dm_wrap mw $M 1600:1 || fail "wrapper over main refused"
-T="remap /dev/mapper/mw"
-dm_create t "0 32768 $T $S" || fail "create failed"
-dmsetup message t 0 add_remap 800 auto 2 >/dev/null || fail "add_remap 800 failed"
-dmsetup message t 0 add_remap 8192 auto 10000 >/dev/null || fail "add_remap of 10,000 blocks failed"
-dd if=/dev/urandom of=/dev/mapper/t bs=32k count=25 oflag=direct 2>/dev/null &&
-	dd if=/dev/urandom of=/dev/mapper/t bs=1M count=15 seek=1 oflag=direct 2>/dev/null ||
-	fail "pattern write failed"
-dd if=/dev/mapper/t of=/dev/null bs=512 skip=1600 count=1 iflag=direct 2>/dev/null &&
-	fail "a read of failing main sector 1600 passed"
-[ "$(dm_field t 10)" = 1 ] || fail "pending $(dm_field t 10), want 1"
-# What the device reads before and after the unreadable sector 1600.
-snap() {
-	dd if=/dev/mapper/t of=/tmp/$1.a bs=32k count=25 iflag=direct 2>/dev/null &&
-		dd if=/dev/mapper/t of=/tmp/$1.b bs=1M skip=1 iflag=direct 2>/dev/null ||
-		fail "reading the device ($1) failed"
-}
 snap before
 pool=$(dm_field t 7)
 q=$(dmsetup message t 0 query 801)

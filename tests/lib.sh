@@ -373,3 +373,32 @@ fs_umount() {
 	umount "$1" || fail "umount $1"
 	_drop $_STATE/mounts "$1"
 }
+
+# ten_thousand_remaps: the device the migration tests move. Main $M (16
+# MiB; sector 1600 fails every read and write, behind wrapper mw) and spare
+# $S (16 MiB) under device t ("0 32768 $T $S"), with 10,002 remapped
+# 512-byte blocks (main sectors 800-801 and 8192-18191: 5 MiB to move),
+# random data everywhere and sector 1600 pending.
+ten_thousand_remaps() {
+	M=$(new_loop 16M)
+	S=$(new_loop 16M)
+	dm_wrap mw $M 1600:1 || fail "wrapper over main refused"
+	T="remap /dev/mapper/mw"
+	dm_create t "0 32768 $T $S" || fail "create failed"
+	dmsetup message t 0 add_remap 800 auto 2 >/dev/null || fail "add_remap 800 failed"
+	dmsetup message t 0 add_remap 8192 auto 10000 >/dev/null || fail "add_remap of 10,000 blocks failed"
+	dd if=/dev/urandom of=/dev/mapper/t bs=32k count=25 oflag=direct 2>/dev/null &&
+		dd if=/dev/urandom of=/dev/mapper/t bs=1M count=15 seek=1 oflag=direct 2>/dev/null ||
+		fail "pattern write failed"
+	dd if=/dev/mapper/t of=/dev/null bs=512 skip=1600 count=1 iflag=direct 2>/dev/null &&
+		fail "a read of failing main sector 1600 passed"
+	[ "$(dmsetup message t 0 pending)" = 1600 ] || fail "pending '$(dmsetup message t 0 pending)', want 1600"
+}
+
+# snap NAME: what device t reads before and after the unreadable main
+# sector 1600 of ten_thousand_remaps, into /tmp/NAME.a and /tmp/NAME.b.
+snap() {
+	dd if=/dev/mapper/t of=/tmp/$1.a bs=32k count=25 iflag=direct 2>/dev/null &&
+		dd if=/dev/mapper/t of=/tmp/$1.b bs=1M skip=1 iflag=direct 2>/dev/null ||
+		fail "reading the device ($1) failed"
+}

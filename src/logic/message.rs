@@ -89,6 +89,23 @@ impl RemapMsg {
     }
 }
 
+impl Message {
+    /// Whether the message only reads: what a target moving to another
+    /// spare still answers.
+    pub fn reads_only(&self) -> bool {
+        match self {
+            Message::Remaps(m) => !m.changes_remaps(),
+            Message::Control(m) => matches!(
+                m,
+                ControlMsg::Pending
+                    | ControlMsg::Lost
+                    | ControlMsg::Policy
+                    | ControlMsg::Scan(ScanCmd::Status)
+            ),
+        }
+    }
+}
+
 /// A message about error handling (the pending list, fail mode, the
 /// policy) and the scanner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +165,9 @@ pub enum MsgError {
     },
     /// The target is in fail mode; nothing is changed until `clear_fail`.
     FailMode,
+    /// The remaps are moving to the `migrate_to` spare; only messages that
+    /// change nothing are answered meanwhile.
+    Migrating,
 }
 
 impl fmt::Display for MsgError {
@@ -166,6 +186,9 @@ impl fmt::Display for MsgError {
                 "metadata area full: it describes {slots} spare blocks and all are in use"
             ),
             MsgError::FailMode => f.write_str("fail mode: send clear_fail first"),
+            MsgError::Migrating => {
+                f.write_str("moving to the migrate_to spare; try again once it is done")
+            }
         }
     }
 }
@@ -193,7 +216,7 @@ impl MsgError {
             MsgError::NoMemory => Errno::NoMem,
             MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => Errno::NoSpc,
             MsgError::Io | MsgError::FailMode => Errno::Io,
-            MsgError::NotLoaded => Errno::Busy,
+            MsgError::NotLoaded | MsgError::Migrating => Errno::Busy,
             MsgError::Invalid(_) | MsgError::At(..) => Errno::Inval,
         }
     }

@@ -74,7 +74,6 @@ impl<E: Env> SparePool<E> {
     }
 
     /// The main block pool block `block` holds, if any.
-    #[cfg(test)]
     pub fn holder(&self, block: u64) -> Option<u64> {
         match usize::try_from(block).ok().and_then(|b| self.slots.get(b)) {
             Some(&v) if v != 0 && v != RETIRED => Some(v - 1),

@@ -22,6 +22,10 @@
 //! - `format`: allows formatting a spare whose metadata area holds no valid
 //!   metadata of this device pair (garbage, or another pair's). Valid metadata
 //!   of this pair is never overwritten.
+//! - `migrate_to <dev>`: when the table is resumed, every remap moves, with
+//!   its data, from the spare to `dev` (blank, at least as large, with the
+//!   same logical block size), which the device then uses as its spare
+//!   (docs/online-migration.md).
 //! - the error-handling and scanner settings of [`super::policy`]
 //!   (`auto_remap on|off`, `read_retries <n>`, `write_retries <n>`,
 //!   `error_threshold <n>`, `spare_low <percent>`, `scan_rate <MiB/s>`,
@@ -85,6 +89,8 @@ pub struct TableLine<'a> {
     pub spare: &'a str,
     /// Feature arguments.
     pub features: Features,
+    /// `migrate_to <dev>`: path or `major:minor` of the spare to move to.
+    pub migrate_to: Option<&'a str>,
 }
 
 const USAGE: Refusal = Refusal::new(
@@ -100,18 +106,20 @@ pub fn parse<'a>(args: &[&'a str]) -> Result<TableLine<'a>, Refusal> {
     if main.is_empty() || spare.is_empty() {
         return Err(USAGE);
     }
-    let features = parse_features(rest)?;
+    let (features, migrate_to) = parse_features(rest)?;
     Ok(TableLine {
         main,
         spare,
         features,
+        migrate_to,
     })
 }
 
-fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
+fn parse_features<'a>(rest: &[&'a str]) -> Result<(Features, Option<&'a str>), Refusal> {
     let mut features = Features::default();
+    let mut migrate_to = None;
     let (count, words) = match rest {
-        [] => return Ok(features),
+        [] => return Ok((features, migrate_to)),
         [count, words @ ..] => (*count, words),
     };
     let count = parse_u32(count).ok_or(Refusal::new(c"Invalid number of feature arguments"))?;
@@ -188,10 +196,19 @@ fn parse_features(rest: &[&str]) -> Result<Features, Refusal> {
                 }
                 features.format = true;
             }
+            "migrate_to" => {
+                if migrate_to.is_some() {
+                    return Err(Refusal::new(c"Feature migrate_to given twice"));
+                }
+                match it.next() {
+                    Some(dev) if !dev.is_empty() => migrate_to = Some(*dev),
+                    _ => return Err(Refusal::new(c"Feature migrate_to needs a device")),
+                }
+            }
             _ => return Err(Refusal::new(c"Unknown feature argument")),
         }
     }
-    Ok(features)
+    Ok((features, migrate_to))
 }
 
 /// Writes the canonical table line (what `dmsetup table` prints after the
@@ -202,9 +219,10 @@ pub fn write_canonical<W: core::fmt::Write>(
     main: &str,
     spare: &str,
     features: &Features,
+    migrate_to: Option<&str>,
 ) -> core::fmt::Result {
     write!(w, "{main} {spare}")?;
-    let n = features.arg_count();
+    let n = features.arg_count() + if migrate_to.is_some() { 2 } else { 0 };
     if n > 0 {
         write!(w, " {n}")?;
         if let Some(bs) = features.block_size {
@@ -220,6 +238,9 @@ pub fn write_canonical<W: core::fmt::Write>(
             write!(w, " format")?;
         }
         features.policy.write_features(w)?;
+        if let Some(dev) = migrate_to {
+            write!(w, " migrate_to {dev}")?;
+        }
     }
     Ok(())
 }
@@ -281,6 +302,11 @@ mod tests {
             ("a b 2 copies 17", "Invalid copies"),
             ("a b 4 copies 2 copies 3", "Feature copies given twice"),
             ("a b 2 format format", "Feature format given twice"),
+            ("a b 1 migrate_to", "Feature migrate_to needs a device"),
+            (
+                "a b 4 migrate_to c migrate_to d",
+                "Feature migrate_to given twice",
+            ),
             (
                 "a b 1 metadata_slots",
                 "Feature metadata_slots needs a number",
@@ -310,10 +336,12 @@ mod tests {
             "7:0 7:1 1 format",
             "7:0 7:1 6 block_size 512 auto_remap off scan_rate 64",
             "7:0 7:1 4 read_retries 0 error_threshold 5",
+            "7:0 7:1 2 migrate_to 7:2",
+            "7:0 7:1 5 block_size 4096 format migrate_to 7:2",
         ] {
             let t = p(line).unwrap();
             let mut s = String::new();
-            write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
+            write_canonical(&mut s, t.main, t.spare, &t.features, t.migrate_to).unwrap();
             assert_eq!(s, line);
         }
         assert_eq!(
@@ -334,7 +362,7 @@ mod tests {
         // An empty feature group is not printed.
         let t = p("7:0 7:1 0").unwrap();
         let mut s = String::new();
-        write_canonical(&mut s, t.main, t.spare, &t.features).unwrap();
+        write_canonical(&mut s, t.main, t.spare, &t.features, t.migrate_to).unwrap();
         assert_eq!(s, "7:0 7:1");
     }
 }

@@ -100,7 +100,7 @@ impl Remap {
     fn io(&self, dev: Dev, op: Op, sector: u64, buf: &mut [u8]) -> bool {
         let d = match dev {
             Dev::Main => &self.main,
-            Dev::Spare => &self.spare,
+            Dev::Spare => self.spare(),
         };
         let f = match op {
             // Reads fail fast: `read_retries` is the retry policy.

@@ -7,7 +7,8 @@
 //! - [`error_path`]: the worker's handling of failed bios and of writes to
 //!   pending blocks (retry, remap, commit, publish);
 //! - [`control`]: the messages about error handling and the scanner;
-//! - [`scanner`]: the background scanner's steps.
+//! - [`scanner`]: the background scanner's steps;
+//! - [`migrate`]: the move to the `migrate_to` spare on resume.
 //!
 //! Construct: `<start> <len> remap <main_dev> <spare_dev> [<#feature_args> <feature_arg>...]`
 //!
@@ -55,6 +56,7 @@ use kernel::sync::Mutex;
 
 mod control;
 mod error_path;
+mod migrate;
 mod scanner;
 
 /// The target type's name in table lines.
@@ -91,6 +93,9 @@ struct Core {
     scan: Scan,
     /// Between `postsuspend` and `resume`.
     suspended: bool,
+    /// The remaps are moving to the `migrate_to` spare: messages that
+    /// change anything are refused.
+    migrating: bool,
     /// Automatic remaps since the target was created (`error_threshold`).
     auto_remaps: u64,
     /// The spare level last reported in the log.
@@ -143,6 +148,19 @@ pub(crate) struct Remap {
     /// The mapped device's counters (`/sys/module/dm_remap/stat/dm-N/`).
     stats: Stats,
     /// The spare is ours (no other remap target's).
+    _claim: SpareClaim,
+    /// `migrate_to`: the spare the remaps move to on resume.
+    new_spare: Option<NewSpare>,
+    /// The remaps live on `new_spare` now: `map` and the error path use it.
+    /// Set once, in `preresume`, before the first bio.
+    on_new: AtomicBool,
+}
+
+/// The spare a table line's `migrate_to` names.
+struct NewSpare {
+    dev: DmDev,
+    /// The geometry over it (the pool starts where the old spare's does).
+    geometry: Geometry,
     _claim: SpareClaim,
 }
 
@@ -229,10 +247,18 @@ impl Remap {
         !self.table.is_empty() && self.table.read(|t| (first..=last).any(|b| t.lookup(b).is_some()))
     }
 
+    /// The spare the remaps live on.
+    fn spare(&self) -> &DmDev {
+        match &self.new_spare {
+            Some(n) if self.on_new.load(Ordering::Acquire) => &n.dev,
+            _ => &self.spare,
+        }
+    }
+
     fn spare_io(&self) -> SpareIo<'_> {
         SpareIo {
             client: &self.io_client,
-            spare: &self.spare,
+            spare: self.spare(),
         }
     }
 
@@ -413,10 +439,24 @@ impl TargetOps for Remap {
             client: &io_client,
             spare: &spare,
         };
-        let (layout, _) = check_spare::<KernelEnv>(&mut sio, &geometry, &pair, &req, io::crc32)
-            .map_err(load_error)?;
+        let (layout, decision) =
+            check_spare::<KernelEnv>(&mut sio, &geometry, &pair, &req, io::crc32)
+                .map_err(load_error)?;
         // The pool starts where the spare's metadata layout puts it.
         let geometry = geometry.with_pool(layout.pool_start, spare.sectors());
+        let new_spare = match line.migrate_to {
+            Some(path) => Some(migrate::new_spare(
+                ctx,
+                path,
+                &main,
+                &spare,
+                &line.features,
+                &layout,
+                decision,
+                &io_client,
+            )?),
+            None => None,
+        };
         let (table, remaps) = Remaps::new(geometry, layout, pair, io::crc32)
             .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
         line.features
@@ -441,6 +481,7 @@ impl TargetOps for Remap {
                 buf: None,
             },
             suspended: true,
+            migrating: false,
             auto_remaps: 0,
             reported: SpareLevel::Ok,
             counted: 0,
@@ -486,6 +527,8 @@ impl TargetOps for Remap {
             io_client,
             stats,
             _claim: claim,
+            new_spare,
+            on_new: AtomicBool::new(false),
         })
     }
 
@@ -500,7 +543,7 @@ impl TargetOps for Remap {
             // `end_io` must be told).
             let flush = bio.is_preflush();
             let on_spare = flush && bio.target_bio_nr() == 1;
-            bio.set_dev(if on_spare { &self.spare } else { &self.main });
+            bio.set_dev(if on_spare { self.spare() } else { &self.main });
             if !flush {
                 bio.set_sector(ti.offset(bio.sector()));
             }
@@ -558,7 +601,7 @@ impl TargetOps for Remap {
             // `len < sectors <= u32::MAX >> 9`, so the cast is lossless.
             bio.accept_partial(len as u32);
         }
-        bio.set_dev(if r.to_spare { &self.spare } else { &self.main });
+        bio.set_dev(if r.to_spare { self.spare() } else { &self.main });
         bio.set_sector(r.sector);
         bio.record(Record {
             origin: offset,
@@ -588,11 +631,16 @@ impl TargetOps for Remap {
                 let info = self.info(&self.core.lock());
                 status::write_info(out, &info)
             }
+            // Once moved, the line that serves the device as it is now.
             StatusKind::Table => table_line::write_canonical(
                 out,
                 self.main.name(),
-                self.spare.name(),
+                self.spare().name(),
                 &self.features,
+                match &self.new_spare {
+                    Some(n) if !self.on_new.load(Ordering::Acquire) => Some(n.dev.name()),
+                    _ => None,
+                },
             ),
             StatusKind::Ima => write!(
                 out,
@@ -602,7 +650,7 @@ impl TargetOps for Remap {
                 VERSION[1],
                 VERSION[2],
                 self.main.name(),
-                self.spare.name(),
+                self.spare().name(),
                 self.geometry.block_size
             ),
         };
@@ -621,6 +669,7 @@ impl TargetOps for Remap {
         let mut sio = self.spare_io();
         let mut c = self.core.lock();
         let r = match msg {
+            _ if c.migrating && !msg.reads_only() => Err(MsgError::Migrating),
             Message::Control(m) => self.control(ti, &mut c, m, out),
             Message::Remaps(m) if m.changes_remaps() && self.fail.load(Ordering::Relaxed) => {
                 Err(MsgError::FailMode)
@@ -662,11 +711,14 @@ impl TargetOps for Remap {
         // The spare's area is what the target uses of it: the metadata area
         // and the whole blocks of the pool, not a tail shorter than a block
         // (device-mapper checks the area against the queue limits).
-        let g = &self.geometry;
-        let used = g.spare_data_start + g.spare_data_blocks * g.block_sectors;
-        match visit.visit(&self.main, 0, ti.len()) {
-            0 => visit.visit(&self.spare, 0, used),
+        let used = |g: &Geometry| g.spare_data_start + g.spare_data_blocks * g.block_sectors;
+        let r = match visit.visit(&self.main, 0, ti.len()) {
+            0 => visit.visit(&self.spare, 0, used(&self.geometry)),
             r => r,
+        };
+        match &self.new_spare {
+            Some(n) if r == 0 => visit.visit(&n.dev, 0, used(&n.geometry)),
+            _ => r,
         }
     }
 
@@ -764,6 +816,14 @@ impl TargetOps for Remap {
         // Loading is not a commit.
         c.counted = c.remaps.generation();
         self.update_stats(&mut c);
+        if r.is_ok() {
+            if let Some(n) = &self.new_spare {
+                // Without the lock while it copies; see `migrate`.
+                drop(c);
+                self.migrate(dev, n);
+                return Ok(());
+            }
+        }
         r.map_err(|e| {
             let (why, err) = match e {
                 LoadError::Refused(m) => (m.to_str().unwrap_or("refused"), EINVAL),

@@ -490,9 +490,9 @@ pub(crate) fn versioned(f: &mut Fixture) -> ((String, String), u32) {
     (f.state(), f.r.meta.layout.version)
 }
 
-/// The devices of the golden images: a 32 MiB main and a 16 MiB spare
-/// with 4096-byte blocks.
-pub(crate) fn golden_pair() -> (Geometry, Identity) {
+/// The geometry of a target over all of a `main`-sector main and a
+/// `spare`-sector spare (512-byte logical blocks), with 4096-byte blocks.
+pub(crate) fn geometry_4k(main: u64, spare: u64) -> Geometry {
     let d = |dev, sectors| DeviceFacts {
         dev,
         whole: dev,
@@ -503,7 +503,13 @@ pub(crate) fn golden_pair() -> (Geometry, Identity) {
         block_size: Some(4096),
         ..Features::default()
     };
-    let g = validate(65536, &d(1, 65536), &d(2, 32768), &features).unwrap();
+    validate(main, &d(1, main), &d(2, spare), &features).unwrap()
+}
+
+/// The devices of the golden images: a 32 MiB main and a 16 MiB spare
+/// with 4096-byte blocks.
+pub(crate) fn golden_pair() -> (Geometry, Identity) {
+    let g = geometry_4k(65536, 32768);
     let id = Identity {
         uuid: [0; 16],
         main_sectors: 65536,
@@ -533,4 +539,30 @@ pub(crate) fn golden_image(image: &[u8], path: &str, env: &str) {
         .expect("gzip");
     assert!(out.status.success(), "{path}");
     assert!(out.stdout == image, "{path} is not what the code writes");
+}
+
+#[allow(clippy::type_complexity)]
+/// A pair of a `main`-sector main and a `spare`-sector spare, 4096-byte
+/// blocks, `copies` copies (if formatted), loaded from `disk`.
+pub(crate) fn open_with(
+    main: u64,
+    spare: u64,
+    copies: u32,
+    format: bool,
+    disk: &mut dyn MetaIo,
+) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
+    let g = geometry_4k(main, spare);
+    let req = LayoutRequest {
+        copies,
+        max_slots: format::DEFAULT_MAX_SLOTS,
+        format,
+    };
+    let layout = find_layout::<HostEnv>(disk, &g, spare, &req, crc32fast::hash)?;
+    let mut id = pair(Some(4096));
+    id.main_sectors = main;
+    id.spare_sectors = spare;
+    let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
+    let mut events = Vec::new();
+    r.load(&t, disk, format, [7; 16], &mut |e| events.push(e))?;
+    Ok((t, r, events, layout))
 }

@@ -587,11 +587,13 @@ mod tests {
                     tl.main,
                     tl.spare,
                     &tl.features,
+                    tl.migrate_to,
                 )
                 .unwrap();
                 let back: Vec<&str> = canon.split(' ').collect();
                 let again = crate::logic::table_line::parse(&back).unwrap();
                 assert_eq!(again.features, tl.features, "{args:?} -> {canon}");
+                assert_eq!(again.migrate_to, tl.migrate_to, "{args:?} -> {canon}");
             }
             // The message, on a live table.
             let Ok(m) = parse(&args) else {

@@ -517,7 +517,6 @@ impl<E: Env> Remaps<E> {
     /// first copy written on, a table refuses the spare (`format::decide`),
     /// so a crash part-way leaves it refused too. `Err(Io)` when copy 0
     /// could not be written (no copy marked).
-    #[cfg(not(MODULE))]
     pub fn mark_moved(&mut self, io: &mut dyn MetaIo) -> Result<(), MsgError> {
         if self.meta.layout.version == format::FORMAT_V2 {
             return Err(MsgError::Invalid(
@@ -763,10 +762,8 @@ mod tests {
     use super::*;
     use crate::logic::format::{self, check_copy, encode_header, SECTOR};
     use crate::logic::format::{Unrecorded, PENDING_MAX};
-    use crate::logic::geometry::{validate, DeviceFacts};
 
     use crate::logic::table::Nodes;
-    use crate::logic::table_line::Features;
     use crate::HostEnv;
     extern crate std;
     use crate::logic::testing::{geo, MIB};
@@ -833,40 +830,6 @@ mod tests {
         disk: &mut dyn MetaIo,
     ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
         open_with(64 * MIB, 64 * MIB, copies, true, disk)
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn open_with(
-        main: u64,
-        spare: u64,
-        copies: u32,
-        format: bool,
-        disk: &mut dyn MetaIo,
-    ) -> Result<(RemapTable<HostEnv>, Remaps<HostEnv>, Vec<Event>, Layout), LoadError> {
-        let d = |dev, sectors| DeviceFacts {
-            dev,
-            whole: dev,
-            sectors,
-            logical_block_size: 512,
-        };
-        let features = Features {
-            block_size: Some(4096),
-            ..Features::default()
-        };
-        let g = validate(main, &d(1, main), &d(2, spare), &features).unwrap();
-        let req = LayoutRequest {
-            copies,
-            max_slots: format::DEFAULT_MAX_SLOTS,
-            format,
-        };
-        let layout = find_layout::<HostEnv>(disk, &g, spare, &req, crc32fast::hash)?;
-        let mut id = pair(Some(4096));
-        id.main_sectors = main;
-        id.spare_sectors = spare;
-        let (t, mut r) = Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).unwrap();
-        let mut events = Vec::new();
-        r.load(&t, disk, format, [7; 16], &mut |e| events.push(e))?;
-        Ok((t, r, events, layout))
     }
 
     #[test]

@@ -23,11 +23,15 @@ mod discover;
 mod fake;
 mod messages;
 mod metadata;
+mod migrate;
 
 pub use discover::{check_spare, discover, LayoutRequest};
 #[cfg(not(MODULE))]
 pub use discover::{find_layout, interrupted_format};
 use metadata::Metadata;
+pub use migrate::{check_new_spare, copy_run, spare_uuid, SwitchError};
+#[cfg(not(MODULE))]
+pub use migrate::{NewSpare, Switched};
 
 /// Something the caller should log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
