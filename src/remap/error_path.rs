@@ -230,11 +230,9 @@ impl Remap {
                     Some(slot) => {
                         let to = c.remaps.slot_sector(slot);
                         if self.retried(Dev::Spare, op, write_retries, to, data) {
-                            if c.remaps.remove_pending(p.block) {
-                                // Its spare block could not be read; this
-                                // write replaced what was lost.
-                                self.pending.set(c.remaps.pending());
-                                self.commit(dev, &mut c, None);
+                            // Its spare block could not be read; this write
+                            // replaced what was lost.
+                            if self.unpend(dev, &mut c, p.block) {
                                 dmr_info!(
                                     "{}: pending sector {} rewritten on spare sector {}\n",
                                     dev,
@@ -265,12 +263,9 @@ impl Remap {
                             self.retried(Dev::Main, op, write_retries, to, data)
                         };
                         if written {
-                            if c.remaps.remove_pending(p.block) {
-                                // Written fine after all: the drive
-                                // reassigned the sector.
-                                self.pending.set(c.remaps.pending());
-                                self.commit(dev, &mut c, None);
-                            }
+                            // Written fine after all: the drive reassigned
+                            // the sector.
+                            self.unpend(dev, &mut c, p.block);
                             Ok(())
                         } else {
                             self.relocate(dev, &mut c, data, p.block, None)
@@ -299,6 +294,18 @@ impl Remap {
         self.update_stats(&mut c);
         drop(c);
         bio.complete(status);
+    }
+
+    /// Takes main block `block` off the pending list, if it is there (a
+    /// write replaced its lost data in place), and commits that; whether it
+    /// was.
+    fn unpend(&self, dev: &str, c: &mut Core, block: u64) -> bool {
+        if !c.remaps.remove_pending(block) {
+            return false;
+        }
+        self.pending.set(c.remaps.pending());
+        self.commit(dev, c, None);
+        true
     }
 
     /// Holds writes to main block `block` back in `map` while the worker
