@@ -13,29 +13,31 @@ use std::fmt::Write as _;
 /// The report of a spare's newest valid copy.
 pub(crate) fn of_spare(s: &Spare) -> Option<Lost> {
     let h = s.best?;
-    let bs = u64::from(h.identity.block_size) / 512;
-    let u = h.unrecorded;
     Some(Lost {
         block_bytes: u64::from(h.identity.block_size),
         pending: pending_sectors(s),
-        unrecorded: u.count,
-        unrecorded_range: (u.count > 0).then_some((u.first * bs, u.last * bs)),
+        unrecorded: h.unrecorded,
     })
 }
 
 /// Whether anything is lost.
 pub(crate) fn any(l: &Lost) -> bool {
-    !l.pending.is_empty() || l.unrecorded > 0
+    !l.pending.is_empty() || l.unrecorded.count > 0
 }
 
-/// File system blocks of `fs` bytes that the main blocks from sector
-/// `first` to the block at sector `last` cover: (first, last).
-fn fs_blocks(l: &Lost, fs: u64, first: u64, last: u64) -> (u64, u64) {
-    (first * 512 / fs, (last * 512 + l.block_bytes - 1) / fs)
+/// File system blocks of `fs` bytes that main sectors `first` to `last`
+/// cover: (first, last).
+fn fs_blocks(fs: u64, (first, last): (u64, u64)) -> (u64, u64) {
+    (first * 512 / fs, (last * 512 + 511) / fs)
 }
 
-fn fs_words(l: &Lost, fs: Option<u64>, first: u64, last: u64) -> String {
-    match fs.map(|fs| fs_blocks(l, fs, first, last)) {
+/// The main sectors of the pending block at sector `s`.
+fn block_at(l: &Lost, s: u64) -> (u64, u64) {
+    (s, s + l.block_sectors().max(1) - 1)
+}
+
+fn fs_words(fs: Option<u64>, sectors: (u64, u64)) -> String {
+    match fs.map(|fs| fs_blocks(fs, sectors)) {
         None => String::new(),
         Some((a, b)) if a == b => format!(" (file system block {a})"),
         Some((a, b)) => format!(" (file system blocks {a}-{b})"),
@@ -61,16 +63,15 @@ pub(crate) fn text(l: &Lost, source: &str, fs: Option<u64>) -> String {
         l.block_bytes
     );
     for &s in &l.pending {
-        let _ = writeln!(o, "main sector {s}{}", fs_words(l, fs, s, s));
+        let _ = writeln!(o, "main sector {s}{}", fs_words(fs, block_at(l, s)));
     }
-    if let Some((a, b)) = l.unrecorded_range {
+    if let Some((a, b)) = l.unrecorded_sectors() {
         let _ = writeln!(
             o,
             "{source}: {} more failed reads were not listed (the pending list was full), \
-             between main sectors {a} and {}{}",
-            l.unrecorded,
-            b + l.block_bytes / 512 - 1,
-            fs_words(l, fs, a, b)
+             between main sectors {a} and {b}{}",
+            l.unrecorded.count,
+            fs_words(fs, (a, b))
         );
     }
     o
@@ -101,18 +102,23 @@ struct Json<'a> {
 
 /// The report as one JSON object.
 pub(crate) fn json(l: &Lost, source: &str, fs: Option<u64>) -> String {
-    let range = l.unrecorded_range;
+    let range = l.unrecorded_sectors();
     let j = Json {
         source,
         block_size: l.block_bytes,
         pending: &l.pending,
         fs_block_size: fs,
-        fs_blocks: fs.map(|fs| l.pending.iter().map(|&s| fs_blocks(l, fs, s, s)).collect()),
+        fs_blocks: fs.map(|fs| {
+            l.pending
+                .iter()
+                .map(|&s| fs_blocks(fs, block_at(l, s)))
+                .collect()
+        }),
         unrecorded: Unrecorded {
-            count: l.unrecorded,
+            count: l.unrecorded.count,
             first_sector: range.map(|r| r.0),
-            last_sector: range.map(|r| r.1 + l.block_bytes / 512 - 1),
-            fs_blocks: fs.zip(range).map(|(fs, (a, b))| fs_blocks(l, fs, a, b)),
+            last_sector: range.map(|r| r.1),
+            fs_blocks: fs.zip(range).map(|(fs, r)| fs_blocks(fs, r)),
         },
     };
     serde_json::to_string(&j).unwrap_or_default()
@@ -126,8 +132,11 @@ mod tests {
         Lost {
             block_bytes: 4096,
             pending: vec![8, 2048],
-            unrecorded: 3,
-            unrecorded_range: Some((4096, 8192)),
+            unrecorded: dm_remap::logic::format::Unrecorded {
+                count: 3,
+                first: 512,
+                last: 1024,
+            },
         }
     }
 

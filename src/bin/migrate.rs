@@ -227,11 +227,7 @@ impl Plan {
                 return Err(format!("pending main block {b} lies beyond main"));
             }
         }
-        if self.unrecorded.count > 0 {
-            let mut u = r.unrecorded();
-            u.merge(self.unrecorded);
-            r.set_unrecorded(u);
-        }
+        r.add_unrecorded(self.unrecorded);
         if !self.pending.is_empty() || !lost.is_empty() || self.unrecorded.count > 0 {
             r.commit_pending(&mut area)
                 .map_err(|e| format!("recording the pending blocks: {e:?}"))?;

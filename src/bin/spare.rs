@@ -301,14 +301,11 @@ pub(crate) fn dump_text(s: &Spare) -> String {
             );
         }
         let u = h.unrecorded;
-        if u.count > 0 {
-            let bs = u64::from(h.identity.block_size) / 512;
+        if let Some((a, b)) = u.sectors(u64::from(h.identity.block_size) / 512) {
             let _ = writeln!(
                 o,
-                "unrecorded     {} failed reads, main sectors {} to {} (the pending list was full)",
-                u.count,
-                u.first * bs,
-                (u.last + 1) * bs - 1
+                "unrecorded     {} failed reads, main sectors {a} to {b} (the pending list was full)",
+                u.count
             );
         }
     }

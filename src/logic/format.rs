@@ -461,16 +461,20 @@ impl Unrecorded {
         self.count = self.count.saturating_add(1);
     }
 
-    /// Adds the failures `o` counts.
+    /// The main sectors the blocks span, for blocks of `block_sectors`: the
+    /// first sector of the lowest block and the last of the highest;
+    /// `None` when none failed.
     #[cfg(not(MODULE))]
-    pub fn merge(&mut self, o: Unrecorded) {
-        if o.count == 0 {
-            return;
-        }
-        let n = self.count;
-        self.add(o.first);
-        self.add(o.last);
-        self.count = n.saturating_add(o.count);
+    pub fn sectors(&self, block_sectors: u64) -> Option<(u64, u64)> {
+        (self.count > 0).then(|| {
+            (
+                self.first.saturating_mul(block_sectors),
+                self.last
+                    .saturating_add(1)
+                    .saturating_mul(block_sectors)
+                    .saturating_sub(1),
+            )
+        })
     }
 
     /// Whether the summary is consistent and names blocks below
@@ -1896,12 +1900,6 @@ mod tests {
             u.add(b);
         }
         assert_eq!((u.count, u.first, u.last), (4, 40, 16_383));
-        let mut m = Unrecorded::default();
-        m.merge(Unrecorded::default());
-        assert_eq!(m, Unrecorded::default());
-        m.add(50_000);
-        m.merge(u);
-        assert_eq!((m.count, m.first, m.last), (5, 40, 50_000));
         h.unrecorded = u;
         let mut unit = std::vec![0u8; UNIT];
         encode_header(&h, crc, &mut unit);

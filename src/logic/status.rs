@@ -246,7 +246,8 @@ pub fn write_lost<W: Write>(
     Ok(())
 }
 
-/// The `lost` reply [`write_lost`] wrote, read back.
+/// The `lost` reply [`write_lost`] wrote, read back (or the same report
+/// made from a spare's metadata).
 #[cfg(not(MODULE))]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lost {
@@ -254,10 +255,22 @@ pub struct Lost {
     pub block_bytes: u64,
     /// Pending blocks, by main sector.
     pub pending: std::vec::Vec<u64>,
-    /// Failed reads not listed.
-    pub unrecorded: u64,
-    /// Main sectors of the lowest and highest block among them.
-    pub unrecorded_range: Option<(u64, u64)>,
+    /// Failed reads not listed, by main block.
+    pub unrecorded: super::format::Unrecorded,
+}
+
+#[cfg(not(MODULE))]
+impl Lost {
+    /// Sectors of a block.
+    pub fn block_sectors(&self) -> u64 {
+        self.block_bytes / 512
+    }
+
+    /// The main sectors the unrecorded failures span (see
+    /// [`super::format::Unrecorded::sectors`]).
+    pub fn unrecorded_sectors(&self) -> Option<(u64, u64)> {
+        self.unrecorded.sectors(self.block_sectors())
+    }
 }
 
 /// Reads back a reply [`write_lost`] wrote; `None` for anything else (a
@@ -268,16 +281,25 @@ pub fn parse_lost(reply: &str) -> Option<Lost> {
     let mut lines = reply.trim_end().lines();
     let head: std::vec::Vec<&str> = lines.next()?.split_whitespace().collect();
     let num = |w: &str| w.parse::<u64>().ok();
-    let (block_bytes, n, unrecorded, range) = match head[..] {
+    let (block_bytes, n, count, range) = match head[..] {
         ["blocks", b, "pending", n, "unrecorded", u] => (num(b)?, num(n)?, num(u)?, None),
         ["blocks", b, "pending", n, "unrecorded", u, f, l] => {
             (num(b)?, num(n)?, num(u)?, Some((num(f)?, num(l)?)))
         }
         _ => return None,
     };
-    if (unrecorded > 0) != range.is_some() {
-        return None;
-    }
+    let bs = block_bytes / 512;
+    let unrecorded = match range {
+        None if count == 0 => super::format::Unrecorded::default(),
+        Some((f, l)) if count > 0 && bs > 0 && f % bs == 0 && l % bs == 0 && f <= l => {
+            super::format::Unrecorded {
+                count,
+                first: f / bs,
+                last: l / bs,
+            }
+        }
+        _ => return None,
+    };
     let pending = match lines.next() {
         Some(l) => l
             .split(' ')
@@ -292,7 +314,6 @@ pub fn parse_lost(reply: &str) -> Option<Lost> {
         block_bytes,
         pending,
         unrecorded,
-        unrecorded_range: range,
     })
 }
 
@@ -328,8 +349,7 @@ mod tests {
             Some(Lost {
                 block_bytes: 4096,
                 pending: std::vec![8, 16, 8000],
-                unrecorded: 7,
-                unrecorded_range: Some((24, 720)),
+                unrecorded: u,
             })
         );
         // Cut short, or not a reply of ours.
@@ -337,6 +357,8 @@ mod tests {
             &s[..s.len() - 5],
             "blocks 4096 pending 0 unrecorded 1",
             "blocks 4096 pending 0 unrecorded 0 1 2",
+            "blocks 4096 pending 0 unrecorded 2 8 9",
+            "blocks 4096 pending 0 unrecorded 2 16 8",
             "blocks 4096 pending 1 unrecorded 0",
             "cleared 3",
             "",

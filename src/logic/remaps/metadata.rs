@@ -40,8 +40,6 @@ pub(super) struct Metadata {
     /// The pending list changed since the last commit: the next one writes
     /// the pending units (version 3 writes them only then).
     pub(super) pending_dirty: bool,
-    /// Commits mark the copies "moved" (see [`Remaps::mark_moved`]).
-    pub(super) moved: bool,
 }
 
 /// What the copies record besides their headers: the pool's slots and the
@@ -50,6 +48,8 @@ pub(super) struct Contents<'a, E: Env> {
     pub(super) pool: &'a SparePool<E>,
     pub(super) pending: &'a [u64],
     pub(super) unrecorded: Unrecorded,
+    /// The header's "moved" flag (see [`Remaps::mark_moved`]).
+    pub(super) moved: bool,
 }
 
 /// What a commit writes of a copy besides its header: entry units
@@ -81,7 +81,6 @@ impl Metadata {
             dirty: None,
             loaded: false,
             pending_dirty: false,
-            moved: false,
         }
     }
 
@@ -209,7 +208,7 @@ impl Metadata {
                 } else {
                     c.unrecorded
                 },
-                moved: self.moved && layout.version != format::FORMAT_V2,
+                moved: c.moved && layout.version != format::FORMAT_V2,
             },
             crc,
             hdr,
@@ -458,6 +457,7 @@ impl<E: Env> Remaps<E> {
                 pool: &self.pool,
                 pending: &self.pending_list[..n],
                 unrecorded: self.unrecorded,
+                moved: self.moved,
             },
         )
     }
@@ -523,10 +523,10 @@ impl<E: Env> Remaps<E> {
                 "a version-2 spare cannot be marked: convert it first",
             ));
         }
-        self.meta.moved = true;
+        self.moved = true;
         let r = self.commit_pending(io);
         if r.is_err() {
-            self.meta.moved = false;
+            self.moved = false;
         }
         r
     }
@@ -1630,6 +1630,22 @@ mod tests {
             last: 9000,
         };
         assert_eq!(f.r.unrecorded(), u);
+        // Another spare's count (a migration) adds in.
+        let mut m = Fixture::new(Some(4096));
+        m.r.add_unrecorded(Unrecorded::default());
+        assert_eq!(m.r.unrecorded(), Unrecorded::default());
+        m.r.add_unrecorded(u);
+        m.r.add_unrecorded(Unrecorded {
+            count: 2,
+            first: 12_000,
+            last: 12_001,
+        });
+        let want = Unrecorded {
+            count: 5,
+            first: 0,
+            last: 12_001,
+        };
+        assert_eq!(m.r.unrecorded(), want);
         f.r.commit_pending(&mut f.disk).unwrap();
         for h in all_copies_valid(&mut f.disk, &layout, "unrecorded errors") {
             assert_eq!(h.unrecorded, u);

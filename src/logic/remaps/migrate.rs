@@ -235,7 +235,7 @@ impl<E: Env> Remaps<E> {
         }
         let old_marked = self.mark_moved(old).is_ok();
         // The marks are the old spare's; the new one serves the remaps.
-        self.meta.moved = false;
+        self.moved = false;
         let _ = self.take_degraded();
         let from = self.pool.total();
         self.meta.identity.spare_sectors = new_sectors;

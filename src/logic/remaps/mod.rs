@@ -161,6 +161,8 @@ pub struct Remaps<E: Env> {
     pending_len: usize,
     /// Read errors the pending list had no room for.
     unrecorded: Unrecorded,
+    /// Commits mark the copies "moved" (see [`Remaps::mark_moved`]).
+    moved: bool,
     geo: Geometry,
     meta: Metadata,
 }
@@ -187,6 +189,7 @@ impl<E: Env> Remaps<E> {
                 pending_list,
                 pending_len: 0,
                 unrecorded: Unrecorded::default(),
+                moved: false,
                 geo,
                 meta,
             },
@@ -296,11 +299,19 @@ impl<E: Env> Remaps<E> {
         self.unrecorded
     }
 
-    /// Sets what [`Remaps::unrecorded`] answers (a migration carries it to
-    /// a new spare). Changes memory only, like [`Remaps::add_pending`].
+    /// Adds the failures `o` counts to [`Remaps::unrecorded`] (a migration
+    /// carries another spare's to this one). Changes memory only, like
+    /// [`Remaps::add_pending`].
     #[cfg(not(MODULE))]
-    pub fn set_unrecorded(&mut self, u: Unrecorded) {
-        self.unrecorded = u;
+    pub fn add_unrecorded(&mut self, o: Unrecorded) {
+        if o.count == 0 {
+            return;
+        }
+        let u = &mut self.unrecorded;
+        let n = u.count;
+        u.add(o.first);
+        u.add(o.last);
+        u.count = n.saturating_add(o.count);
         self.meta.pending_dirty = true;
     }
 
