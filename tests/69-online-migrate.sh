@@ -1,7 +1,7 @@
 # migrate_to moves every remap, its data and the pending list to a new,
 # larger spare while the device stays in use: a table reload names the new
-# spare, and the resume moves 10,002 remapped blocks (512 bytes each) while
-# a writer keeps rewriting remapped blocks. The device then reads exactly
+# spare, and after the resume the worker moves 10,002 remapped blocks (512
+# bytes each) while a writer keeps rewriting remapped blocks. The device then reads exactly
 # what it was given, runs on the new spare with a larger pool, shows the
 # new spare in its table line, and the old spare is refused by a table.
 # A new spare that fails a write stops the move: the device stays on the
@@ -63,6 +63,7 @@ dm_wrap nw $NW 10000:8 || fail "wrapper over the failing new spare refused"
 mark
 dmsetup reload t --table "0 32768 $T $S 2 migrate_to /dev/mapper/nw" || fail "reload with a failing new spare refused"
 dmsetup resume t || fail "resume with a failing new spare failed"
+move_ended
 since_mark | grep -q "moving to spare .* stopped: write error on the new spare at sector .*; the device stays on spare $(devno $S)" ||
 	fail "no word of the stopped move: $(since_mark | grep 'remap:')"
 dmsetup table t | grep -q "migrate_to $(devno /dev/mapper/nw)$" || fail "table after the stopped move: $(dmsetup table t)"
@@ -76,26 +77,30 @@ dmsetup message t 0 remove_remap 30000 8 >/dev/null || fail "remove_remap after 
 # are taken again once it works (a reload retries).
 dd if=/dev/urandom of=/tmp/p2 bs=1M count=1 2>/dev/null
 rm -f /tmp/stop
+: >/tmp/writes
 (
-	n=0
 	while [ ! -e /tmp/stop ]; do
 		dd if=/tmp/p2 of=/dev/mapper/t bs=64k seek=80 oflag=direct 2>/dev/null || exit 1
-		n=$((n + 1))
+		echo >>/tmp/writes
 	done
-	echo $n >/tmp/writes
 ) &
 W=$!
 dm_rewrap nw $NW
 mark
 dmsetup reload t --table "0 32768 $T $S 2 migrate_to /dev/mapper/nw" || fail "reload with migrate_to refused"
 read -r u0 _ </proc/uptime
+_lines /tmp/writes
+w0=$_ln
 dmsetup resume t || fail "resume with migrate_to failed"
 read -r u1 _ </proc/uptime
-sleep 1
+move_ended
+read -r u2 _ </proc/uptime
+_lines /tmp/writes
+w1=$_ln
 : >/tmp/stop
 wait $W || fail "the writer failed"
 note "$(since_mark | grep -o 'moved .*')"
-note "online move of 10,002 remaps (5 MiB of data), resume took $(echo "$u0 $u1" | awk '{ printf "%.2f", $2 - $1 }') s of guest time; the writer wrote 1 MiB $(cat /tmp/writes) times"
+note "online move of 10,002 remaps (5 MiB of data): resume took $(echo "$u0 $u1" | awk '{ printf "%.2f", $2 - $1 }') s, the move ended $(echo "$u0 $u2" | awk '{ printf "%.2f", $2 - $1 }') s after it began (guest time); the writer rewrote its 1 MiB $((w1 - w0)) times meanwhile"
 since_mark | grep -q "moved 10002 remapped blocks from spare $(devno $S) to $(devno /dev/mapper/nw) in [0-9]* ms" ||
 	fail "no word of the move: $(since_mark | grep 'remap:')"
 since_mark | grep -q "spare pool grown from" || fail "the pool did not grow: $(since_mark | grep 'remap:')"

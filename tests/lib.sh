@@ -402,3 +402,14 @@ snap() {
 		dd if=/dev/mapper/t of=/tmp/$1.b bs=1M skip=1 iflag=direct 2>/dev/null ||
 		fail "reading the device ($1) failed"
 }
+
+# move_ended: waits (up to 5 minutes) until the kernel log since the last
+# mark says a migrate_to move ended, moved or stopped.
+move_ended() {
+	_i=0
+	until since_mark | grep -q "moved [0-9]* remapped blocks\|moving to spare .* stopped"; do
+		_i=$((_i + 1))
+		[ $_i -le 1500 ] || fail "the move did not end: $(since_mark | grep 'remap:')"
+		sleep 0.2
+	done
+}

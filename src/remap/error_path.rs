@@ -108,7 +108,11 @@ impl Remap {
             Op::Write => io::flags::WRITE,
             Op::WriteFua => io::flags::WRITE | io::flags::FUA,
         };
-        io::sync_io(&self.io_client, d, sector, buf, f).is_ok()
+        let ok = io::sync_io(&self.io_client, d, sector, buf, f).is_ok();
+        if ok && matches!(dev, Dev::Spare) && !matches!(op, Op::Read) {
+            self.mirror(sector, buf);
+        }
+        ok
     }
 
     /// `op` on `dev` with `retries` retries.

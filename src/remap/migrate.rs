@@ -4,20 +4,23 @@
 //! when the table is resumed, and the device goes on with that spare.
 //!
 //! The constructor checks the new spare without writing to it. The first
-//! `preresume` loads the old spare's metadata and then moves: the device is
-//! suspended, so no bio, no error-path step and no scanner step runs, and
-//! messages that would change anything are refused until it is done (status
-//! and the read-only messages are answered; the copy runs without the lock).
-//! The steps and their crash safety are [`crate::logic::remaps`]'s
-//! (`migrate.rs`); a failure at any of them leaves the device on the old
-//! spare, with the new one marked so that no table takes it for a spare.
+//! `preresume` loads the old spare's metadata and marks the new one; from
+//! then on `map` sends every write to a remapped block to the worker, and
+//! the worker's writes to pool blocks already copied go to both spares.
+//! Once the device runs, the worker copies the pool blocks in use, a run at
+//! a time (the scanner's delayed work, which the scanner does not use
+//! meanwhile), then switches. Messages that would change anything are
+//! refused until it is done. The steps and their crash safety are
+//! [`crate::logic::remaps`]'s (`migrate.rs`); a failure at any of them
+//! leaves the device on the old spare, with the new one marked so that no
+//! table takes it for a spare.
 
-use super::{facts, NewSpare, Remap};
+use super::{facts, Core, NewSpare, Remap};
 use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
-use crate::dm::target::{CtrContext, CtrError};
+use crate::dm::target::{CtrContext, CtrError, Target};
 use crate::dm::worker;
 use crate::logic::format::{Decision, Layout};
 use crate::logic::geometry;
@@ -103,10 +106,89 @@ fn new_spare_error(e: LoadError) -> CtrError {
     }
 }
 
+/// A move in progress (in `Core`).
+pub(super) struct Migration {
+    /// The next pool block to look at.
+    next: u64,
+    /// Pool blocks in use when it started.
+    blocks: u64,
+    /// When it started (ms since boot).
+    start_ms: u64,
+    /// The copy's buffer: [`COPY_CHUNK`] bytes, or one block.
+    buf: RawArray<u8, KernelEnv>,
+}
+
 impl Remap {
-    /// Moves the remaps to `n` (see the module documentation); logs what
-    /// happened. Called from `preresume` without the lock, after the load.
-    pub(super) fn migrate(&self, dev: &str, n: &NewSpare) {
+    /// Starts the move to `n` (see the module documentation): marks `n`,
+    /// and from here on `map` sends writes to remapped blocks to the worker,
+    /// whose writes to blocks already copied go to both spares. The copy
+    /// runs in the worker once the device resumes. Called from `preresume`
+    /// under the lock, after the load.
+    pub(super) fn start_migration(&self, dev: &str, c: &mut Core, n: &NewSpare) {
+        let mut new = SpareIo {
+            client: &self.io_client,
+            spare: &n.dev,
+        };
+        let (from_name, to_name) = (self.spare.name(), n.dev.name());
+        if self.fail.load(Ordering::Relaxed) {
+            dmr_err!(
+                "{}: fail mode: not moving to spare {}; send clear_fail and reload\n",
+                dev,
+                to_name
+            );
+            return;
+        }
+        let bs = self.bs_bytes();
+        let Some(buf) =
+            RawArray::<u8, KernelEnv>::new(COPY_CHUNK.max(bs)).or_else(|| RawArray::new(bs))
+        else {
+            dmr_err!("{}: out of memory: not moving to spare {}\n", dev, to_name);
+            return;
+        };
+        if c.remaps.mark_taken(&mut new).is_err() {
+            dmr_err!(
+                "{}: cannot write to spare {}: not moving; the device stays on spare {}\n",
+                dev,
+                to_name,
+                from_name
+            );
+            return;
+        }
+        let blocks = c.remaps.used_blocks();
+        c.migration = Some(Migration {
+            next: 0,
+            blocks,
+            start_ms: worker::now_ms(),
+            buf,
+        });
+        c.migrating = true;
+        self.copy_failed.store(false, Ordering::Relaxed);
+        self.copy_cursor
+            .store(c.remaps.slot_sector(0), Ordering::Release);
+        self.copying.store(true, Ordering::Release);
+        dmr_info!(
+            "{}: moving {} remapped blocks from spare {} to {}\n",
+            dev,
+            blocks,
+            from_name,
+            to_name
+        );
+    }
+
+    /// One step of the move, in the worker: copies the next run of pool
+    /// blocks in use (at most [`COPY_CHUNK`] bytes) under the lock, so that
+    /// no write of the worker's to those blocks comes between the read and
+    /// the write; or, when all are copied, switches to the new spare.
+    pub(super) fn migrate_step(&self, ti: &Target) {
+        let dev = ti.device_name();
+        let Some(n) = &self.new_spare else {
+            return;
+        };
+        let mut c = self.core.lock();
+        if c.suspended || self.halt.load(Ordering::Relaxed) {
+            // `resume` queues the next step.
+            return;
+        }
         let mut old = SpareIo {
             client: &self.io_client,
             spare: &self.spare,
@@ -115,130 +197,138 @@ impl Remap {
             client: &self.io_client,
             spare: &n.dev,
         };
-        let (from_name, to_name) = (self.spare.name(), n.dev.name());
-        let start = worker::now_ms();
-        let bs = self.bs_bytes();
-        let blocks = {
-            let mut c = self.core.lock();
-            if self.fail.load(Ordering::Relaxed) {
-                dmr_err!(
-                    "{}: fail mode: not moving to spare {}; send clear_fail and reload\n",
-                    dev,
-                    to_name
-                );
-                return;
-            }
-            if c.remaps.mark_taken(&mut new).is_err() {
-                dmr_err!(
-                    "{}: cannot write to spare {}: not moving; the device stays on spare {}\n",
-                    dev,
-                    to_name,
-                    from_name
-                );
-                return;
-            }
-            c.migrating = true;
-            c.remaps.used_blocks()
-        };
-        dmr_info!(
-            "{}: moving {} remapped blocks from spare {} to {}\n",
-            dev,
-            blocks,
-            from_name,
-            to_name
-        );
-        let buf = RawArray::<u8, KernelEnv>::new(COPY_CHUNK.max(bs))
-            .or_else(|| RawArray::new(bs));
-        let stopped = match buf {
-            Some(mut buf) => self.copy_used(&mut old, &mut new, &mut buf),
-            None => Some(("out of memory", 0)),
-        };
-        let mut c = self.core.lock();
-        if let Some((why, sector)) = stopped {
-            let _ = c.remaps.mark_taken(&mut new);
-            c.migrating = false;
-            dmr_err!(
-                "{}: moving to spare {} stopped: {} at sector {}; the device stays on spare {}\n",
-                dev,
-                to_name,
-                why,
-                sector,
-                from_name
-            );
+        if self.fail.load(Ordering::Relaxed) {
+            self.stop_migration(dev, &mut c, n, "fail mode", 0);
             return;
         }
-        match c.remaps.switch_to(&mut old, &mut new, n.dev.sectors()) {
+        if self.copy_failed.load(Ordering::Acquire) {
+            self.stop_migration(dev, &mut c, n, "write error on the new spare", 0);
+            return;
+        }
+        let Core {
+            remaps, migration, ..
+        } = &mut *c;
+        let Some(m) = migration.as_mut() else {
+            return;
+        };
+        let per = (m.buf.len() / self.bs_bytes()).max(1) as u64;
+        let Some((first, k)) = remaps.used_run(m.next, per) else {
+            self.finish_migration(dev, &mut c, n);
+            return;
+        };
+        let (at, sectors) = remaps.run_sectors(first, k);
+        match remaps::copy_run(&mut old, &mut new, at, sectors, &mut m.buf) {
+            Ok(()) => {
+                m.next = first + k;
+                self.copy_cursor
+                    .store(remaps.slot_sector(first + k), Ordering::Release);
+                drop(c);
+                self.worker.scan_after(0);
+            }
+            Err(true) => self.stop_migration(dev, &mut c, n, "read error on the old spare", at),
+            Err(false) => self.stop_migration(dev, &mut c, n, "write error on the new spare", at),
+        }
+    }
+
+    /// Ends a move that cannot finish: the device stays on the old spare,
+    /// and the new one is marked (again) so that no table takes a part of
+    /// it for a spare.
+    fn stop_migration(&self, dev: &str, c: &mut Core, n: &NewSpare, why: &str, sector: u64) {
+        self.copying.store(false, Ordering::Release);
+        c.migration = None;
+        c.migrating = false;
+        let mut new = SpareIo {
+            client: &self.io_client,
+            spare: &n.dev,
+        };
+        let _ = c.remaps.mark_taken(&mut new);
+        dmr_err!(
+            "{}: moving to spare {} stopped: {} at sector {}; the device stays on spare {}\n",
+            dev,
+            n.dev.name(),
+            why,
+            sector,
+            self.spare.name()
+        );
+        self.update_stats(c);
+    }
+
+    /// The last step: every block is on the new spare (and every write to
+    /// one since went to both); writes its metadata, marks the old spare's
+    /// copies, and routes everything to the new spare. Under the lock, so
+    /// no write of the worker's comes between.
+    fn finish_migration(&self, dev: &str, c: &mut Core, n: &NewSpare) {
+        let mut old = SpareIo {
+            client: &self.io_client,
+            spare: &self.spare,
+        };
+        let mut new = SpareIo {
+            client: &self.io_client,
+            spare: &n.dev,
+        };
+        let (blocks, start) = match &c.migration {
+            Some(m) => (m.blocks, m.start_ms),
+            None => return,
+        };
+        let sw = match c.remaps.switch_to(&mut old, &mut new, n.dev.sectors()) {
+            Ok(sw) => sw,
             Err(e) => {
-                let _ = c.remaps.mark_taken(&mut new);
                 let why = match e {
                     SwitchError::NoMemory => "out of memory",
                     SwitchError::New => "its metadata could not be written",
                 };
-                dmr_err!(
-                    "{}: moving to spare {} stopped: {}; the device stays on spare {}\n",
-                    dev,
-                    to_name,
-                    why,
-                    from_name
-                );
+                self.stop_migration(dev, c, n, why, 0);
+                return;
             }
-            Ok(sw) => {
-                self.on_new.store(true, Ordering::Release);
-                dmr_info!(
-                    "{}: moved {} remapped blocks from spare {} to {} in {} ms\n",
-                    dev,
-                    blocks,
-                    from_name,
-                    to_name,
-                    worker::now_ms().saturating_sub(start)
-                );
-                if !sw.old_marked {
-                    dmr_err!(
-                        "{}: spare {} could not be marked as moved: never put it in a table line again (dm-remap-tool retire)\n",
-                        dev,
-                        from_name
-                    );
-                }
-                match sw.pool {
-                    Ok((a, b)) if b > a => dmr_info!(
-                        "{}: spare pool grown from {} to {} blocks\n",
-                        dev,
-                        a,
-                        b
-                    ),
-                    Ok(_) => {}
-                    Err(_) => self.enter_fail(dev),
-                }
-            }
-        }
+        };
+        // First the route, then the end of the detour through the worker:
+        // `map` that sees the detour gone sees the new spare.
+        self.on_new.store(true, Ordering::Release);
+        self.copying.store(false, Ordering::Release);
+        c.migration = None;
         c.migrating = false;
-        self.report_spare(dev, &mut c);
-        self.update_stats(&mut c);
+        dmr_info!(
+            "{}: moved {} remapped blocks from spare {} to {} in {} ms\n",
+            dev,
+            blocks,
+            self.spare.name(),
+            n.dev.name(),
+            worker::now_ms().saturating_sub(start)
+        );
+        if !sw.old_marked {
+            dmr_err!(
+                "{}: spare {} could not be marked as moved: never put it in a table line again (dm-remap-tool retire)\n",
+                dev,
+                self.spare.name()
+            );
+        }
+        match sw.pool {
+            Ok((a, b)) if b > a => dmr_info!(
+                "{}: spare pool grown from {} to {} blocks\n",
+                dev,
+                a,
+                b
+            ),
+            Ok(_) => {}
+            Err(_) => self.enter_fail(dev),
+        }
+        self.report_spare(dev, c);
+        self.update_stats(c);
     }
 
-    /// Copies every pool block in use from `old` to `new`, a run at a time,
-    /// taking the lock only to find the next run. `Some` says what failed,
-    /// and where (an old spare's sector).
-    fn copy_used(
-        &self,
-        old: &mut SpareIo<'_>,
-        new: &mut SpareIo<'_>,
-        buf: &mut [u8],
-    ) -> Option<(&'static str, u64)> {
-        let per = (buf.len() / self.bs_bytes()).max(1) as u64;
-        let mut from = 0;
-        loop {
-            let run = {
-                let c = self.core.lock();
-                c.remaps
-                    .used_run(from, per)
-                    .map(|(first, k)| (first + k, c.remaps.run_sectors(first, k)))
-            };
-            let (next, (at, sectors)) = run?;
-            match remaps::copy_run(old, new, at, sectors, buf) {
-                Ok(()) => from = next,
-                Err(true) => return Some(("read error on the old spare", at)),
-                Err(false) => return Some(("write error on the new spare", at)),
+    /// Writes `buf` at `sector` of the new spare too, when a move is copying
+    /// and the pool block there is already copied; a failure stops the move
+    /// at its next step. The worker's writes to the old spare's pool call
+    /// this, under the lock.
+    pub(super) fn mirror(&self, sector: u64, buf: &mut [u8]) {
+        if !self.copying.load(Ordering::Acquire)
+            || sector >= self.copy_cursor.load(Ordering::Acquire)
+        {
+            return;
+        }
+        if let Some(n) = &self.new_spare {
+            if io::sync_io(&self.io_client, &n.dev, sector, buf, io::flags::WRITE).is_err() {
+                self.copy_failed.store(true, Ordering::Release);
             }
         }
     }

@@ -96,6 +96,8 @@ struct Core {
     /// The remaps are moving to the `migrate_to` spare: messages that
     /// change anything are refused.
     migrating: bool,
+    /// The move's progress while it copies.
+    migration: Option<migrate::Migration>,
     /// Automatic remaps since the target was created (`error_threshold`).
     auto_remaps: u64,
     /// The spare level last reported in the log.
@@ -152,8 +154,14 @@ pub(crate) struct Remap {
     /// `migrate_to`: the spare the remaps move to on resume.
     new_spare: Option<NewSpare>,
     /// The remaps live on `new_spare` now: `map` and the error path use it.
-    /// Set once, in `preresume`, before the first bio.
     on_new: AtomicBool,
+    /// A move to `new_spare` copies: `map` sends writes to remapped blocks
+    /// to the worker, which writes them to both spares once copied.
+    copying: AtomicBool,
+    /// The old spare's pool sectors below this one are copied.
+    copy_cursor: AtomicU64,
+    /// A write of the worker's to the new spare failed: the move stops.
+    copy_failed: AtomicBool,
 }
 
 /// The spare a table line's `migrate_to` names.
@@ -482,6 +490,7 @@ impl TargetOps for Remap {
             },
             suspended: true,
             migrating: false,
+            migration: None,
             auto_remaps: 0,
             reported: SpareLevel::Ok,
             counted: 0,
@@ -529,6 +538,9 @@ impl TargetOps for Remap {
             _claim: claim,
             new_spare,
             on_new: AtomicBool::new(false),
+            copying: AtomicBool::new(false),
+            copy_cursor: AtomicU64::new(0),
+            copy_failed: AtomicBool::new(false),
         })
     }
 
@@ -592,6 +604,10 @@ impl TargetOps for Remap {
             let busy = self.relocating.load(Ordering::SeqCst);
             if busy != 0 && (first..first + n).contains(&(busy - 1)) {
                 held = Some(held.map_or(busy - 1, |p| p.min(busy - 1)));
+            }
+            if r.to_spare && self.copying.load(Ordering::Acquire) {
+                // A move copies the spare: the worker writes both.
+                held = Some(first);
             }
             let h = routing::hold(&self.geometry, offset, len, held);
             len = h.len;
@@ -687,7 +703,8 @@ impl TargetOps for Remap {
             }
         };
         self.update_stats(&mut c);
-        let stop_scan = msg == Message::Control(ControlMsg::Scan(ScanCmd::Stop));
+        // Not when refused: the delayed work may be a move's next step.
+        let stop_scan = r.is_ok() && msg == Message::Control(ControlMsg::Scan(ScanCmd::Stop));
         drop(c);
         if stop_scan {
             // Outside the lock: a running step takes it.
@@ -787,6 +804,9 @@ impl TargetOps for Remap {
             c.scan.due_ms = worker::now_ms();
             self.worker.scan_after(0);
         }
+        if c.migration.is_some() {
+            self.worker.scan_after(0);
+        }
     }
 
     fn preresume(&self, ti: &Target) -> Result {
@@ -816,13 +836,8 @@ impl TargetOps for Remap {
         // Loading is not a commit.
         c.counted = c.remaps.generation();
         self.update_stats(&mut c);
-        if r.is_ok() {
-            if let Some(n) = &self.new_spare {
-                // Without the lock while it copies; see `migrate`.
-                drop(c);
-                self.migrate(dev, n);
-                return Ok(());
-            }
+        if let (Ok(()), Some(n)) = (&r, &self.new_spare) {
+            self.start_migration(dev, &mut c, n);
         }
         r.map_err(|e| {
             let (why, err) = match e {
@@ -858,6 +873,12 @@ impl WorkerOps for Remap {
     }
 
     fn scan_step(&self, ti: &Target) {
-        self.scan_next(ti);
+        // A move's copy takes the scanner's place (`scan start` is refused
+        // while it runs).
+        if self.copying.load(Ordering::Acquire) {
+            self.migrate_step(ti);
+        } else {
+            self.scan_next(ti);
+        }
     }
 }
