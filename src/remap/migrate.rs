@@ -119,16 +119,22 @@ pub(super) struct Migration {
 }
 
 impl Remap {
+    /// Metadata I/O on the old spare and on `n`.
+    fn both_spares<'a>(&'a self, n: &'a NewSpare) -> (SpareIo<'a>, SpareIo<'a>) {
+        let io = |spare| SpareIo {
+            client: &self.io_client,
+            spare,
+        };
+        (io(&self.spare), io(&n.dev))
+    }
+
     /// Starts the move to `n` (see the module documentation): marks `n`,
     /// and from here on `map` sends writes to remapped blocks to the worker,
     /// whose writes to blocks already copied go to both spares. The copy
     /// runs in the worker once the device resumes. Called from `preresume`
     /// under the lock, after the load.
     pub(super) fn start_migration(&self, dev: &str, c: &mut Core, n: &NewSpare) {
-        let mut new = SpareIo {
-            client: &self.io_client,
-            spare: &n.dev,
-        };
+        let (_, mut new) = self.both_spares(n);
         let (from_name, to_name) = (self.spare.name(), n.dev.name());
         if self.fail.load(Ordering::Relaxed) {
             dmr_err!(
@@ -189,14 +195,7 @@ impl Remap {
             // `resume` queues the next step.
             return;
         }
-        let mut old = SpareIo {
-            client: &self.io_client,
-            spare: &self.spare,
-        };
-        let mut new = SpareIo {
-            client: &self.io_client,
-            spare: &n.dev,
-        };
+        let (mut old, mut new) = self.both_spares(n);
         if self.fail.load(Ordering::Relaxed) {
             self.stop_migration(dev, &mut c, n, "fail mode", 0);
             return;
@@ -237,10 +236,7 @@ impl Remap {
         self.copying.store(false, Ordering::Release);
         c.migration = None;
         c.migrating = false;
-        let mut new = SpareIo {
-            client: &self.io_client,
-            spare: &n.dev,
-        };
+        let (_, mut new) = self.both_spares(n);
         let _ = c.remaps.mark_taken(&mut new);
         dmr_err!(
             "{}: moving to spare {} stopped: {} at sector {}; the device stays on spare {}\n",
@@ -258,14 +254,7 @@ impl Remap {
     /// copies, and routes everything to the new spare. Under the lock, so
     /// no write of the worker's comes between.
     fn finish_migration(&self, dev: &str, c: &mut Core, n: &NewSpare) {
-        let mut old = SpareIo {
-            client: &self.io_client,
-            spare: &self.spare,
-        };
-        let mut new = SpareIo {
-            client: &self.io_client,
-            spare: &n.dev,
-        };
+        let (mut old, mut new) = self.both_spares(n);
         let (blocks, start) = match &c.migration {
             Some(m) => (m.blocks, m.start_ms),
             None => return,
