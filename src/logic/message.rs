@@ -407,6 +407,38 @@ mod tests {
     }
 
     #[test]
+    fn only_messages_that_change_nothing_read_only() {
+        for m in [
+            "help",
+            "count",
+            "query 8",
+            "list",
+            "list 0 5",
+            "pending",
+            "lost",
+            "policy",
+            "scan status",
+        ] {
+            assert!(p(m).unwrap().reads_only(), "{m}");
+        }
+        for m in [
+            "add_remap 8 auto",
+            "remove_remap 8",
+            "clear_remaps",
+            "convert_metadata",
+            "clear_pending",
+            "clear_fail",
+            "set auto_remap on",
+            "scan_rate 8",
+            "scan start",
+            "scan stop",
+        ] {
+            assert!(!p(m).unwrap().reads_only(), "{m}");
+        }
+        assert_eq!(MsgError::Migrating.errno(), Errno::Busy);
+    }
+
+    #[test]
     fn every_form() {
         assert_eq!(p("help"), Ok(RemapMsg::Help.into()));
         assert_eq!(p("HELP"), Ok(RemapMsg::Help.into()));
