@@ -160,14 +160,13 @@ impl Remap {
             );
             return;
         }
-        let blocks = c.remaps.used_blocks();
+        let blocks = c.remaps.spare_used();
         c.migration = Some(Migration {
             next: 0,
             blocks,
             start_ms: worker::now_ms(),
             buf,
         });
-        c.migrating = true;
         self.copy_failed.store(false, Ordering::Relaxed);
         self.copy_cursor
             .store(c.remaps.slot_sector(0), Ordering::Release);
@@ -197,11 +196,11 @@ impl Remap {
         }
         let (mut old, mut new) = self.both_spares(n);
         if self.fail.load(Ordering::Relaxed) {
-            self.stop_migration(dev, &mut c, n, "fail mode", 0);
+            self.stop_migration(dev, &mut c, n, "fail mode", None);
             return;
         }
         if self.copy_failed.load(Ordering::Acquire) {
-            self.stop_migration(dev, &mut c, n, "write error on the new spare", 0);
+            self.stop_migration(dev, &mut c, n, "write error on the new spare", None);
             return;
         }
         let Core {
@@ -224,28 +223,43 @@ impl Remap {
                 drop(c);
                 self.worker.scan_after(0);
             }
-            Err(true) => self.stop_migration(dev, &mut c, n, "read error on the old spare", at),
-            Err(false) => self.stop_migration(dev, &mut c, n, "write error on the new spare", at),
+            Err(true) => self.stop_migration(dev, &mut c, n, "read error on the old spare", Some(at)),
+            Err(false) => self.stop_migration(dev, &mut c, n, "write error on the new spare", Some(at)),
         }
     }
 
     /// Ends a move that cannot finish: the device stays on the old spare,
     /// and the new one is marked (again) so that no table takes a part of
     /// it for a spare.
-    fn stop_migration(&self, dev: &str, c: &mut Core, n: &NewSpare, why: &str, sector: u64) {
+    fn stop_migration(
+        &self,
+        dev: &str,
+        c: &mut Core,
+        n: &NewSpare,
+        why: &str,
+        sector: Option<u64>,
+    ) {
         self.copying.store(false, Ordering::Release);
         c.migration = None;
-        c.migrating = false;
         let (_, mut new) = self.both_spares(n);
         let _ = c.remaps.mark_taken(&mut new);
-        dmr_err!(
-            "{}: moving to spare {} stopped: {} at sector {}; the device stays on spare {}\n",
-            dev,
-            n.dev.name(),
-            why,
-            sector,
-            self.spare.name()
-        );
+        match sector {
+            Some(at) => dmr_err!(
+                "{}: moving to spare {} stopped: {} at sector {}; the device stays on spare {}\n",
+                dev,
+                n.dev.name(),
+                why,
+                at,
+                self.spare.name()
+            ),
+            None => dmr_err!(
+                "{}: moving to spare {} stopped: {}; the device stays on spare {}\n",
+                dev,
+                n.dev.name(),
+                why,
+                self.spare.name()
+            ),
+        }
         self.update_stats(c);
     }
 
@@ -266,7 +280,7 @@ impl Remap {
                     SwitchError::NoMemory => "out of memory",
                     SwitchError::New => "its metadata could not be written",
                 };
-                self.stop_migration(dev, c, n, why, 0);
+                self.stop_migration(dev, c, n, why, None);
                 return;
             }
         };
@@ -275,7 +289,6 @@ impl Remap {
         self.on_new.store(true, Ordering::Release);
         self.copying.store(false, Ordering::Release);
         c.migration = None;
-        c.migrating = false;
         dmr_info!(
             "{}: moved {} remapped blocks from spare {} to {} in {} ms\n",
             dev,

@@ -93,10 +93,8 @@ struct Core {
     scan: Scan,
     /// Between `postsuspend` and `resume`.
     suspended: bool,
-    /// The remaps are moving to the `migrate_to` spare: messages that
-    /// change anything are refused.
-    migrating: bool,
-    /// The move's progress while it copies.
+    /// The move's progress while the remaps move to the `migrate_to`
+    /// spare; messages that change anything are refused meanwhile.
     migration: Option<migrate::Migration>,
     /// Automatic remaps since the target was created (`error_threshold`).
     auto_remaps: u64,
@@ -489,7 +487,6 @@ impl TargetOps for Remap {
                 buf: None,
             },
             suspended: true,
-            migrating: false,
             migration: None,
             auto_remaps: 0,
             reported: SpareLevel::Ok,
@@ -685,7 +682,7 @@ impl TargetOps for Remap {
         let mut sio = self.spare_io();
         let mut c = self.core.lock();
         let r = match msg {
-            _ if c.migrating && !msg.reads_only() => Err(MsgError::Migrating),
+            _ if c.migration.is_some() && !msg.reads_only() => Err(MsgError::Migrating),
             Message::Control(m) => self.control(ti, &mut c, m, out),
             Message::Remaps(m) if m.changes_remaps() && self.fail.load(Ordering::Relaxed) => {
                 Err(MsgError::FailMode)

@@ -3,9 +3,11 @@
 //! Moving every remap, with its data, to another spare while the target
 //! is in use (`migrate_to` on the table line; docs/online-migration.md).
 //!
-//! The target runs the steps while it is suspended, so no bio and no
-//! scanner step touches either spare meanwhile, and refuses messages that
-//! change the remaps until it is done:
+//! The target copies in the background while it serves I/O: its worker
+//! copies one run of pool blocks at a time under the target's lock, and
+//! writes every write routed to the spare meanwhile, to the old spare and,
+//! once the block is copied, to the new one too. Messages that change the
+//! remaps are refused until the switch. The steps:
 //!
 //! 1. [`check_new_spare`] (in the constructor): the new spare is blank,
 //!    carries the marker of an earlier attempt, or holds a copy of this very
@@ -14,7 +16,7 @@
 //!    entry unit. No loader takes the new spare for blank or for a spare
 //!    from then on, so a stop before the switch cannot leave it loadable
 //!    with half its data.
-//! 3. [`Remaps::used_run`] and [`Remaps::copy_run`]: every pool block in use
+//! 3. [`Remaps::used_run`] and [`copy_run`]: every pool block in use
 //!    goes to the same pool block of the new spare. The new spare keeps the
 //!    old one's layout (same copies at the same places, same pool start),
 //!    so slot numbers, and with them the remap table, stay as they are.
@@ -29,7 +31,7 @@
 //! current (the host test below enumerates the writes).
 
 use super::*;
-use crate::logic::format::{self, check_copy, UNIT};
+use crate::logic::format::{self, UNIT};
 use crate::logic::message::MsgError;
 
 /// What [`check_new_spare`] found on the new spare.
@@ -118,31 +120,23 @@ pub fn copy_run(
 }
 
 /// The header of the newest valid copy on the spare behind `io` in
-/// `layout`, if any.
+/// `layout`, of whichever device pair, if any.
 fn newest_header<E: Env>(
     io: &mut dyn MetaIo,
     layout: &Layout,
     crc: Crc,
 ) -> Result<Option<format::Header>, LoadError> {
-    let mut buf = RawArray::<u8, E>::new(layout.copy_bytes()).ok_or(LoadError::NoMemory)?;
-    let mut best: Option<format::Header> = None;
-    for i in 0..layout.copies {
-        let at = layout.copy_start(i);
-        if io.read(at, &mut buf).is_err() {
-            continue;
-        }
-        if let Ok(h) = check_copy(&buf, at, layout.area_sectors(), u64::MAX, crc) {
-            // Not `is_none_or` (Rust 1.82): 6.12 builds with older ones.
-            let newer = match best {
-                Some(b) => b.generation < h.generation,
-                None => true,
-            };
-            if newer {
-                best = Some(h);
-            }
-        }
-    }
-    Ok(best)
+    // A pair that serves no recorded one (no header records block size 0):
+    // every valid copy counts, whatever its layout.
+    let anyone = format::Identity {
+        uuid: [0; 16],
+        main_sectors: 0,
+        spare_sectors: 0,
+        block_size: 0,
+    };
+    let (states, _) = discover::survey::<E>(io, layout, &anyone, crc)?;
+    let copies = states.get(..layout.copies as usize).unwrap_or(&states);
+    Ok(format::newest_valid(copies, |_| true).map(|(_, h)| h))
 }
 
 /// The uuid of the newest valid copy on the spare behind `io` in `layout`,
@@ -201,11 +195,6 @@ impl<E: Env> Remaps<E> {
             n += 1;
         }
         Some((first, n))
-    }
-
-    /// Pool blocks in use.
-    pub fn used_blocks(&self) -> u64 {
-        self.pool.used()
     }
 
     /// Spare sectors of pool blocks `first..first + n`: (start, sectors).
