@@ -8,6 +8,7 @@
 //! with examples).
 
 mod export;
+mod import;
 mod lost;
 mod migrate;
 mod remaptab;
@@ -840,6 +841,30 @@ enum Cmd {
         /// The old spare
         spare: String,
     },
+    /// Remap the blocks a list names (badblocks -o, md's bad_blocks, or
+    /// sectors) on a remap device, in as few commits as the limits allow
+    Import {
+        /// What the list holds
+        #[arg(long, value_enum, default_value = "badblocks")]
+        format: import::Format,
+        /// With --format badblocks: the list's block size in bytes
+        /// (badblocks -b)
+        #[arg(short = 'b', long = "block-size", value_name = "BYTES", default_value_t = 1024, value_parser = block_size)]
+        list_block_size: u64,
+        /// Copy each block's data from main first; the device is suspended
+        /// for each message (at most --batch blocks). Without it the blocks
+        /// read what their spare blocks hold
+        #[arg(long)]
+        carry: bool,
+        /// Most blocks per message (default 4096 with --carry, else
+        /// 1048576, the module's limit)
+        #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u64).range(1..=1048576))]
+        batch: Option<u64>,
+        /// The remap device (its name, or /dev/mapper/NAME)
+        device: String,
+        /// The list; - for standard input
+        list: String,
+    },
     /// Move every remap, with its data, and the pending blocks from a spare
     /// to another (larger) one, while no table uses either
     Migrate {
@@ -925,6 +950,101 @@ fn lost_command(device: &str, json: bool, fs: Option<u64>) -> Result<(String, bo
         lost::text(&l, device, fs)
     };
     Ok((out, lost::any(&l)))
+}
+
+/// Ranges per `add_remaps` message: a few hundred KiB of text at most.
+const IMPORT_MAX_WORDS: usize = 10_000;
+
+/// `import`: the summary, or (exit status, reason).
+fn import_command(
+    device: &str,
+    list: &str,
+    format: import::Format,
+    list_block_size: u64,
+    carry: bool,
+    batch: Option<u64>,
+) -> Result<String, (u8, String)> {
+    let name = device.strip_prefix("/dev/mapper/").unwrap_or(device);
+    let fail = |e: String| (1, e);
+    let (table, status) = dmsetup(&["table", name])
+        .and_then(|t| Ok((t, dmsetup(&["status", name])?)))
+        .map_err(|e| fail(format!("{name}: {e}")))?;
+    let (sectors, ..) =
+        status::parse_table(&table).ok_or_else(|| fail(format!("{name} is not a remap device")))?;
+    let info = status::parse_status(&status)
+        .ok_or_else(|| fail(format!("{name}: a status line this tool cannot read")))?;
+    let text = if list == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(list)
+    }
+    .map_err(|e| fail(format!("{list}: {e}")))?;
+    let bs = u64::from(info.block_size) / 512;
+    let ranges = import::parse(&text, format, list_block_size)
+        .and_then(|r| import::blocks(r, bs, sectors))
+        .map_err(|e| fail(format!("{list}: {e}")))?;
+    let batch = batch.unwrap_or(if carry { 4096 } else { 1 << 20 });
+    let messages = import::messages(&ranges, bs, carry, batch, IMPORT_MAX_WORDS);
+    let mut total = [0u64; 3];
+    for (i, m) in messages.iter().enumerate() {
+        let done = |total: &[u64; 3]| {
+            format!(
+                "{} of {} messages done: added {}, pending {}, skipped {}",
+                i,
+                messages.len(),
+                total[0],
+                total[1],
+                total[2]
+            )
+        };
+        let mut args = vec!["message", name, "0"];
+        args.extend(m.iter().map(String::as_str));
+        let reply = if carry {
+            // Suspended, no write is in flight while a block is copied.
+            dmsetup(&["suspend", name])
+                .map_err(|e| fail(format!("{name}: suspend failed: {e}; {}", done(&total))))?;
+            let r = dmsetup(&args);
+            dmsetup(&["resume", name]).map_err(|e| {
+                fail(format!(
+                    "{name}: resume failed: {e}; the device stays suspended until `dmsetup resume {name}`; {}",
+                    done(&total)
+                ))
+            })?;
+            r
+        } else {
+            dmsetup(&args)
+        };
+        let reply = reply.map_err(|e| {
+            fail(format!(
+                "{name}: add_remaps failed: {} (the kernel log says why: dmesg | grep remap); {}",
+                e.trim(),
+                done(&total)
+            ))
+        })?;
+        let got = import::parse_reply(&reply).ok_or_else(|| {
+            fail(format!(
+                "{name}: the module's reply to add_remaps was not understood: {reply:?}"
+            ))
+        })?;
+        for (t, g) in total.iter_mut().zip(got) {
+            *t += g;
+        }
+    }
+    let mut out = format!(
+        "{name}: added {}, pending {}, skipped {} (already remapped or pending) in {} messages\n",
+        total[0],
+        total[1],
+        total[2],
+        messages.len()
+    );
+    if total[1] > 0 {
+        let _ = writeln!(
+            out,
+            "{name}: {} blocks could not be read from main: their data is lost until written (dm-remap-tool lost {name})",
+            total[1]
+        );
+    }
+    Ok(out)
 }
 
 /// A spare opened for writing through the metadata I/O trait; a durable
@@ -1305,6 +1425,21 @@ fn main() -> ExitCode {
         Cmd::Activate { tab, names } => remaptab_command(true, &tab, &names),
         Cmd::Deactivate { tab, names } => remaptab_command(false, &tab, &names),
         Cmd::Generate { tab, dir, .. } => generate(&tab, &dir),
+        Cmd::Import {
+            format,
+            list_block_size,
+            carry,
+            batch,
+            device,
+            list,
+        } => answer(import_command(
+            &device,
+            &list,
+            format,
+            list_block_size,
+            carry,
+            batch,
+        )),
         Cmd::Migrate { force, old, new } => answer(migrate_command(&old, &new, force)),
         Cmd::Retire { spare } => answer(retire_command(&spare)),
         Cmd::Export(args) => answer(export_command(&args)),

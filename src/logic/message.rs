@@ -31,16 +31,16 @@ pub enum ScanCmd {
 
 /// A parsed message, by who handles it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Message {
+pub enum Message<'a> {
     /// About the remaps: the writer's (`Remaps::handle`).
-    Remaps(RemapMsg),
+    Remaps(RemapMsg<'a>),
     /// About error handling and the scanner: the target's.
     Control(ControlMsg),
 }
 
 /// A message about the remaps (and `help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RemapMsg {
+pub enum RemapMsg<'a> {
     /// `help`
     Help,
     /// `count`
@@ -67,6 +67,14 @@ pub enum RemapMsg {
         /// Length in sectors (default: one block).
         nr: Option<u64>,
     },
+    /// `add_remaps [carry] <main_sector>[+<nr_sectors>]...`
+    AddList {
+        /// Copy each block's data from main first (the target must be
+        /// suspended).
+        carry: bool,
+        /// The ranges, checked for syntax.
+        items: Extents<'a>,
+    },
     /// `remove_remap <main_sector> [<nr_sectors>]`
     Remove {
         /// First main sector.
@@ -76,20 +84,53 @@ pub enum RemapMsg {
     },
 }
 
-impl RemapMsg {
+/// The ranges of `add_remaps`, `<main_sector>[+<nr_sectors>]` each: words
+/// [`parse`] checked, read again where they are used (the message owns no
+/// memory to hold them in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extents<'a>(&'a [&'a str]);
+
+impl<'a> Extents<'a> {
+    /// Checks every word; `None` if one is not a range.
+    fn new(words: &'a [&'a str]) -> Option<Self> {
+        words
+            .iter()
+            .all(|w| extent(w).is_some())
+            .then_some(Self(words))
+    }
+
+    /// The ranges: first sector and length in sectors (`None`: one block).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Option<u64>)> + 'a {
+        self.0.iter().filter_map(|w| extent(w))
+    }
+}
+
+/// `<sector>` or `<sector>+<nr_sectors>` (a positive length).
+fn extent(w: &str) -> Option<(u64, Option<u64>)> {
+    match w.split_once('+') {
+        None => Some((parse_u64(w)?, None)),
+        Some((s, n)) => match parse_u64(n)? {
+            0 => None,
+            n => Some((parse_u64(s)?, Some(n))),
+        },
+    }
+}
+
+impl RemapMsg<'_> {
     /// Whether it changes remaps (refused in fail mode).
     pub fn changes_remaps(&self) -> bool {
         match self {
             RemapMsg::Clear
             | RemapMsg::Convert
             | RemapMsg::Add { .. }
+            | RemapMsg::AddList { .. }
             | RemapMsg::Remove { .. } => true,
             RemapMsg::Help | RemapMsg::Count | RemapMsg::Query(_) | RemapMsg::List { .. } => false,
         }
     }
 }
 
-impl Message {
+impl Message<'_> {
     /// Whether the message only reads: what a target moving to another
     /// spare still answers.
     pub fn reads_only(&self) -> bool {
@@ -126,13 +167,13 @@ pub enum ControlMsg {
     Scan(ScanCmd),
 }
 
-impl From<RemapMsg> for Message {
-    fn from(m: RemapMsg) -> Self {
+impl<'a> From<RemapMsg<'a>> for Message<'a> {
+    fn from(m: RemapMsg<'a>) -> Self {
         Message::Remaps(m)
     }
 }
 
-impl From<ControlMsg> for Message {
+impl From<ControlMsg> for Message<'_> {
     fn from(m: ControlMsg) -> Self {
         Message::Control(m)
     }
@@ -168,6 +209,8 @@ pub enum MsgError {
     /// The remaps are moving to the `migrate_to` spare; only messages that
     /// change nothing are answered meanwhile.
     Migrating,
+    /// `add_remaps carry` on a device that is not suspended.
+    NotSuspended,
 }
 
 impl fmt::Display for MsgError {
@@ -189,6 +232,9 @@ impl fmt::Display for MsgError {
             MsgError::Migrating => {
                 f.write_str("moving to the migrate_to spare; try again once it is done")
             }
+            MsgError::NotSuspended => f.write_str(
+                "carry copies data only while the device is suspended; suspend it first",
+            ),
         }
     }
 }
@@ -216,7 +262,7 @@ impl MsgError {
             MsgError::NoMemory => Errno::NoMem,
             MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => Errno::NoSpc,
             MsgError::Io | MsgError::FailMode => Errno::Io,
-            MsgError::NotLoaded | MsgError::Migrating => Errno::Busy,
+            MsgError::NotLoaded | MsgError::Migrating | MsgError::NotSuspended => Errno::Busy,
             MsgError::Invalid(_) | MsgError::At(..) => Errno::Inval,
         }
     }
@@ -230,6 +276,7 @@ pub const LIST_MAX: u64 = 10_000;
 /// The `help` text: every message with its arguments.
 pub const HELP: &str = "\
 add_remap <main_sector> <spare_sector|auto> [<nr_sectors>]
+add_remaps [carry] <main_sector>[+<nr_sectors>]...
 remove_remap <main_sector> [<nr_sectors>]
 clear_remaps
 convert_metadata
@@ -263,7 +310,7 @@ fn nr(s: Option<&&str>) -> Result<Option<u64>, Refusal> {
 }
 
 /// Parses a message's words.
-pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
+pub fn parse<'a>(args: &'a [&'a str]) -> Result<Message<'a>, Refusal> {
     let Some((verb, rest)) = args.split_first() else {
         return Err(Refusal::new(c"empty message; try 'help'"));
     };
@@ -331,6 +378,19 @@ pub fn parse(args: &[&str]) -> Result<Message, Refusal> {
             nr: nr(rest.get(2))?,
         }
         .into())
+    } else if is("add_remaps") {
+        let usage = c"usage: add_remaps [carry] <main_sector>[+<nr_sectors>]...";
+        let (carry, words) = match rest.split_first() {
+            Some((w, more)) if w.eq_ignore_ascii_case("carry") => (true, more),
+            _ => (false, rest),
+        };
+        if words.is_empty() {
+            return Err(Refusal::new(usage));
+        }
+        let items = Extents::new(words).ok_or(Refusal::new(
+            c"invalid range: use <main_sector> or <main_sector>+<nr_sectors> (decimal, nr_sectors > 0)",
+        ))?;
+        Ok(RemapMsg::AddList { carry, items }.into())
     } else if is("remove_remap") {
         if !(1..=2).contains(&rest.len()) {
             return Err(Refusal::new(
@@ -401,9 +461,12 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    fn p(s: &str) -> Result<Message, &'static str> {
-        let v: Vec<&str> = s.split_whitespace().collect();
-        parse(&v).map_err(|r| r.as_str())
+    /// Parses `s`, whose words the message may borrow: leaked, as the
+    /// tests are short-lived.
+    fn p(s: &str) -> Result<Message<'static>, &'static str> {
+        let s: &'static str = std::boxed::Box::leak(s.into());
+        let v: Vec<&'static str> = s.split_whitespace().collect();
+        parse(v.leak()).map_err(|r| r.as_str())
     }
 
     #[test]
@@ -484,6 +547,21 @@ mod tests {
             }
             .into())
         );
+        let words = ["add_remaps", "carry", "8+16", "64"];
+        match parse(&words) {
+            Ok(Message::Remaps(RemapMsg::AddList { carry, items })) => {
+                assert!(carry);
+                assert_eq!(
+                    items.iter().collect::<Vec<_>>(),
+                    [(8, Some(16)), (64, None)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match p("ADD_REMAPS 0") {
+            Ok(Message::Remaps(RemapMsg::AddList { carry, .. })) => assert!(!carry),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             p("remove_remap 8"),
             Ok(RemapMsg::Remove { main: 8, nr: None }.into())
@@ -541,6 +619,14 @@ mod tests {
             ("list 0 0", "invalid max"),
             ("list 0 10001", "invalid max"),
             ("list 0 5x", "invalid max"),
+            ("add_remaps", "usage: add_remaps"),
+            ("add_remaps carry", "usage: add_remaps"),
+            ("add_remaps 8+0", "invalid range"),
+            ("add_remaps 8 x", "invalid range"),
+            ("add_remaps 8+", "invalid range"),
+            ("add_remaps +8", "invalid range"),
+            ("add_remaps 8+8+8", "invalid range"),
+            ("add_remaps carry carry", "invalid range"),
             ("add_remap", "usage: add_remap"),
             ("add_remap 1", "usage: add_remap"),
             ("add_remap 1 2 3 4", "usage: add_remap"),

@@ -39,7 +39,7 @@ use crate::dm::target::Target;
 use crate::dm::bio::Stage;
 use crate::dm::worker::{BlockError, OwnedBio};
 use crate::logic::message::MsgError;
-use crate::logic::remaps::PendingAdd;
+use crate::logic::remaps::{DataIo, PendingAdd};
 use crate::logic::routing::pieces;
 use crate::logic::stats::Counter;
 use crate::logic::table::Nodes;
@@ -68,6 +68,29 @@ const PIECE_ATTEMPTS: u32 = 3;
 
 /// New spare blocks tried for one block before giving up.
 const RELOCATE_ATTEMPTS: u32 = 8;
+
+/// The data I/O of `add_remaps carry`: the error path's, with its read
+/// retries.
+pub(super) struct CarryIo<'a> {
+    pub(super) target: &'a Remap,
+    pub(super) read_retries: u32,
+}
+
+impl DataIo for CarryIo<'_> {
+    fn read_main(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+        self.target
+            .retried(Dev::Main, Op::Read, self.read_retries, sector, buf)
+            .then_some(())
+            .ok_or(())
+    }
+
+    fn write_spare(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+        self.target
+            .io(Dev::Spare, Op::Write, sector, buf)
+            .then_some(())
+            .ok_or(())
+    }
+}
 
 impl Remap {
     /// Commits after a change of the error path: the entry units of pool

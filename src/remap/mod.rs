@@ -38,10 +38,10 @@ use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
 use crate::logic::geometry::{self, DeviceFacts, Geometry};
 use crate::logic::mem::RawArray;
-use crate::logic::message::{self, ControlMsg, Message, MsgError, ScanCmd};
+use crate::logic::message::{self, ControlMsg, Message, MsgError, RemapMsg, ScanCmd};
 use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
-use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, Remaps};
+use crate::logic::remaps::{self, check_spare, DataIo, Event, LayoutRequest, LoadError, Remaps};
 use crate::logic::routing;
 use crate::logic::stats::Counter;
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
@@ -686,6 +686,28 @@ impl TargetOps for Remap {
             Message::Control(m) => self.control(ti, &mut c, m, out),
             Message::Remaps(m) if m.changes_remaps() && self.fail.load(Ordering::Relaxed) => {
                 Err(MsgError::FailMode)
+            }
+            Message::Remaps(RemapMsg::AddList { carry, items }) => {
+                let r = if carry && !c.suspended {
+                    Err(MsgError::NotSuspended)
+                } else {
+                    // Suspended: no bio is in flight, so none can change a
+                    // block between its copy and its remap.
+                    let mut d = error_path::CarryIo {
+                        target: self,
+                        read_retries: c.policy.read_retries,
+                    };
+                    let data: Option<&mut dyn DataIo> = if carry { Some(&mut d) } else { None };
+                    c.remaps.add_list(&self.table, &mut sio, data, carry, items, out, &mut |ev| {
+                        log_event(dev, ev)
+                    })
+                };
+                self.pending.set(c.remaps.pending());
+                let degraded = c.remaps.take_degraded();
+                if degraded || matches!(r, Err(MsgError::Io)) {
+                    self.enter_fail(dev);
+                }
+                r
             }
             Message::Remaps(m) => {
                 let r = c

@@ -18,7 +18,7 @@ use std::vec::Vec;
 
 /// A message for `Remaps::handle`; the control messages are the
 /// target's, refused here.
-pub(crate) fn parse(words: &[&str]) -> Result<RemapMsg, crate::logic::Refusal> {
+pub(crate) fn parse<'a>(words: &'a [&'a str]) -> Result<RemapMsg<'a>, crate::logic::Refusal> {
     match crate::logic::message::parse(words)? {
         Message::Remaps(m) => Ok(m),
         Message::Control(_) => Err(crate::logic::Refusal::new(c"not a remap message")),

@@ -1,19 +1,204 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The messages the writer handles (`Remaps::handle`): `add_remap`,
-//! `remove_remap`, `clear_remaps`, `query`, `list`, `count`,
+//! `add_remaps`, `remove_remap`, `clear_remaps`, `query`, `list`, `count`,
 //! `convert_metadata` and `help`. Each checks all of its input before it
 //! changes anything and commits before it returns.
 
 use super::*;
 use crate::logic::format;
 use crate::logic::mem::{Env, RawArray};
-use crate::logic::message::{MsgError, RemapMsg, SpareArg, HELP};
+use crate::logic::message::{Extents, MsgError, RemapMsg, SpareArg, HELP};
 use crate::logic::routing::{route, Route};
 use crate::logic::table::{target_buckets, Empty, Nodes, RemapTable, Retired};
 use core::fmt::Write;
 
+/// Most blocks one `add_remaps` takes: it bounds the memory the message
+/// allocates and how long it holds the writer (and, with `carry`, the
+/// suspended device).
+pub const ADD_LIST_MAX: u64 = 1 << 20;
+
+/// Spare blocks one `add_remaps carry` retires for failed writes before it
+/// gives up (and undoes everything).
+const ADD_LIST_RETIRES: usize = 8;
+
+/// A pool block in `add_list`'s pairs: none, the block went pending.
+const NO_SLOT: u64 = u64::MAX;
+
 impl<E: Env> Remaps<E> {
+    /// `add_remaps [carry] <main_sector>[+<nr_sectors>]...`: remaps every
+    /// block of the ranges that is neither remapped nor pending, in one
+    /// commit; replies `added A pending P skipped S`. With `carry` (and
+    /// `data`, which the target passes only while suspended), each block's
+    /// data is read from main and written to its spare block first; a block
+    /// main cannot read goes on the pending list instead (its data is lost,
+    /// as for a read error), and a spare block that fails the write is
+    /// retired and another taken. Without `carry` the blocks read what the
+    /// spare blocks hold, as with `add_remap`. All or nothing: a refusal or
+    /// a failed commit changes nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_list<W: Write>(
+        &mut self,
+        t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
+        data: Option<&mut dyn DataIo>,
+        carry: bool,
+        items: Extents<'_>,
+        out: &mut W,
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<(), MsgError> {
+        let data = match (carry, data) {
+            (true, None) => return Err(MsgError::NotSuspended),
+            (true, Some(d)) => Some(d),
+            (false, _) => None,
+        };
+        // Every range checked, and the blocks counted, before anything
+        // changes or is allocated.
+        let mut total = 0u64;
+        for (main, nr) in items.iter() {
+            let (_, n) = self.blocks(main, nr)?;
+            total = total.saturating_add(n);
+        }
+        if total > ADD_LIST_MAX {
+            return Err(MsgError::Invalid(
+                "more than 1048576 blocks in one add_remaps",
+            ));
+        }
+        // `[main block, pool block]`, sorted, each block once.
+        let mut pairs = RawArray::<[u64; 2], E>::new(total as usize).ok_or(MsgError::NoMemory)?;
+        let mut k = 0;
+        for (main, nr) in items.iter() {
+            if let Ok((first, n)) = self.blocks(main, nr) {
+                for b in first..first + n {
+                    if let Some(p) = pairs.get_mut(k) {
+                        *p = [b, NO_SLOT];
+                        k += 1;
+                    }
+                }
+            }
+        }
+        heapsort_by_first(&mut pairs[..k]);
+        let mut n = 0;
+        let mut prev = None;
+        for i in 0..k {
+            let b = pairs[i][0];
+            let repeat = prev == Some(b);
+            prev = Some(b);
+            if repeat || t.lookup(b).is_some() || self.pending().binary_search(&b).is_ok() {
+                continue;
+            }
+            pairs[n] = [b, NO_SLOT];
+            n += 1;
+        }
+        let skipped = total - n as u64;
+        let new = &mut pairs[..n];
+        if n == 0 {
+            let _ = write!(out, "added 0 pending 0 skipped {skipped}");
+            return Ok(());
+        }
+        if self.pool.free() < n as u64 {
+            if self.pool.total() < self.geo.spare_data_blocks {
+                return Err(MsgError::MetadataFull {
+                    slots: self.pool.total(),
+                });
+            }
+            return Err(MsgError::PoolFull {
+                need: n as u64,
+                free: self.pool.free(),
+            });
+        }
+        self.resize_for(t, t.len() + n as u64, ev);
+        // Nodes and the block buffer before any change: once the commit is
+        // durable, publishing must not fail.
+        let mut nodes = Nodes::<E>::new(n as u64).ok_or(MsgError::NoMemory)?;
+        let block_bytes = (self.geo.block_sectors as usize) * format::SECTOR;
+        let mut buf = match data {
+            Some(_) => Some(RawArray::<u8, E>::new(block_bytes).ok_or(MsgError::NoMemory)?),
+            None => None,
+        };
+        let unrecorded = self.unrecorded;
+        let mut retired = [[0u64; 2]; ADD_LIST_RETIRES];
+        let mut nr_retired = 0;
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        let mut failed = None;
+        let mut data = data;
+        'blocks: for p in new.iter_mut() {
+            let b = p[0];
+            if let (Some(d), Some(buf)) = (data.as_deref_mut(), buf.as_deref_mut()) {
+                if d.read_main(b * self.geo.block_sectors, buf).is_err() {
+                    // `PendingAdd::Full` counts it as unrecorded.
+                    let _ = self.add_pending(b);
+                    continue;
+                }
+                loop {
+                    let Some(slot) = self.reserve(b) else {
+                        failed = Some(MsgError::NoMemory);
+                        break 'blocks;
+                    };
+                    lo = lo.min(slot);
+                    hi = hi.max(slot);
+                    if d.write_spare(self.slot_sector(slot), buf).is_ok() {
+                        p[1] = slot;
+                        break;
+                    }
+                    if nr_retired == ADD_LIST_RETIRES {
+                        self.unreserve(slot);
+                        failed = Some(MsgError::At(
+                            "spare writes keep failing; nothing changed",
+                            self.slot_sector(slot),
+                        ));
+                        break 'blocks;
+                    }
+                    self.retire_slot(slot);
+                    retired[nr_retired] = [slot, b];
+                    nr_retired += 1;
+                }
+            } else {
+                let Some(slot) = self.reserve(b) else {
+                    failed = Some(MsgError::NoMemory);
+                    break;
+                };
+                lo = lo.min(slot);
+                hi = hi.max(slot);
+                p[1] = slot;
+            }
+        }
+        let failed = match failed {
+            Some(e) => Some(e),
+            None => self.commit(io, lo, hi).err(),
+        };
+        if let Some(e) = failed {
+            for p in new.iter() {
+                if p[1] != NO_SLOT {
+                    self.unreserve(p[1]);
+                } else {
+                    self.remove_pending(p[0]);
+                }
+            }
+            for &[slot, b] in &retired[..nr_retired] {
+                self.unretire(slot, b);
+                self.unreserve(slot);
+            }
+            self.unrecorded = unrecorded;
+            return Err(e);
+        }
+        let mut added = 0u64;
+        for p in new.iter() {
+            if p[1] == NO_SLOT {
+                continue;
+            }
+            // Cannot fail: a node for each, no block remapped (checked
+            // above, under the writer's lock), our own writer token.
+            if let Some(node) = nodes.pop() {
+                let _ = t.insert_node(&mut self.writer, p[0], p[1], node);
+                added += 1;
+            }
+        }
+        let pending = n as u64 - added;
+        let _ = write!(out, "added {added} pending {pending} skipped {skipped}");
+        Ok(())
+    }
+
     /// Executes `msg`; replies go to `out`, things to log to `ev`; changes
     /// are committed through `io` before this returns.
     ///
@@ -22,7 +207,7 @@ impl<E: Env> Remaps<E> {
         &mut self,
         t: &RemapTable<E>,
         io: &mut dyn MetaIo,
-        msg: RemapMsg,
+        msg: RemapMsg<'_>,
         out: &mut W,
         ev: &mut dyn FnMut(Event),
     ) -> Result<(), MsgError> {
@@ -58,6 +243,11 @@ impl<E: Env> Remaps<E> {
                 );
             }
             RemapMsg::Add { main, spare, nr } => self.add(t, io, main, spare, nr, out, ev)?,
+            // Without data I/O: `carry` is refused here (the target calls
+            // `add_list` itself, with its devices, while suspended).
+            RemapMsg::AddList { carry, items } => {
+                self.add_list(t, io, None, carry, items, out, ev)?
+            }
             RemapMsg::Remove { main, nr } => {
                 let n = self.remove(t, io, main, nr, ev)?;
                 let _ = write!(out, "removed {n}");
@@ -420,6 +610,181 @@ mod tests {
         }
     }
 
+    /// Main in memory with unreadable sectors, and a spare data area
+    /// with sectors that fail writes: `add_remaps carry`'s devices.
+    struct Devices {
+        main: Vec<u8>,
+        bad_main: Vec<u64>,
+        spare: std::collections::BTreeMap<u64, Vec<u8>>,
+        bad_spare: Vec<u64>,
+        reads: usize,
+    }
+
+    impl Devices {
+        fn new() -> Self {
+            // 64 MiB of main, each 512-byte sector filled with its number.
+            let mut main = std::vec![0u8; (64 * MIB) as usize * 512];
+            for (i, s) in main.chunks_mut(512).enumerate() {
+                s.fill((i % 251) as u8);
+                s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            }
+            Self {
+                main,
+                bad_main: Vec::new(),
+                spare: Default::default(),
+                bad_spare: Vec::new(),
+                reads: 0,
+            }
+        }
+    }
+
+    impl DataIo for Devices {
+        fn read_main(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            self.reads += 1;
+            let n = (buf.len() / 512) as u64;
+            if self
+                .bad_main
+                .iter()
+                .any(|&b| (sector..sector + n).contains(&b))
+            {
+                return Err(());
+            }
+            let at = sector as usize * 512;
+            buf.copy_from_slice(&self.main[at..at + buf.len()]);
+            Ok(())
+        }
+        fn write_spare(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+            if self.bad_spare.contains(&sector) {
+                return Err(());
+            }
+            self.spare.insert(sector, buf.to_vec());
+            Ok(())
+        }
+    }
+
+    fn add_list(
+        f: &mut Fixture,
+        data: Option<&mut dyn DataIo>,
+        line: &str,
+    ) -> Result<String, MsgError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Ok(RemapMsg::AddList { carry, items }) = parse(&words) else {
+            panic!("{line}");
+        };
+        let mut out = String::new();
+        f.r.add_list(&f.t, &mut f.disk, data, carry, items, &mut out, &mut |_| {})
+            .map(|()| out)
+    }
+
+    #[test]
+    fn add_remaps_takes_scattered_ranges_in_one_commit() {
+        let mut f = Fixture::new(Some(4096));
+        f.msg("add_remap 64 auto").unwrap();
+        let generation = f.r.generation();
+        // Blocks 0, 8 (already remapped), 100..102 twice, 5000; sectors.
+        let out = f.msg("add_remaps 0 64 800+24 808 40000").unwrap();
+        assert_eq!(out, "added 5 pending 0 skipped 2");
+        assert_eq!(f.r.generation(), generation + 1, "one commit");
+        for b in [0, 8, 100, 101, 102, 5000] {
+            assert!(f.t.lookup(b).is_some(), "block {b}");
+        }
+        assert_eq!(f.t.len(), 6);
+        // Again: nothing to do, nothing written.
+        let writes = f.disk.log.len();
+        assert_eq!(
+            f.msg("add_remaps 0 800+24").unwrap(),
+            "added 0 pending 0 skipped 4"
+        );
+        assert_eq!(f.disk.log.len(), writes);
+        // Refused as a whole: one bad range changes nothing.
+        let before = f.state();
+        for (line, want) in [
+            ("add_remaps 8000 4", "multiples of the block size"),
+            ("add_remaps 8000 131072", "beyond the end of the device"),
+            ("add_remaps 8000 0+131080", "beyond the end of the device"),
+            ("add_remaps carry 8000", "suspend"),
+        ] {
+            let e = f.msg(line).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+            assert_eq!(f.state(), before, "{line}");
+        }
+        // The reload finds what the commit wrote.
+        let mut g = Fixture::on(Some(4096), f.disk.clone()).unwrap();
+        assert_eq!(g.state(), f.state());
+    }
+
+    #[test]
+    fn add_remaps_carry_copies_readable_blocks_and_makes_the_rest_pending() {
+        let mut f = Fixture::new(Some(4096));
+        let mut d = Devices::new();
+        // Block 101 unreadable; the spare block the first copy takes fails.
+        d.bad_main.push(101 * 8 + 3);
+        let first = f.r.slot_sector(0);
+        d.bad_spare.push(first);
+        let out = add_list(&mut f, Some(&mut d), "add_remaps carry 800+24 4000").unwrap();
+        assert_eq!(out, "added 3 pending 1 skipped 0");
+        assert_eq!(f.r.pending(), [101]);
+        assert_eq!(f.r.retired(), 1);
+        assert_eq!(f.t.lookup(101), None);
+        for b in [100u64, 102, 500] {
+            let slot = f.t.lookup(b).expect("remapped");
+            assert_ne!(
+                f.r.slot_sector(slot),
+                first,
+                "block {b} on the failed block"
+            );
+            let at = (b * 4096) as usize;
+            assert_eq!(
+                d.spare.get(&f.r.slot_sector(slot)).map(|v| &v[..]),
+                Some(&d.main[at..at + 4096]),
+                "block {b}'s data"
+            );
+        }
+        // All of it durable: a reload sees the remaps, the pending block
+        // and the retired one.
+        let mut g = Fixture::on(Some(4096), f.disk.clone()).unwrap();
+        assert_eq!(g.state(), f.state());
+        assert_eq!(g.r.pending(), [101]);
+        assert_eq!(g.r.retired(), 1);
+    }
+
+    #[test]
+    fn add_remaps_carry_that_fails_changes_nothing() {
+        // A commit that fails at each of its writes, and a spare that fails
+        // every write: the remaps, the pending list, the retired blocks and
+        // the disk stay as they were.
+        for writes_left in (0..8).map(Some).chain([None]) {
+            let mut f = Fixture::new(Some(4096));
+            f.msg("add_remap 0 auto 16").unwrap();
+            let before = (f.state(), f.r.pending().to_vec(), f.r.retired());
+            let mut d = Devices::new();
+            d.bad_main.push(200 * 8);
+            if writes_left.is_none() {
+                d.bad_spare = (0..64).map(|s| f.r.slot_sector(s)).collect();
+            }
+            f.disk.writes_left = writes_left;
+            let r = add_list(&mut f, Some(&mut d), "add_remaps carry 1600+16 2400");
+            f.disk.writes_left = None;
+            let after = (f.state(), f.r.pending().to_vec(), f.r.retired());
+            let mut g = Fixture::on(Some(4096), f.disk.clone()).unwrap();
+            assert_eq!(
+                (g.state(), g.r.pending().to_vec(), g.r.retired()),
+                after,
+                "{writes_left:?}: disk and memory differ"
+            );
+            match r {
+                Err(e) => assert_eq!(after, before, "{writes_left:?}: failed ({e}) but changed"),
+                Ok(ref out) => {
+                    assert_eq!(out, "added 2 pending 1 skipped 0", "{writes_left:?}");
+                    assert!(writes_left.is_none_or(|n| n >= 2), "{writes_left:?}");
+                }
+            }
+            if writes_left.is_none() {
+                assert!(r.is_err(), "every spare write failed, yet: {r:?}");
+            }
+        }
+    }
+
     #[test]
     fn huge_add_remap_is_refused_before_walking_its_range() {
         // 2^44 blocks of main: walking them for overlaps first would take
@@ -469,6 +834,7 @@ mod tests {
         // nothing (in memory and on disk), or succeeds and is durable.
         let cases = [
             "add_remap 800 auto 64",
+            "add_remaps 800+64 16000 24000+16 16000",
             "add_remap 800 40960 8",
             "remove_remap 80 16",
             "clear_remaps",
@@ -528,6 +894,9 @@ mod tests {
             "help",
             "pending",
             "lost",
+            "add_remaps",
+            "carry",
+            "8+8",
             "clear_pending",
             "clear_fail",
             "set",

@@ -915,10 +915,13 @@ mod tests {
             std::format!("{}", 64 * MIB),
             std::format!("{}", 256 * MIB - 8),
         );
-        let m = parse(&["add_remap", &from, "auto", &std::format!("{}", free * 8)]).unwrap();
+        let nr = std::format!("{}", free * 8);
+        let words = ["add_remap", &from, "auto", &nr];
+        let m = parse(&words).unwrap();
         r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).unwrap();
         assert_eq!(r.free_slots(), 0);
-        let m = parse(&["add_remap", &last, "auto"]).unwrap();
+        let words = ["add_remap", &last, "auto"];
+        let m = parse(&words).unwrap();
         assert!(r.handle(&t, &mut disk, m, &mut out, &mut |_| {}).is_err());
         drop((t, r));
         // Loaded again at the new size: nothing more to do, the pool full.

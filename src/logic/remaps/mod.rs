@@ -112,6 +112,15 @@ pub trait MetaIo {
     fn write(&mut self, sector: u64, buf: &[u8], durable: bool) -> Result<(), ()>;
 }
 
+/// The data I/O of `add_remaps carry`: one block at a time.
+pub trait DataIo {
+    /// Reads the main block at `sector` into `buf` (with the target's read
+    /// retries).
+    fn read_main(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()>;
+    /// Writes `buf` to the spare at `sector`.
+    fn write_spare(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()>;
+}
+
 /// Why metadata could not be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
