@@ -1135,9 +1135,45 @@ mod tests {
         // images per crash point, then 256 sampled with the seed printed).
         // What loads must be the state before or after; after the last
         // write (the operation has answered), the state after.
-        let ops: [(&str, Op); 10] = [
+        let ops: [(&str, Op); 12] = [
             ("add_remap auto", |f, io| {
                 msg_on(f, io, "add_remap 800 auto 64")
+            }),
+            ("add_remaps", |f, io| {
+                msg_on(f, io, "add_remaps 800+64 24000 40000+16 56")
+            }),
+            ("add_remaps carry", |f, io| {
+                // Main block 5000 cannot be read: it goes pending in the
+                // same commit.
+                struct Main;
+                impl DataIo for Main {
+                    fn read_main(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
+                        buf.fill(sector as u8);
+                        if sector == 40000 {
+                            Err(())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    fn write_spare(&mut self, _: u64, _: &mut [u8]) -> Result<(), ()> {
+                        Ok(())
+                    }
+                }
+                let words = ["add_remaps", "carry", "800+64", "40000+16"];
+                let Ok(crate::logic::message::RemapMsg::AddList { carry, items }) = parse(&words)
+                else {
+                    return false;
+                };
+                f.r.add_list(
+                    &f.t,
+                    io,
+                    Some(&mut Main),
+                    carry,
+                    items,
+                    &mut String::new(),
+                    &mut |_| {},
+                )
+                .is_ok()
             }),
             ("add_remap explicit", |f, io| {
                 msg_on(f, io, "add_remap 800 40960 8")
