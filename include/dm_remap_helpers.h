@@ -23,6 +23,13 @@ unsigned int dmr_bdev_logical_block_size(struct block_device *bdev);
 sector_t dmr_bdev_nr_sectors(struct block_device *bdev);
 dev_t dmr_bdev_dev(struct block_device *bdev);
 dev_t dmr_bdev_whole_dev(struct block_device *bdev);
+/*
+ * The device number of the device a table line's path names, and that of
+ * its whole disk, found without claiming it: dm_get_device's claim fails
+ * (EBUSY) on a device that overlaps one a table holds, and these numbers
+ * tell whether that is why.
+ */
+int dmr_path_devts(const char *path, dev_t *dev, dev_t *whole);
 
 void dmr_rcu_read_lock(void);
 void dmr_rcu_read_unlock(void);

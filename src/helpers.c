@@ -6,6 +6,7 @@
 #include "dm_remap_compat.h"
 #include "dm_remap_helpers.h"
 
+#include <linux/file.h>
 #include <linux/sched/task_stack.h>
 
 void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev)
@@ -31,6 +32,22 @@ dev_t dmr_bdev_dev(struct block_device *bdev)
 dev_t dmr_bdev_whole_dev(struct block_device *bdev)
 {
 	return bdev_whole(bdev)->bd_dev;
+}
+
+int dmr_path_devts(const char *path, dev_t *dev, dev_t *whole)
+{
+	struct file *f;
+	int r = dm_devt_from_path(path, dev);
+
+	if (r)
+		return r;
+	/* Opened for reading with no holder: a claim is what fails. */
+	f = bdev_file_open_by_dev(*dev, BLK_OPEN_READ, NULL, NULL);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	*whole = bdev_whole(file_bdev(f))->bd_dev;
+	fput(f);
+	return 0;
 }
 
 void dmr_rcu_read_lock(void)

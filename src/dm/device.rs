@@ -3,7 +3,33 @@
 //! Underlying devices opened through `dm_get_device`.
 
 use super::bindings as b;
+use crate::logic::geometry::DevNumbers;
 use core::ptr::NonNull;
+use kernel::error::to_result;
+use kernel::ffi::c_char;
+use kernel::prelude::*;
+
+/// `path` as a NUL-terminated string, for the kernel's path lookups.
+pub(crate) fn c_path(path: &str) -> Result<KVec<u8>> {
+    let mut cpath = KVec::with_capacity(path.len() + 1, GFP_KERNEL)?;
+    cpath.extend_from_slice(path.as_bytes(), GFP_KERNEL)?;
+    cpath.push(0, GFP_KERNEL)?;
+    Ok(cpath)
+}
+
+/// The numbers of the device `path` names (as a table line does), found
+/// without claiming it: for when `dm_get_device` failed with `EBUSY`, which
+/// it does for a device that overlaps one a table holds.
+pub(crate) fn path_numbers(path: &str) -> Result<DevNumbers> {
+    let cpath = c_path(path)?;
+    let (mut dev, mut whole) = (0, 0);
+    // SAFETY: `cpath` is NUL-terminated; `dev` and `whole` are valid
+    // out-pointers.
+    to_result(unsafe {
+        b::dmr_path_devts(cpath.as_ptr().cast::<c_char>(), &mut dev, &mut whole)
+    })?;
+    Ok(DevNumbers { dev, whole })
+}
 
 /// A device a target opened with `dm_get_device`; put back on drop.
 ///

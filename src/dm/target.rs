@@ -174,9 +174,7 @@ impl<T> CtrContext<'_, T> {
     /// Opens an underlying device (a path or `major:minor`) with the table's
     /// mode.
     pub(crate) fn get_device(&mut self, path: &str) -> Result<DmDev> {
-        let mut cpath = KVec::with_capacity(path.len() + 1, GFP_KERNEL)?;
-        cpath.extend_from_slice(path.as_bytes(), GFP_KERNEL)?;
-        cpath.push(0, GFP_KERNEL)?;
+        let cpath = super::device::c_path(path)?;
         let ti = self.ti.as_ptr();
         let mut dev: *mut b::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid (type invariant) and so is its table; `cpath`

@@ -20,9 +20,87 @@ pub struct DeviceFacts {
 }
 
 impl DeviceFacts {
-    fn is_partition(&self) -> bool {
+    /// The device's numbers, which tell whether it overlaps another.
+    pub fn numbers(&self) -> DevNumbers {
+        DevNumbers {
+            dev: self.dev,
+            whole: self.whole,
+        }
+    }
+}
+
+/// A device number (`dev_t`) and that of the whole disk the device is (part
+/// of): all it takes to tell whether two devices share sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevNumbers {
+    /// The device number.
+    pub dev: u32,
+    /// The device number of the whole disk (itself if whole).
+    pub whole: u32,
+}
+
+/// How two devices share sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// They are the same device.
+    Same,
+    /// One is a partition of the other, a whole disk.
+    Nested,
+}
+
+impl DevNumbers {
+    fn is_partition(self) -> bool {
         self.dev != self.whole
     }
+
+    /// Whether and how this device and `other` share sectors. Two
+    /// partitions of one disk do not; a partition lies within its disk.
+    pub fn overlap(self, other: DevNumbers) -> Option<Overlap> {
+        if self.dev == other.dev {
+            Some(Overlap::Same)
+        } else if self.whole == other.whole && !(self.is_partition() && other.is_partition()) {
+            Some(Overlap::Nested)
+        } else {
+            None
+        }
+    }
+}
+
+/// Refuses a main and a spare that share sectors.
+pub fn check_apart(main: DevNumbers, spare: DevNumbers) -> Result<(), Refusal> {
+    match main.overlap(spare) {
+        Some(Overlap::Same) => Err(Refusal::new(c"Main and spare are the same device")),
+        Some(Overlap::Nested) => Err(Refusal::new(
+            c"Main and spare overlap: one is a partition of the other",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a `migrate_to` device that shares sectors with main or the spare:
+/// the move would copy the spare's blocks over main's data or over the
+/// spare's own metadata and pool.
+pub fn check_migrate_to(
+    new: DevNumbers,
+    main: DevNumbers,
+    spare: DevNumbers,
+) -> Result<(), Refusal> {
+    for d in [main, spare] {
+        match new.overlap(d) {
+            Some(Overlap::Same) => {
+                return Err(Refusal::new(
+                    c"migrate_to names the main or the spare device",
+                ))
+            }
+            Some(Overlap::Nested) => {
+                return Err(Refusal::new(
+                    c"migrate_to device overlaps the main or the spare device: one is a partition of the other",
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// The validated layout of a remap target.
@@ -64,14 +142,7 @@ pub fn validate(
     spare: &DeviceFacts,
     features: &Features,
 ) -> Result<Geometry, Refusal> {
-    if main.dev == spare.dev {
-        return Err(Refusal::new(c"Main and spare are the same device"));
-    }
-    if main.whole == spare.whole && !(main.is_partition() && spare.is_partition()) {
-        return Err(Refusal::new(
-            c"Main and spare overlap: one is a partition of the other",
-        ));
-    }
+    check_apart(main.numbers(), spare.numbers())?;
     if main.logical_block_size != spare.logical_block_size {
         return Err(Refusal::new(
             c"Main and spare have different logical block sizes",
@@ -207,5 +278,36 @@ mod tests {
         assert!(err(validate(MIB, &p1, &whole, &f)).contains("overlap"));
         // Two partitions of one disk do not overlap.
         validate(MIB, &p1, &p2, &f).unwrap();
+    }
+
+    #[test]
+    fn migrate_to_apart() {
+        let no = |dev, whole| DevNumbers { dev, whole };
+        let (disk, p1, p2, p3) = (
+            no(0x800, 0x800),
+            no(0x801, 0x800),
+            no(0x802, 0x800),
+            no(0x803, 0x800),
+        );
+        let other = no(0x810, 0x810);
+        let refused = |new, main, spare| {
+            check_migrate_to(new, main, spare)
+                .expect_err("should be refused")
+                .as_str()
+        };
+        // main or the spare itself
+        assert!(refused(other, other, p1).contains("names the main or the spare"));
+        assert!(refused(p1, other, p1).contains("names the main or the spare"));
+        // the whole disk of a partition of main or the spare
+        assert!(refused(disk, other, p1).contains("overlaps the main or the spare"));
+        assert!(refused(disk, p1, other).contains("overlaps the main or the spare"));
+        // a partition of the disk main or the spare is
+        assert!(refused(p1, other, disk).contains("overlaps the main or the spare"));
+        assert!(refused(p1, disk, other).contains("overlaps the main or the spare"));
+        // Another partition of the disk that holds main and the spare,
+        // and another disk, are apart.
+        check_migrate_to(p3, p1, p2).unwrap();
+        check_migrate_to(other, p1, p2).unwrap();
+        check_migrate_to(p1, other, no(0x820, 0x820)).unwrap();
     }
 }

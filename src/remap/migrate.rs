@@ -15,7 +15,7 @@
 //! leaves the device on the old spare, with the new one marked so that no
 //! table takes it for a spare.
 
-use super::{facts, Core, NewSpare, Remap};
+use super::{facts, lookup_error, Core, NewSpare, Remap};
 use crate::dm::device::DmDev;
 use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
@@ -46,15 +46,16 @@ pub(super) fn new_spare(
     decision: Decision,
     client: &IoClient,
 ) -> Result<NewSpare, CtrError> {
+    // Not main or the spare, nor a device that shares sectors with either
+    // through a partition table: the copy would write over the data it
+    // reads or over main's. The kernel does not open such a device while
+    // the table holds the other (EBUSY); the check says why.
+    let (main_no, spare_no) = (facts(main).numbers(), facts(spare).numbers());
+    let apart = |n| geometry::check_migrate_to(n, main_no, spare_no);
     let dev = ctx
         .get_device(path)
-        .map_err(|e| CtrError::new(c"migrate_to device lookup failed", e))?;
-    if dev.devt() == main.devt() || dev.devt() == spare.devt() {
-        return Err(CtrError::new(
-            c"migrate_to names the main or the spare device",
-            EINVAL,
-        ));
-    }
+        .map_err(|e| lookup_error(path, e, c"migrate_to device lookup failed", apart))?;
+    apart(facts(&dev).numbers())?;
     let claim = ctx.claim_spare(&dev).map_err(|e| {
         if e == EBUSY {
             CtrError::new(c"migrate_to device is in use by another remap target", e)

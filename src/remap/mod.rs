@@ -24,7 +24,7 @@
 //! that changes remaps commits before it returns.
 
 use crate::dm::bio::{Bio, Record, Stage};
-use crate::dm::device::DmDev;
+use crate::dm::device::{self, DmDev};
 use crate::dm::io::{self, IoClient, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
@@ -36,7 +36,7 @@ use crate::dm::target::{
 use crate::dm::worker::{self, BlkStatus, OwnedBio, Worker, WorkerOps};
 use crate::logic::emit::Emitter;
 use crate::logic::format::{Identity, DEFAULT_COPIES, DEFAULT_MAX_SLOTS, PENDING_ROOM};
-use crate::logic::geometry::{self, DeviceFacts, Geometry};
+use crate::logic::geometry::{self, DevNumbers, DeviceFacts, Geometry};
 use crate::logic::mem::RawArray;
 use crate::logic::message::{self, ControlMsg, Message, MsgError, RemapMsg, ScanCmd};
 use crate::logic::pending::PendingSet;
@@ -47,6 +47,7 @@ use crate::logic::stats::Counter;
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
 use crate::logic::table::RemapTable;
 use crate::logic::table_line::{self, Features};
+use crate::logic::Refusal;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::ffi::c_int;
@@ -331,6 +332,23 @@ fn facts(dev: &DmDev) -> DeviceFacts {
         sectors: dev.sectors(),
         logical_block_size: dev.logical_block_size(),
     }
+}
+
+/// `ti->error` for a device `path` that `get_device` could not open with
+/// `e`: `msg`, unless the kernel refused it (`EBUSY`) because it overlaps a
+/// device the table holds, which `check` names.
+fn lookup_error(
+    path: &str,
+    e: Error,
+    msg: &'static core::ffi::CStr,
+    check: impl FnOnce(DevNumbers) -> Result<(), Refusal>,
+) -> CtrError {
+    if e == EBUSY {
+        if let Ok(Err(r)) = device::path_numbers(path).map(check) {
+            return r.into();
+        }
+    }
+    CtrError::new(msg, e)
 }
 
 fn log_event(dev: &str, ev: Event) {
