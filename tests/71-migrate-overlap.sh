@@ -6,7 +6,8 @@
 # in the kernel log, and the live table and the device's data stay as they
 # were. Two partitions of one disk do not overlap: a third partition of the
 # disk that holds main and the old spare is taken, and the move to it keeps
-# every byte.
+# every byte. A table line whose main and spare overlap that way is
+# refused with the constructor's message for it.
 . /tests/lib.sh
 load_module
 
@@ -96,4 +97,9 @@ read -r p3 <"/sys/class/block/${D#/dev/}p3/dev"
 same t "after the move"
 dm_remove t
 dm_remove u
+
+# The table line itself: a spare that is main's disk, or a partition of
+# the disk that is main, is refused the same way.
+expect_bad_table v "0 16384 remap ${E}p1 $E" "Main and spare overlap: one is a partition of the other"
+expect_bad_table v "0 16384 remap $E ${E}p1" "Main and spare overlap: one is a partition of the other"
 rm -f /tmp/t.want /tmp/t.now /tmp/u.want /tmp/u.now

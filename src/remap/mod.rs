@@ -430,9 +430,12 @@ impl TargetOps for Remap {
         let main = ctx
             .get_device(line.main)
             .map_err(|e| CtrError::new(c"Main device lookup failed", e))?;
-        let spare = ctx
-            .get_device(line.spare)
-            .map_err(|e| CtrError::new(c"Spare device lookup failed", e))?;
+        let main_no = facts(&main).numbers();
+        let spare = ctx.get_device(line.spare).map_err(|e| {
+            lookup_error(line.spare, e, c"Spare device lookup failed", |s| {
+                geometry::check_apart(main_no, s)
+            })
+        })?;
         let claim = ctx.claim_spare(&spare).map_err(|e| {
             if e == EBUSY {
                 CtrError::new(c"Spare device is in use by another remap target", e)
