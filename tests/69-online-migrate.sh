@@ -9,7 +9,7 @@
 # Refused without a change: the spare or main itself, a smaller device,
 # another logical block size, a device holding data or another spare's
 # metadata. (Over a minute on the debug kernels: the 10,000 remaps, whose
-# move time the closing note reports, and eight reloads.)
+# move time the log reports, and ten reloads, seven of them refused.)
 . /tests/lib.sh
 load_module
 

@@ -56,13 +56,9 @@ pub(super) fn new_spare(
         .get_device(path)
         .map_err(|e| lookup_error(path, e, c"migrate_to device lookup failed", apart))?;
     apart(facts(&dev).numbers())?;
-    let claim = ctx.claim_spare(&dev).map_err(|e| {
-        if e == EBUSY {
-            CtrError::new(c"migrate_to device is in use by another remap target", e)
-        } else {
-            CtrError::new(c"Cannot allocate spare claim", e)
-        }
-    })?;
+    let claim = ctx
+        .claim_spare(&dev)
+        .map_err(|e| super::claim_error(e, c"migrate_to device is in use by another remap target"))?;
     if dev.logical_block_size() != spare.logical_block_size() {
         return Err(CtrError::new(
             c"migrate_to device's logical block size differs from the spare's",

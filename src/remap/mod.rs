@@ -351,6 +351,16 @@ fn lookup_error(
     CtrError::new(msg, e)
 }
 
+/// `ti->error` for a spare (or `migrate_to` device) that `claim_spare`
+/// could not claim with `e`: `busy` when another remap target has it.
+fn claim_error(e: Error, busy: &'static core::ffi::CStr) -> CtrError {
+    if e == EBUSY {
+        CtrError::new(busy, e)
+    } else {
+        CtrError::new(c"Cannot allocate spare claim", e)
+    }
+}
+
 fn log_event(dev: &str, ev: Event) {
     match ev {
         Event::Resizing { old, new, count } => dmr_info!(
@@ -436,13 +446,9 @@ impl TargetOps for Remap {
                 geometry::check_apart(main_no, s)
             })
         })?;
-        let claim = ctx.claim_spare(&spare).map_err(|e| {
-            if e == EBUSY {
-                CtrError::new(c"Spare device is in use by another remap target", e)
-            } else {
-                CtrError::new(c"Cannot allocate spare claim", e)
-            }
-        })?;
+        let claim = ctx
+            .claim_spare(&spare)
+            .map_err(|e| claim_error(e, c"Spare device is in use by another remap target"))?;
         let geometry = geometry::validate(
             ctx.target().len(),
             &facts(&main),
