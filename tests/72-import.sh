@@ -3,7 +3,8 @@
 # the listed blocks. Every readable block keeps its data (the writer's where
 # it wrote), the one main cannot read becomes pending, and all of it
 # survives a reload. A second import adds nothing. Without --carry an md
-# list's blocks read what the spare holds. Refused without a change:
+# list's blocks read what the spare holds. Spare blocks that fail the
+# carried writes are retired and others taken. Refused without a change:
 # `carry` on a device that is not suspended, a list past the device's end,
 # a list with a bad line.
 . /tests/lib.sh
@@ -13,9 +14,10 @@ M=$(new_loop 32M)
 S=$(new_loop 32M)
 # 4 KiB block 3000 (sectors 24000..24007) cannot be read from main.
 dm_wrap mw $M 24000:8 || fail "wrapper over main refused"
+dm_wrap sw $S || fail "wrapper over the spare refused"
 dd if=/dev/urandom of=/tmp/expect bs=1M count=32 2>/dev/null
 dd if=/tmp/expect of=$M bs=1M oflag=direct 2>/dev/null || fail "writing main failed"
-TABLE="0 65536 remap /dev/mapper/mw $S 2 block_size 4096"
+TABLE="0 65536 remap /dev/mapper/mw /dev/mapper/sw 2 block_size 4096"
 dm_create t "$TABLE" || fail "create failed"
 
 # ~400 pseudo-random 1 KiB blocks, and 12000 (in 4 KiB block 3000).
@@ -94,3 +96,16 @@ printf '%s 16\n' $((nb * 8)) | dm-remap-tool import --format md t - >/tmp/out 2>
 grep -q "^t: added 2, pending 0, skipped 0 " /tmp/out || fail "md import said: $(cat /tmp/out)"
 dd if=/dev/zero of=/tmp/expect bs=4096 seek=$nb count=2 conv=notrunc 2>/dev/null
 check "after the import without carry"
+
+# The next 4 pool blocks fail writes: a --carry import of 20 more blocks
+# retires them and puts the blocks on the ones after, data intact.
+blockdev --flushbufs $S
+pool=$(dm-remap-tool dump $S | awk '/^pool start/ { print $3 }')
+used=$(dm_field t 7 | cut -d/ -f1)
+dm_rewrap sw $S $((pool + used * 8)):32
+awk 'NR == FNR { s[$1] = 1; next }
+	END { n = 0; for (b = 7000; n < 20; b += 3) if (!(b in s)) { print b * 4; n++ } }' /tmp/blocks /dev/null >/tmp/more
+dm-remap-tool import --carry t /tmp/more >/tmp/out 2>&1 || fail "import over failing spare blocks failed: $(cat /tmp/out)"
+grep -q "^t: added 20, pending 0, skipped 0 " /tmp/out || fail "import over failing spare blocks said: $(cat /tmp/out)"
+[ "$(dm_field t 11)" = 4 ] || fail "retired $(dm_field t 11), want 4"
+check "after spare blocks failed the carried writes"
