@@ -50,6 +50,8 @@ unsafe impl Zeroable for u64 {}
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}
 // SAFETY: Zero is a valid pair of integers.
 unsafe impl Zeroable for [u64; 2] {}
+// SAFETY: Zero is a valid triple of integers.
+unsafe impl Zeroable for [u64; 3] {}
 // SAFETY: A null pointer is a valid `AtomicPtr`.
 unsafe impl<T> Zeroable for core::sync::atomic::AtomicPtr<T> {}
 

@@ -211,6 +211,9 @@ pub enum MsgError {
     Migrating,
     /// `add_remaps carry` on a device that is not suspended.
     NotSuspended,
+    /// An `add_remaps carry` is copying; only messages that change nothing
+    /// are answered meanwhile.
+    Carrying,
 }
 
 impl fmt::Display for MsgError {
@@ -235,6 +238,9 @@ impl fmt::Display for MsgError {
             MsgError::NotSuspended => f.write_str(
                 "carry copies data only while the device is suspended; suspend it first",
             ),
+            MsgError::Carrying => {
+                f.write_str("an add_remaps carry is copying; try again once it is done")
+            }
         }
     }
 }
@@ -262,7 +268,10 @@ impl MsgError {
             MsgError::NoMemory => Errno::NoMem,
             MsgError::PoolFull { .. } | MsgError::MetadataFull { .. } => Errno::NoSpc,
             MsgError::Io | MsgError::FailMode => Errno::Io,
-            MsgError::NotLoaded | MsgError::Migrating | MsgError::NotSuspended => Errno::Busy,
+            MsgError::NotLoaded
+            | MsgError::Migrating
+            | MsgError::NotSuspended
+            | MsgError::Carrying => Errno::Busy,
             MsgError::Invalid(_) | MsgError::At(..) => Errno::Inval,
         }
     }

@@ -32,14 +32,15 @@
 //! fails, and `map` refuses writes until `clear_fail` rewrites the metadata.
 
 use super::{log_event, Core, Remap};
-use crate::dm::io;
+use crate::dm::io::{self, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
 use crate::dm::rcu::KernelEnv;
 use crate::dm::target::Target;
 use crate::dm::bio::Stage;
 use crate::dm::worker::{BlockError, OwnedBio};
-use crate::logic::message::MsgError;
-use crate::logic::remaps::{DataIo, PendingAdd};
+use crate::logic::emit::Emitter;
+use crate::logic::message::{Extents, MsgError};
+use crate::logic::remaps::{self, DataIo, PendingAdd};
 use crate::logic::routing::pieces;
 use crate::logic::stats::Counter;
 use crate::logic::table::Nodes;
@@ -93,6 +94,49 @@ impl DataIo for CarryIo<'_> {
 }
 
 impl Remap {
+    /// `add_remaps carry` on the suspended device: the plan under the lock,
+    /// the copy without it (main's reads may take minutes on a failing
+    /// disk; status and read-only messages answer meanwhile, changing ones
+    /// are refused), then the commit under it again, unless the device was
+    /// resumed in between (I/O may have written a block after its copy).
+    pub(super) fn add_carried(
+        &self,
+        dev: &str,
+        sio: &mut SpareIo<'_>,
+        items: Extents<'_>,
+        out: &mut Emitter<'_>,
+    ) -> Result<(), MsgError> {
+        let mut c = self.core.lock();
+        let mut plan = c
+            .remaps
+            .add_list_begin(&self.table, true, items, &mut |ev| log_event(dev, ev))?;
+        let (read_retries, resumes) = (c.policy.read_retries, c.resumes);
+        let bs = self.geometry.block_sectors;
+        let slot0 = c.remaps.slot_sector(0);
+        c.carrying = true;
+        drop(c);
+        let mut d = CarryIo {
+            target: self,
+            read_retries,
+        };
+        // Pool block `s` lies at `slot0 + s * bs` (the pool is contiguous).
+        remaps::carry_copy(&mut plan, &mut d, bs, |s| slot0 + s * bs);
+        let mut c = self.core.lock();
+        c.carrying = false;
+        if c.resumes != resumes || !c.suspended {
+            c.remaps.add_list_abort(plan);
+            return Err(MsgError::NotSuspended);
+        }
+        let r = c
+            .remaps
+            .add_list_finish(&self.table, sio, plan, Some(&mut d), out);
+        self.pending.set(c.remaps.pending());
+        if c.remaps.take_degraded() || matches!(r, Err(MsgError::Io)) {
+            self.enter_fail(dev);
+        }
+        r
+    }
+
     /// Commits after a change of the error path: the entry units of pool
     /// blocks `lo..=hi` with `Some((lo, hi))`, none with `None` (a change of
     /// the pending list only); the pending list whenever it changed. A

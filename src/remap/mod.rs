@@ -41,7 +41,7 @@ use crate::logic::mem::RawArray;
 use crate::logic::message::{self, ControlMsg, Message, MsgError, RemapMsg, ScanCmd};
 use crate::logic::pending::PendingSet;
 use crate::logic::policy::Policy;
-use crate::logic::remaps::{self, check_spare, DataIo, Event, LayoutRequest, LoadError, Remaps};
+use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, Remaps};
 use crate::logic::routing;
 use crate::logic::stats::Counter;
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
@@ -94,6 +94,12 @@ struct Core {
     scan: Scan,
     /// Between `postsuspend` and `resume`.
     suspended: bool,
+    /// Resumes so far: an `add_remaps carry` that copied without the lock
+    /// tells by it that I/O may have run meanwhile.
+    resumes: u64,
+    /// An `add_remaps carry` copies without the lock; messages that change
+    /// anything are refused meanwhile.
+    carrying: bool,
     /// The move's progress while the remaps move to the `migrate_to`
     /// spare; messages that change anything are refused meanwhile.
     migration: Option<migrate::Migration>,
@@ -514,6 +520,8 @@ impl TargetOps for Remap {
                 buf: None,
             },
             suspended: true,
+            resumes: 0,
+            carrying: false,
             migration: None,
             auto_remaps: 0,
             reported: SpareLevel::Ok,
@@ -710,32 +718,19 @@ impl TargetOps for Remap {
         let mut c = self.core.lock();
         let r = match msg {
             _ if c.migration.is_some() && !msg.reads_only() => Err(MsgError::Migrating),
+            _ if c.carrying && !msg.reads_only() => Err(MsgError::Carrying),
             Message::Control(m) => self.control(ti, &mut c, m, out),
             Message::Remaps(m) if m.changes_remaps() && self.fail.load(Ordering::Relaxed) => {
                 Err(MsgError::FailMode)
             }
-            Message::Remaps(RemapMsg::AddList { carry, items }) => {
-                let r = if carry && !c.suspended {
-                    Err(MsgError::NotSuspended)
-                } else {
-                    // Suspended: no bio is in flight, so none can change a
-                    // block between its copy and its remap.
-                    let mut d = error_path::CarryIo {
-                        target: self,
-                        read_retries: c.policy.read_retries,
-                    };
-                    let data: Option<&mut dyn DataIo> = if carry { Some(&mut d) } else { None };
-                    c.remaps.add_list(&self.table, &mut sio, data, carry, items, out, &mut |ev| {
-                        log_event(dev, ev)
-                    })
-                };
-                self.pending.set(c.remaps.pending());
-                let degraded = c.remaps.take_degraded();
-                if degraded || matches!(r, Err(MsgError::Io)) {
-                    self.enter_fail(dev);
-                }
+            Message::Remaps(RemapMsg::AddList { carry: true, items }) if c.suspended => {
+                // Its copy runs without the lock.
+                drop(c);
+                let r = self.add_carried(dev, &mut sio, items, out);
+                c = self.core.lock();
                 r
             }
+            Message::Remaps(RemapMsg::AddList { carry: true, .. }) => Err(MsgError::NotSuspended),
             Message::Remaps(m) => {
                 let r = c
                     .remaps
@@ -846,6 +841,7 @@ impl TargetOps for Remap {
         let mut c = self.core.lock();
         self.halt.store(false, Ordering::Relaxed);
         c.suspended = false;
+        c.resumes += 1;
         if c.scan.running {
             c.scan.due_ms = worker::now_ms();
             self.worker.scan_after(0);

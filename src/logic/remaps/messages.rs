@@ -22,8 +22,59 @@ pub const ADD_LIST_MAX: u64 = 1 << 20;
 /// gives up (and undoes everything).
 const ADD_LIST_RETIRES: usize = 8;
 
-/// A pool block in `add_list`'s pairs: none, the block went pending.
+/// A pool block in an [`AddPlan`]: none (the block went pending, or its
+/// block was retired).
 const NO_SLOT: u64 = u64::MAX;
+
+/// An `add_remaps` between [`Remaps::add_list_begin`] and
+/// [`Remaps::add_list_finish`] (or [`Remaps::add_list_abort`]): the blocks
+/// to remap, each with the pool block reserved for it and, with `carry`,
+/// how its copy went ([`carry_copy`], which runs without the writer's
+/// lock). Dropping it without either leaks the reservations until reload.
+pub struct AddPlan<E: Env> {
+    /// `[main block, pool block, outcome]`, sorted by main block.
+    blocks: RawArray<[u64; 3], E>,
+    n: usize,
+    skipped: u64,
+    nodes: Nodes<E>,
+    buf: Option<RawArray<u8, E>>,
+}
+
+/// A block's copy: not tried yet (or not asked for).
+const COPY_NONE: u64 = 0;
+/// Copied to its pool block.
+const COPY_DONE: u64 = 1;
+/// Main could not be read: the block goes pending.
+const COPY_UNREADABLE: u64 = 2;
+/// Its pool block failed the write: retired, and another tried.
+const COPY_SPARE_FAILED: u64 = 3;
+
+/// Copies each block of `plan` from main to its reserved pool block through
+/// `data`, noting how it went. Touches nothing of the writer's: the target
+/// runs it without the lock, so that status and messages do not wait for
+/// main's reads (a failing disk can take minutes per block).
+pub fn carry_copy<E: Env>(
+    plan: &mut AddPlan<E>,
+    data: &mut dyn DataIo,
+    bs: u64,
+    slot_sector: impl Fn(u64) -> u64,
+) {
+    let Some(buf) = plan.buf.as_deref_mut() else {
+        return;
+    };
+    for p in plan.blocks[..plan.n].iter_mut() {
+        if p[2] != COPY_NONE {
+            continue;
+        }
+        p[2] = if data.read_main(p[0] * bs, buf).is_err() {
+            COPY_UNREADABLE
+        } else if data.write_spare(slot_sector(p[1]), buf).is_err() {
+            COPY_SPARE_FAILED
+        } else {
+            COPY_DONE
+        };
+    }
+}
 
 impl<E: Env> Remaps<E> {
     /// `add_remaps [carry] <main_sector>[+<nr_sectors>]...`: remaps every
@@ -35,7 +86,8 @@ impl<E: Env> Remaps<E> {
     /// as for a read error), and a spare block that fails the write is
     /// retired and another taken. Without `carry` the blocks read what the
     /// spare blocks hold, as with `add_remap`. All or nothing: a refusal or
-    /// a failed commit changes nothing.
+    /// a failed commit changes nothing. (The target runs the three steps
+    /// itself, the copy without its lock.)
     #[allow(clippy::too_many_arguments)]
     pub fn add_list<W: Write>(
         &mut self,
@@ -47,11 +99,28 @@ impl<E: Env> Remaps<E> {
         out: &mut W,
         ev: &mut dyn FnMut(Event),
     ) -> Result<(), MsgError> {
-        let data = match (carry, data) {
-            (true, None) => return Err(MsgError::NotSuspended),
-            (true, Some(d)) => Some(d),
-            (false, _) => None,
-        };
+        if carry && data.is_none() {
+            return Err(MsgError::NotSuspended);
+        }
+        let mut plan = self.add_list_begin(t, carry, items, ev)?;
+        let mut data = data;
+        if let Some(d) = data.as_deref_mut() {
+            let bs = self.geo.block_sectors;
+            carry_copy(&mut plan, d, bs, |s| self.slot_sector(s));
+        }
+        self.add_list_finish(t, io, plan, data, out)
+    }
+
+    /// The first step of `add_remaps`: checks every range, finds the blocks
+    /// to remap and reserves a pool block for each (memory only), and
+    /// allocates all that publishing needs. Refused: nothing changed.
+    pub fn add_list_begin(
+        &mut self,
+        t: &RemapTable<E>,
+        carry: bool,
+        items: Extents<'_>,
+        ev: &mut dyn FnMut(Event),
+    ) -> Result<AddPlan<E>, MsgError> {
         // Every range checked, and the blocks counted, before anything
         // changes or is allocated.
         let mut total = 0u64;
@@ -64,38 +133,33 @@ impl<E: Env> Remaps<E> {
                 "more than 1048576 blocks in one add_remaps",
             ));
         }
-        // `[main block, pool block]`, sorted, each block once.
-        let mut pairs = RawArray::<[u64; 2], E>::new(total as usize).ok_or(MsgError::NoMemory)?;
+        // `[main block, pool block, outcome]`, sorted, each block once.
+        let mut blocks = RawArray::<[u64; 3], E>::new(total as usize).ok_or(MsgError::NoMemory)?;
         let mut k = 0;
         for (main, nr) in items.iter() {
             if let Ok((first, n)) = self.blocks(main, nr) {
                 for b in first..first + n {
-                    if let Some(p) = pairs.get_mut(k) {
-                        *p = [b, NO_SLOT];
+                    if let Some(p) = blocks.get_mut(k) {
+                        *p = [b, NO_SLOT, COPY_NONE];
                         k += 1;
                     }
                 }
             }
         }
-        heapsort_by_first(&mut pairs[..k]);
+        heapsort_by_first(&mut blocks[..k]);
         let mut n = 0;
         let mut prev = None;
         for i in 0..k {
-            let b = pairs[i][0];
+            let b = blocks[i][0];
             let repeat = prev == Some(b);
             prev = Some(b);
             if repeat || t.lookup(b).is_some() || self.pending().binary_search(&b).is_ok() {
                 continue;
             }
-            pairs[n] = [b, NO_SLOT];
+            blocks[n] = [b, NO_SLOT, COPY_NONE];
             n += 1;
         }
         let skipped = total - n as u64;
-        let new = &mut pairs[..n];
-        if n == 0 {
-            let _ = write!(out, "added 0 pending 0 skipped {skipped}");
-            return Ok(());
-        }
         if self.pool.free() < n as u64 {
             if self.pool.total() < self.geo.spare_data_blocks {
                 return Err(MsgError::MetadataFull {
@@ -107,68 +171,118 @@ impl<E: Env> Remaps<E> {
                 free: self.pool.free(),
             });
         }
-        self.resize_for(t, t.len() + n as u64, ev);
+        if n > 0 {
+            self.resize_for(t, t.len() + n as u64, ev);
+        }
         // Nodes and the block buffer before any change: once the commit is
         // durable, publishing must not fail.
-        let mut nodes = Nodes::<E>::new(n as u64).ok_or(MsgError::NoMemory)?;
-        let block_bytes = (self.geo.block_sectors as usize) * format::SECTOR;
-        let mut buf = match data {
-            Some(_) => Some(RawArray::<u8, E>::new(block_bytes).ok_or(MsgError::NoMemory)?),
-            None => None,
+        let nodes = Nodes::<E>::new(n as u64).ok_or(MsgError::NoMemory)?;
+        let buf = if carry && n > 0 {
+            let bytes = (self.geo.block_sectors as usize) * format::SECTOR;
+            Some(RawArray::<u8, E>::new(bytes).ok_or(MsgError::NoMemory)?)
+        } else {
+            None
         };
+        let mut plan = AddPlan {
+            blocks,
+            n: 0,
+            skipped,
+            nodes,
+            buf,
+        };
+        for i in 0..n {
+            let b = plan.blocks[i][0];
+            let Some(slot) = self.reserve(b) else {
+                self.add_list_abort(plan);
+                return Err(MsgError::NoMemory);
+            };
+            plan.blocks[i][1] = slot;
+            plan.n = i + 1;
+        }
+        Ok(plan)
+    }
+
+    /// Undoes [`Self::add_list_begin`]: the reservations go back.
+    pub fn add_list_abort(&mut self, plan: AddPlan<E>) {
+        for p in &plan.blocks[..plan.n] {
+            self.unreserve(p[1]);
+        }
+    }
+
+    /// The last step of `add_remaps`: blocks main could not read go
+    /// pending; a pool block that failed its write is retired and the block
+    /// written to another through `data` (under the caller's lock: at most
+    /// a few blocks); then one commit, and the remaps are published. Fails
+    /// with nothing changed.
+    pub fn add_list_finish<W: Write>(
+        &mut self,
+        t: &RemapTable<E>,
+        io: &mut dyn MetaIo,
+        mut plan: AddPlan<E>,
+        mut data: Option<&mut dyn DataIo>,
+        out: &mut W,
+    ) -> Result<(), MsgError> {
+        let n = plan.n;
+        if n == 0 {
+            let _ = write!(out, "added 0 pending 0 skipped {}", plan.skipped);
+            return Ok(());
+        }
         let unrecorded = self.unrecorded;
         let mut retired = [[0u64; 2]; ADD_LIST_RETIRES];
         let mut nr_retired = 0;
         let (mut lo, mut hi) = (u64::MAX, 0);
         let mut failed = None;
-        let mut data = data;
-        'blocks: for p in new.iter_mut() {
-            let b = p[0];
-            if let (Some(d), Some(buf)) = (data.as_deref_mut(), buf.as_deref_mut()) {
-                if d.read_main(b * self.geo.block_sectors, buf).is_err() {
-                    // `PendingAdd::Full` counts it as unrecorded.
-                    let _ = self.add_pending(b);
-                    continue;
-                }
-                loop {
-                    let Some(slot) = self.reserve(b) else {
-                        failed = Some(MsgError::NoMemory);
-                        break 'blocks;
-                    };
-                    lo = lo.min(slot);
-                    hi = hi.max(slot);
-                    if d.write_spare(self.slot_sector(slot), buf).is_ok() {
-                        p[1] = slot;
-                        break;
-                    }
-                    if nr_retired == ADD_LIST_RETIRES {
-                        self.unreserve(slot);
-                        failed = Some(MsgError::At(
-                            "spare writes keep failing; nothing changed",
-                            self.slot_sector(slot),
-                        ));
-                        break 'blocks;
-                    }
-                    self.retire_slot(slot);
-                    retired[nr_retired] = [slot, b];
-                    nr_retired += 1;
-                }
-            } else {
-                let Some(slot) = self.reserve(b) else {
-                    failed = Some(MsgError::NoMemory);
-                    break;
-                };
-                lo = lo.min(slot);
-                hi = hi.max(slot);
-                p[1] = slot;
+        let bs = self.geo.block_sectors;
+        'blocks: for i in 0..n {
+            let [b, mut slot, outcome] = plan.blocks[i];
+            if outcome == COPY_UNREADABLE {
+                // Its reservation goes back; `PendingAdd::Full` counts it
+                // as unrecorded.
+                self.unreserve(slot);
+                plan.blocks[i][1] = NO_SLOT;
+                let _ = self.add_pending(b);
+                continue;
             }
+            let mut failed_write = outcome == COPY_SPARE_FAILED;
+            while failed_write {
+                if nr_retired == ADD_LIST_RETIRES {
+                    failed = Some(MsgError::At(
+                        "spare writes keep failing; nothing changed",
+                        self.slot_sector(slot),
+                    ));
+                    break 'blocks;
+                }
+                self.retire_slot(slot);
+                retired[nr_retired] = [slot, b];
+                nr_retired += 1;
+                plan.blocks[i][1] = NO_SLOT;
+                let Some(s) = self.reserve(b) else {
+                    failed = Some(MsgError::NoMemory);
+                    break 'blocks;
+                };
+                slot = s;
+                plan.blocks[i][1] = s;
+                failed_write = match (data.as_deref_mut(), plan.buf.as_deref_mut()) {
+                    (Some(d), Some(buf)) => {
+                        d.read_main(b * bs, buf).is_err()
+                            || d.write_spare(self.slot_sector(s), buf).is_err()
+                    }
+                    _ => true,
+                };
+            }
+            lo = lo.min(slot);
+            hi = hi.max(slot);
+        }
+        for &[slot, _] in &retired[..nr_retired] {
+            lo = lo.min(slot);
+            hi = hi.max(slot);
         }
         let failed = match failed {
             Some(e) => Some(e),
             None => self.commit(io, lo, hi).err(),
         };
         if let Some(e) = failed {
-            for p in new.iter() {
+            for p in &plan.blocks[..n] {
                 if p[1] != NO_SLOT {
                     self.unreserve(p[1]);
                 } else {
@@ -183,19 +297,24 @@ impl<E: Env> Remaps<E> {
             return Err(e);
         }
         let mut added = 0u64;
-        for p in new.iter() {
+        for p in &plan.blocks[..n] {
             if p[1] == NO_SLOT {
                 continue;
             }
             // Cannot fail: a node for each, no block remapped (checked
-            // above, under the writer's lock), our own writer token.
-            if let Some(node) = nodes.pop() {
+            // when the plan was made, and changing messages wait or are
+            // refused meanwhile), our own writer token.
+            if let Some(node) = plan.nodes.pop() {
                 let _ = t.insert_node(&mut self.writer, p[0], p[1], node);
                 added += 1;
             }
         }
         let pending = n as u64 - added;
-        let _ = write!(out, "added {added} pending {pending} skipped {skipped}");
+        let _ = write!(
+            out,
+            "added {added} pending {pending} skipped {}",
+            plan.skipped
+        );
         Ok(())
     }
 

@@ -28,6 +28,7 @@ mod migrate;
 pub use discover::{check_spare, discover, LayoutRequest};
 #[cfg(not(MODULE))]
 pub use discover::{find_layout, interrupted_format};
+pub use messages::carry_copy;
 use metadata::Metadata;
 pub use migrate::{check_new_spare, copy_run, spare_uuid, SwitchError};
 #[cfg(not(MODULE))]
@@ -416,8 +417,8 @@ impl<E: Env> Remaps<E> {
 /// Sorts pairs by their first element, in place, in O(n log n) with no
 /// allocation. (`core`'s sort is avoided: its panic helpers are unknown to the
 /// objtool of some kernels, which then warns about the module.)
-fn heapsort_by_first(v: &mut [[u64; 2]]) {
-    fn sift_down(v: &mut [[u64; 2]], mut root: usize, end: usize) {
+fn heapsort_by_first<const N: usize>(v: &mut [[u64; N]]) {
+    fn sift_down<const N: usize>(v: &mut [[u64; N]], mut root: usize, end: usize) {
         loop {
             let mut child = 2 * root + 1;
             if child >= end {
