@@ -111,16 +111,13 @@ impl Remap {
             .remaps
             .add_list_begin(&self.table, true, items, &mut |ev| log_event(dev, ev))?;
         let (read_retries, resumes) = (c.policy.read_retries, c.resumes);
-        let bs = self.geometry.block_sectors;
-        let slot0 = c.remaps.slot_sector(0);
         c.carrying = true;
         drop(c);
         let mut d = CarryIo {
             target: self,
             read_retries,
         };
-        // Pool block `s` lies at `slot0 + s * bs` (the pool is contiguous).
-        remaps::carry_copy(&mut plan, &mut d, bs, |s| slot0 + s * bs);
+        remaps::carry_copy(&mut plan, &mut d);
         let mut c = self.core.lock();
         c.carrying = false;
         if c.resumes != resumes || !c.suspended {

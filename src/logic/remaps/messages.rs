@@ -38,6 +38,10 @@ pub struct AddPlan<E: Env> {
     skipped: u64,
     nodes: Nodes<E>,
     buf: Option<RawArray<u8, E>>,
+    /// Sectors per block and the pool's first sector: where the copy
+    /// reads and writes, without the writer.
+    block_sectors: u64,
+    pool_start: u64,
 }
 
 /// A block's copy: not tried yet (or not asked for).
@@ -53,12 +57,8 @@ const COPY_SPARE_FAILED: u64 = 3;
 /// `data`, noting how it went. Touches nothing of the writer's: the target
 /// runs it without the lock, so that status and messages do not wait for
 /// main's reads (a failing disk can take minutes per block).
-pub fn carry_copy<E: Env>(
-    plan: &mut AddPlan<E>,
-    data: &mut dyn DataIo,
-    bs: u64,
-    slot_sector: impl Fn(u64) -> u64,
-) {
+pub fn carry_copy<E: Env>(plan: &mut AddPlan<E>, data: &mut dyn DataIo) {
+    let (bs, start) = (plan.block_sectors, plan.pool_start);
     let Some(buf) = plan.buf.as_deref_mut() else {
         return;
     };
@@ -68,7 +68,7 @@ pub fn carry_copy<E: Env>(
         }
         p[2] = if data.read_main(p[0] * bs, buf).is_err() {
             COPY_UNREADABLE
-        } else if data.write_spare(slot_sector(p[1]), buf).is_err() {
+        } else if data.write_spare(start + p[1] * bs, buf).is_err() {
             COPY_SPARE_FAILED
         } else {
             COPY_DONE
@@ -105,8 +105,7 @@ impl<E: Env> Remaps<E> {
         let mut plan = self.add_list_begin(t, carry, items, ev)?;
         let mut data = data;
         if let Some(d) = data.as_deref_mut() {
-            let bs = self.geo.block_sectors;
-            carry_copy(&mut plan, d, bs, |s| self.slot_sector(s));
+            carry_copy(&mut plan, d);
         }
         self.add_list_finish(t, io, plan, data, out)
     }
@@ -189,6 +188,8 @@ impl<E: Env> Remaps<E> {
             skipped,
             nodes,
             buf,
+            block_sectors: self.geo.block_sectors,
+            pool_start: self.slot_sector(0),
         };
         for i in 0..n {
             let b = plan.blocks[i][0];
@@ -736,7 +737,6 @@ mod tests {
         bad_main: Vec<u64>,
         spare: std::collections::BTreeMap<u64, Vec<u8>>,
         bad_spare: Vec<u64>,
-        reads: usize,
     }
 
     impl Devices {
@@ -752,14 +752,12 @@ mod tests {
                 bad_main: Vec::new(),
                 spare: Default::default(),
                 bad_spare: Vec::new(),
-                reads: 0,
             }
         }
     }
 
     impl DataIo for Devices {
         fn read_main(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), ()> {
-            self.reads += 1;
             let n = (buf.len() / 512) as u64;
             if self
                 .bad_main
