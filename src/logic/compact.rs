@@ -1,0 +1,1904 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A compact remap table: main block → spare pool block in 8 bytes a remap,
+//! read lock-free under RCU.
+//!
+//! A replacement for [`super::table`], whose 24-byte node (a 32-byte slab
+//! object) and bucket pointers cost 32–45 bytes a remap. Here a remap is one
+//! 64-bit word in an open-addressing hash; the tables stay 68–85 % full, so a
+//! remap costs about 10–12 bytes, and at most 16 bytes at 1,000,000 remaps
+//! even while a part of the table is being rebuilt (old and new memory alive
+//! together), counting the allocator's rounding. Not wired into the module
+//! yet: the kernel build leaves this file out.
+//!
+//! # Entries
+//!
+//! One `AtomicU64` a slot: `((main + 1) << vbits) | spare`. `kbits` (the bits
+//! of `main + 1`) and `vbits` (the bits of a pool index) are fixed when the
+//! table is created from the main device's and the pool's block counts
+//! ([`RemapTable::new`]); a table whose two fields need more than 64 bits is
+//! refused ([`TableError::TooWide`]; a wide mode with two words a slot can
+//! come later). 0 is an empty slot ([`EMPTY`]), [`TOMBSTONE`] (`u64::MAX`) a
+//! removed entry: `kbits` is the bit length of `main_blocks + 1`, so
+//! `main + 1 <= main_blocks` never has all `kbits` bits set and no entry is
+//! all ones.
+//!
+//! # Layout: extendible hashing
+//!
+//! The table publishes one directory through an `AtomicPtr`: `2^d` segment
+//! pointers behind a header word holding the global depth `d`. A segment has
+//! a local depth `ld <= d` and serves the `2^(d - ld)` directory entries
+//! sharing the top `ld` bits of their index. A block's hash is
+//! `h = main * 0x9e37_79b9_7f4a_7c15`: its top `d` bits index the directory;
+//! its home slot in the segment is the fast range reduction of the bits below
+//! the top `ld`, `((h << ld) * cap) >> 64`. Collisions probe linearly, with
+//! wrap-around, at most `cap` slots: no loop on the I/O path is unbounded.
+//!
+//! A segment is one allocation of `slots` words: a power of two from 16 to
+//! 512 (128 bytes to 4 KiB, kmalloc's own sizes), above that a whole number
+//! of 4 KiB pages (what a vmalloc'd area takes). Its first two words are a
+//! header: the local depth and capacity (read by lookups, never changed),
+//! and the live and tombstone counts (the writer's). `cap = slots - 2`.
+//!
+//! # Changes
+//!
+//! Writers are serialised by the [`Writer`] token. An insert stores the
+//! entry into the first empty or tombstone slot of its probe sequence with a
+//! release store, a replace stores the new entry (same key) in place, a
+//! remove stores [`TOMBSTONE`] (or 0 when the run of slots ends right after
+//! it, together with the tombstones just before). Lookups load with acquire
+//! and stop at an empty slot: they see an entry's old or new value, never
+//! neither.
+//!
+//! A segment is rebuilt when live entries plus tombstones would exceed 85 %
+//! of its slots: a new segment is filled with the live entries (no
+//! tombstones) while readers use the old one, then stored into every
+//! directory entry it serves; the old one is freed after a grace period.
+//! - If its live entries fit 16 pages at ≤ 75 % load, it is rebuilt with the
+//!   capacity for 75 % load (rounded as above).
+//! - Otherwise it splits into two segments of local depth `ld + 1` by the
+//!   next hash bit, each sized for its own entries at 75 % load. When
+//!   `ld == d` the directory doubles first: the pointers are copied into an
+//!   array twice the size, which is published with one release store; the
+//!   old directory is freed after a grace period.
+//! - After a remove, a segment with fewer live entries than a quarter of its
+//!   slots (and more than 16 slots) is rebuilt smaller, at 75 % load.
+//!
+//! Not done: merging two buddy segments once both have shrunk (a table that
+//! grew to many segments and lost most entries keeps its segments, at 16
+//! slots each at the least), and shrinking the directory.
+//!
+//! # Memory
+//!
+//! Segments stay between 68 % and 85 % full once they are paged (the
+//! split halves are sized for 75 %, then grow by 1–2 pages a rebuild): 9.4
+//! to 11.8 bytes a remap. The directory holds one pointer per 4,000–7,000
+//! remaps. Replaced segments and directories wait in a [`Retired`] batch for
+//! one grace period; the batch is freed when it holds more than an eighth of
+//! the table's bytes (or 64 KiB, or 64 objects), so the peak is at most
+//! 1.125 × the table plus one segment: below 14 bytes a remap at 1M.
+//!
+//! # Publishing without allocating
+//!
+//! A change made durable on disk must reach the table without allocating.
+//! [`RemapTable::reserve_keys`] takes the blocks about to be inserted,
+//! counts them per segment and rebuilds or splits every segment that could
+//! not take its share below the 85 % mark; the inserts of these blocks that
+//! follow (with no other change in between) neither allocate nor fail for
+//! memory. [`RemapTable::reserve`] does the same for `n` blocks not known
+//! yet, for the worst case: every segment gets room for `n` (cheap for
+//! `n = 1`, costly for large `n`: prefer `reserve_keys`). An insert without a
+//! reservation rebuilds as needed and, when memory is short, still fills the
+//! segment up to one free slot.
+//!
+//! A remove or a replace changes a slot in place: readers that started
+//! before may still return the old spare block. Both therefore mark the
+//! [`Retired`] batch passed to them, whose drop (or flush) then waits for a
+//! grace period even when it holds no memory: after that no reader uses the
+//! old spare block, as with [`super::table`], whose freed node gave the same
+//! guarantee.
+//!
+//! | function | context |
+//! |---|---|
+//! | `lookup`, `read`, `len`, `is_empty`, `capacity`, `resizes` | any, including `map` |
+//! | `insert` after a covering `reserve`/`reserve_keys`, `replace` | writer; no allocation, no sleep |
+//! | `insert`, `remove` otherwise | writer; may allocate, and sleep when the [`Retired`] batch is full |
+//! | `reserve`, `reserve_keys` | writer; allocates, may sleep |
+//! | `clear_into`, dropping or flushing a [`Retired`] | writer; sleeps (`Env::synchronize`) |
+
+use super::mem::{Env, RawArray};
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+use core::slice;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// Fibonacci hashing's multiplier (2^64 / golden ratio, odd).
+const HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+/// An empty slot.
+pub const EMPTY: u64 = 0;
+/// A removed entry: lookups go on past it, inserts may reuse it.
+pub const TOMBSTONE: u64 = u64::MAX;
+/// Header words of a segment.
+const HEADER: usize = 2;
+/// Words of the smallest segment (128 bytes).
+pub const MIN_SLOTS: usize = 16;
+/// Words of a 4 KiB page.
+pub const PAGE_SLOTS: usize = 512;
+/// Words of the largest segment a table grows (16 pages); beyond it splits.
+pub const MAX_SEGMENT_SLOTS: usize = 16 * PAGE_SLOTS;
+/// Largest capacity of a segment: its counts are 32-bit.
+const MAX_CAP: usize = 1 << 31;
+/// Deepest directory (it could never be allocated anyway).
+pub const MAX_DEPTH: u32 = 40;
+/// A segment is rebuilt before live + tombstones exceed this share (%).
+const FILL_PERCENT: u64 = 85;
+/// Rebuilt segments are sized for this load (%): `4/3` slots an entry.
+const LOAD_NUM: u64 = 4;
+const LOAD_DEN: u64 = 3;
+/// After a remove, a segment less full than this (%) is rebuilt smaller.
+const SHRINK_PERCENT: u64 = 25;
+/// Local depth's position in a segment's first header word.
+const LD_SHIFT: u32 = 56;
+/// Retired memory held before a grace period frees it: at least this ...
+const RETIRE_MIN_BYTES: usize = 64 << 10;
+/// ... or this fraction of the table's bytes.
+const RETIRE_SHARE: usize = 8;
+/// Objects a [`Retired`] batch holds.
+const RETIRE_BATCH: usize = 64;
+/// Bound on the passes of a reservation (each adds at most one level).
+const MAX_PASSES: u32 = 2 * MAX_DEPTH + 4;
+
+#[inline]
+fn hash(main: u64) -> u64 {
+    main.wrapping_mul(HASH)
+}
+
+/// Live entries plus tombstones a segment of `cap` slots holds before it is
+/// rebuilt.
+pub fn fill_limit(cap: usize) -> u64 {
+    cap as u64 * FILL_PERCENT / 100
+}
+
+/// Words (header included) of a segment for `live` entries at 75 % load: a
+/// power of two from [`MIN_SLOTS`] to [`PAGE_SLOTS`], then whole pages.
+pub fn slots_for(live: u64) -> Option<usize> {
+    let cap = usize::try_from(live.checked_mul(LOAD_NUM)?.div_ceil(LOAD_DEN)).ok()?;
+    if cap > MAX_CAP {
+        return None;
+    }
+    let n = cap + HEADER;
+    Some(if n <= PAGE_SLOTS {
+        n.next_power_of_two().max(MIN_SLOTS)
+    } else {
+        n.div_ceil(PAGE_SLOTS) * PAGE_SLOTS
+    })
+}
+
+/// Bits of `main + 1` and of a pool index for a main device of `main_blocks`
+/// and a pool of `pool_blocks`; `None` when they need more than 64 bits.
+pub fn packing(main_blocks: u64, pool_blocks: u64) -> Option<(u32, u32)> {
+    let kbits = 64 - main_blocks.checked_add(1)?.leading_zeros();
+    let vbits = 64 - pool_blocks.saturating_sub(1).leading_zeros();
+    (kbits + vbits <= 64).then_some((kbits, vbits))
+}
+
+fn seg_layout(slots: usize) -> Option<Layout> {
+    Layout::array::<AtomicU64>(slots).ok()
+}
+
+/// A new zeroed segment of `slots` words at local depth `ld`.
+fn seg_alloc<E: Env>(slots: usize, ld: u32) -> Option<NonNull<AtomicU64>> {
+    if slots <= HEADER {
+        return None;
+    }
+    let p = E::alloc_zeroed(seg_layout(slots)?)?.cast::<AtomicU64>();
+    // SAFETY: Fresh zeroed memory of `slots` words (zero is a valid
+    // `AtomicU64`), ours alone.
+    let meta = unsafe { p.as_ref() };
+    meta.store(
+        (u64::from(ld) << LD_SHIFT) | (slots - HEADER) as u64,
+        Ordering::Relaxed,
+    );
+    Some(p)
+}
+
+/// # Safety
+///
+/// `p` came from `seg_alloc::<E>` and no reader can reach it any more.
+unsafe fn seg_free<E: Env>(p: NonNull<AtomicU64>) {
+    // SAFETY: Valid until freed here (caller).
+    let s = unsafe { Seg::from_ptr(p) };
+    if let Some(l) = seg_layout(s.words.len()) {
+        // SAFETY: Allocated by `seg_alloc` with this layout (the header
+        // gives back its size); freed once (caller).
+        unsafe { E::free(p.cast(), l) };
+    }
+}
+
+/// A segment, borrowed.
+///
+/// # Invariants
+///
+/// `words` is the whole segment (`HEADER + cap` words), valid for `'a`: the
+/// segment is private to the writer, or reachable from a published directory
+/// inside a read-side section, or reachable by the writer holding its token.
+#[derive(Clone, Copy)]
+struct Seg<'a> {
+    ptr: NonNull<AtomicU64>,
+    words: &'a [AtomicU64],
+    ld: u32,
+}
+
+/// Where a probe for a key ended.
+enum Probe {
+    /// The key is in this slot, with this entry.
+    Found(usize, u64),
+    /// The key is absent; the first empty or tombstone slot of its probe
+    /// sequence, if any.
+    Vacant(Option<usize>),
+}
+
+impl<'a> Seg<'a> {
+    /// # Safety
+    ///
+    /// `p` came from `seg_alloc` and stays valid for `'a`.
+    #[inline]
+    unsafe fn from_ptr(p: NonNull<AtomicU64>) -> Self {
+        // SAFETY: The segment is valid (caller); its first header word is
+        // written before it is published or used and never changes.
+        let meta = unsafe { p.as_ref() }.load(Ordering::Relaxed);
+        let cap = (meta & ((1 << LD_SHIFT) - 1)) as usize;
+        // SAFETY: `seg_alloc` allocated `HEADER + cap` words.
+        let words = unsafe { slice::from_raw_parts(p.as_ptr().cast_const(), HEADER + cap) };
+        Self {
+            ptr: p,
+            words,
+            ld: (meta >> LD_SHIFT) as u32,
+        }
+    }
+
+    #[inline]
+    fn slots(&self) -> &'a [AtomicU64] {
+        self.words.get(HEADER..).unwrap_or(&[])
+    }
+
+    #[inline]
+    fn cap(&self) -> usize {
+        self.words.len() - HEADER
+    }
+
+    /// Home slot of hash `h`: fast range of the bits below the top `ld`.
+    #[inline]
+    fn home(&self, h: u64) -> usize {
+        let x = h.checked_shl(self.ld).unwrap_or(0);
+        ((u128::from(x) * self.cap() as u128) >> 64) as usize
+    }
+
+    /// The entry of `key` (`main + 1`), for readers.
+    #[inline]
+    fn find(&self, h: u64, key: u64, vbits: u32) -> Option<u64> {
+        let slots = self.slots();
+        let mut i = self.home(h);
+        for _ in 0..slots.len() {
+            let e = slots.get(i)?.load(Ordering::Acquire);
+            if e == EMPTY {
+                return None;
+            }
+            if e != TOMBSTONE && e >> vbits == key {
+                return Some(e);
+            }
+            i += 1;
+            if i == slots.len() {
+                i = 0;
+            }
+        }
+        None
+    }
+
+    /// Where `key` is, or where it would go.
+    fn probe(&self, h: u64, key: u64, vbits: u32) -> Probe {
+        let slots = self.slots();
+        let mut i = self.home(h);
+        let mut free = None;
+        for _ in 0..slots.len() {
+            let Some(s) = slots.get(i) else { break };
+            let e = s.load(Ordering::Relaxed);
+            if e == EMPTY {
+                return Probe::Vacant(free.or(Some(i)));
+            }
+            if e == TOMBSTONE {
+                free = free.or(Some(i));
+            } else if e >> vbits == key {
+                return Probe::Found(i, e);
+            }
+            i += 1;
+            if i == slots.len() {
+                i = 0;
+            }
+        }
+        Probe::Vacant(free)
+    }
+
+    /// Puts `e` (hash `h`) into the first empty slot; for a segment not yet
+    /// published. False when it is full.
+    fn place(&self, h: u64, e: u64) -> bool {
+        let slots = self.slots();
+        let mut i = self.home(h);
+        for _ in 0..slots.len() {
+            let Some(s) = slots.get(i) else { break };
+            if s.load(Ordering::Relaxed) == EMPTY {
+                s.store(e, Ordering::Relaxed);
+                return true;
+            }
+            i += 1;
+            if i == slots.len() {
+                i = 0;
+            }
+        }
+        false
+    }
+
+    /// Live entries and tombstones (the writer's bookkeeping).
+    fn counts(&self) -> (u64, u64) {
+        let c = self.words.get(1).map_or(0, |w| w.load(Ordering::Relaxed));
+        (c >> 32, c & 0xffff_ffff)
+    }
+
+    fn set_counts(&self, live: u64, tombstones: u64) {
+        if let Some(w) = self.words.get(1) {
+            w.store((live << 32) | tombstones, Ordering::Relaxed);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        core::mem::size_of_val(self.words)
+    }
+}
+
+/// Byte offset of the segment pointers behind a directory's depth word.
+const DIR_HEAD: usize = core::mem::size_of::<u64>();
+const _: () =
+    assert!(core::mem::align_of::<AtomicPtr<AtomicU64>>() <= core::mem::align_of::<u64>());
+
+fn dir_layout(depth: u32) -> Option<Layout> {
+    let n = 1usize.checked_shl(depth)?;
+    let (l, off) = Layout::new::<u64>()
+        .extend(Layout::array::<AtomicPtr<AtomicU64>>(n).ok()?)
+        .ok()?;
+    (off == DIR_HEAD).then(|| l.pad_to_align())
+}
+
+/// A new directory of depth `depth`, all pointers null.
+fn dir_alloc<E: Env>(depth: u32) -> Option<NonNull<u64>> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let p = E::alloc_zeroed(dir_layout(depth)?)?.cast::<u64>();
+    // SAFETY: Fresh memory, ours alone, starting with the depth word.
+    unsafe { p.as_ptr().write(u64::from(depth)) };
+    Some(p)
+}
+
+/// A directory, borrowed.
+///
+/// # Invariants
+///
+/// `slots` are the directory's `2^depth` pointers, valid for `'a`, and so
+/// are the segments they point to (same rules as for [`Seg`]). Every pointer
+/// is non-null once the directory is published; a segment of local depth
+/// `ld` fills the `2^(depth - ld)` entries of an aligned range.
+#[derive(Clone, Copy)]
+struct Dir<'a> {
+    ptr: NonNull<u64>,
+    depth: u32,
+    slots: &'a [AtomicPtr<AtomicU64>],
+}
+
+impl<'a> Dir<'a> {
+    /// # Safety
+    ///
+    /// `p` came from `dir_alloc` and it and its segments stay valid for `'a`.
+    #[inline]
+    unsafe fn from_ptr(p: NonNull<u64>) -> Self {
+        // SAFETY: Valid (caller); the depth word never changes after
+        // `dir_alloc` wrote it, before publishing.
+        let depth = unsafe { p.as_ptr().read() } as u32;
+        let n = 1usize.checked_shl(depth).unwrap_or(0);
+        // SAFETY: `dir_alloc` allocated `n` pointers at `DIR_HEAD`.
+        let slots = unsafe {
+            slice::from_raw_parts(
+                p.as_ptr()
+                    .cast::<u8>()
+                    .add(DIR_HEAD)
+                    .cast::<AtomicPtr<AtomicU64>>()
+                    .cast_const(),
+                n,
+            )
+        };
+        Self {
+            ptr: p,
+            depth,
+            slots,
+        }
+    }
+
+    /// Directory index of hash `h`: its top `depth` bits.
+    #[inline]
+    fn index(&self, h: u64) -> usize {
+        h.checked_shr(64 - self.depth).unwrap_or(0) as usize
+    }
+
+    #[inline]
+    fn seg(&self, i: usize) -> Option<Seg<'a>> {
+        let p = NonNull::new(self.slots.get(i)?.load(Ordering::Acquire))?;
+        // SAFETY: Segments of the directory live as long as it (type
+        // invariant).
+        Some(unsafe { Seg::from_ptr(p) })
+    }
+
+    /// Directory entries served by a segment of local depth `ld`.
+    fn span(&self, ld: u32) -> usize {
+        1usize
+            .checked_shl(self.depth.saturating_sub(ld))
+            .unwrap_or(1)
+    }
+
+    /// Every segment once, with the first directory index it serves.
+    fn segments(self) -> impl Iterator<Item = (usize, Seg<'a>)> {
+        let mut next = 0;
+        core::iter::from_fn(move || {
+            while next < self.slots.len() {
+                let i = next;
+                next += 1;
+                if let Some(s) = self.seg(i) {
+                    next = i + self.span(s.ld);
+                    return Some((i, s));
+                }
+            }
+            None
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        dir_layout(self.depth).map_or(0, |l| l.size())
+    }
+}
+
+/// Frees a directory and its segments.
+///
+/// # Safety
+///
+/// `p` came from `dir_alloc::<E>`, and neither it nor its segments are
+/// reachable by readers or used afterwards.
+unsafe fn free_tree<E: Env>(p: NonNull<u64>) {
+    // SAFETY: Valid until freed here (caller).
+    let d = unsafe { Dir::from_ptr(p) };
+    // `segments` reads a segment's header before it yields the segment,
+    // never after.
+    for (_, s) in d.segments() {
+        // SAFETY: Unreachable (caller); `segments` yields each once.
+        unsafe { seg_free::<E>(s.ptr) };
+    }
+    if let Some(l) = dir_layout(d.depth) {
+        // SAFETY: Allocated by `dir_alloc` with this layout; freed once.
+        unsafe { E::free(p.cast(), l) };
+    }
+}
+
+/// Why a table update failed. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// The block is already in the table.
+    Exists,
+    /// Memory ran short.
+    NoMemory,
+    /// The writer token belongs to another table.
+    WrongWriter,
+    /// The block is not in the table.
+    Missing,
+    /// The main block or the pool block is beyond the table's devices.
+    OutOfRange,
+    /// Main block and pool index together need more than 64 bits.
+    TooWide,
+}
+
+/// Proof of being the table's one writer. Not `Clone`.
+pub struct Writer {
+    id: usize,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// What a rebuild did.
+enum Rebuilt {
+    /// One new segment replaced the old one.
+    Resized,
+    /// Two new segments replaced it.
+    Split,
+}
+
+/// The table's shape, for tests, benchmarks and the resize log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Global depth of the directory.
+    pub depth: u32,
+    /// Segments.
+    pub segments: u64,
+    /// Usable slots of all segments.
+    pub slots: u64,
+    /// Live entries.
+    pub live: u64,
+    /// Tombstones.
+    pub tombstones: u64,
+    /// Bytes asked of the allocator (directory and segments).
+    pub bytes: u64,
+}
+
+/// The remap table. See the module documentation.
+pub struct RemapTable<E: Env> {
+    /// The published directory; never null.
+    dir: AtomicPtr<u64>,
+    main_blocks: u64,
+    pool_blocks: u64,
+    vbits: u32,
+    count: AtomicU64,
+    slots: AtomicU64,
+    bytes: AtomicU64,
+    resizes: AtomicU64,
+    id: usize,
+    _p: PhantomData<E>,
+}
+
+// SAFETY: Readers only follow published pointers under the read-side
+// protection of `E`; writers are serialised by the `Writer` token.
+unsafe impl<E: Env> Sync for RemapTable<E> {}
+// SAFETY: The table owns its directory and segments.
+unsafe impl<E: Env> Send for RemapTable<E> {}
+
+/// Lookups in one version of the directory, inside a read-side section.
+///
+/// # Invariants
+///
+/// Exists only inside [`RemapTable::read`], so `dir` and its segments stay
+/// valid for the reader's lifetime.
+pub struct Reader<'a, E: Env> {
+    dir: Dir<'a>,
+    main_blocks: u64,
+    vbits: u32,
+    _p: PhantomData<E>,
+}
+
+impl<E: Env> Reader<'_, E> {
+    /// The spare pool block `block` is remapped to, if any.
+    #[inline]
+    pub fn lookup(&self, block: u64) -> Option<u64> {
+        if block >= self.main_blocks {
+            return None;
+        }
+        let h = hash(block);
+        let e = self
+            .dir
+            .seg(self.dir.index(h))?
+            .find(h, block + 1, self.vbits)?;
+        Some(e & ((1u64 << self.vbits) - 1))
+    }
+}
+
+impl<E: Env> RemapTable<E> {
+    /// An empty table for a main device of `main_blocks` blocks and a pool
+    /// of `pool_blocks`, and its writer token.
+    pub fn new(main_blocks: u64, pool_blocks: u64) -> Result<(Self, Writer), TableError> {
+        let (_, vbits) = packing(main_blocks, pool_blocks).ok_or(TableError::TooWide)?;
+        let empty = Empty::<E>::new().ok_or(TableError::NoMemory)?;
+        let dir = empty.0;
+        core::mem::forget(empty);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            Self {
+                dir: AtomicPtr::new(dir.as_ptr()),
+                main_blocks,
+                pool_blocks,
+                vbits,
+                count: AtomicU64::new(0),
+                slots: AtomicU64::new((MIN_SLOTS - HEADER) as u64),
+                bytes: AtomicU64::new(Empty::<E>::bytes() as u64),
+                resizes: AtomicU64::new(0),
+                id,
+                _p: PhantomData,
+            },
+            Writer { id },
+        ))
+    }
+
+    /// The spare pool block `block` is remapped to, if any.
+    #[inline]
+    pub fn lookup(&self, block: u64) -> Option<u64> {
+        self.read(|r| r.lookup(block))
+    }
+
+    /// Runs `f` inside one read-side section with one version of the
+    /// directory: for several lookups (a bio spanning blocks) at the cost of
+    /// one.
+    #[inline]
+    pub fn read<R>(&self, f: impl FnOnce(&Reader<'_, E>) -> R) -> R {
+        E::read_lock();
+        // SAFETY: The directory pointer is never null. A published directory
+        // and its segments stay valid until a grace period after they are
+        // replaced, and we are in a read-side section that lasts as long as
+        // the `Reader` (it cannot escape `f`).
+        let dir =
+            unsafe { Dir::from_ptr(NonNull::new_unchecked(self.dir.load(Ordering::Acquire))) };
+        // INVARIANT: Inside the read-side section until `f` returns.
+        let r = Reader {
+            dir,
+            main_blocks: self.main_blocks,
+            vbits: self.vbits,
+            _p: PhantomData,
+        };
+        let out = f(&r);
+        E::read_unlock();
+        out
+    }
+
+    /// Number of entries.
+    #[inline]
+    pub fn len(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether the table is empty (the I/O path skips lookups then).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Usable slots of all segments.
+    pub fn capacity(&self) -> u64 {
+        self.slots.load(Ordering::Relaxed)
+    }
+
+    /// Segment rebuilds (grown, shrunk, cleaned or split) since the table
+    /// was created.
+    pub fn resizes(&self) -> u64 {
+        self.resizes.load(Ordering::Relaxed)
+    }
+
+    /// The table's shape (walks the directory).
+    pub fn shape(&self, w: &Writer) -> Shape {
+        let mut s = Shape::default();
+        if self.check(w).is_err() {
+            return s;
+        }
+        let d = self.dir_w(w);
+        s.depth = d.depth;
+        s.bytes = d.bytes() as u64;
+        for (_, seg) in d.segments() {
+            let (live, tomb) = seg.counts();
+            s.segments += 1;
+            s.slots += seg.cap() as u64;
+            s.live += live;
+            s.tombstones += tomb;
+            s.bytes += seg.bytes() as u64;
+        }
+        s
+    }
+
+    fn check(&self, w: &Writer) -> Result<(), TableError> {
+        if w.id == self.id {
+            Ok(())
+        } else {
+            Err(TableError::WrongWriter)
+        }
+    }
+
+    /// The current directory, for the writer.
+    fn dir_w(&self, _w: &Writer) -> Dir<'_> {
+        // SAFETY: Never null. The writer is the only one who replaces or
+        // frees directories and segments, so the current ones stay valid
+        // while it holds the token and does not retire them.
+        unsafe { Dir::from_ptr(NonNull::new_unchecked(self.dir.load(Ordering::Acquire))) }
+    }
+
+    fn retire_budget(&self) -> usize {
+        let bytes = usize::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        (bytes / RETIRE_SHARE).max(RETIRE_MIN_BYTES)
+    }
+
+    /// Counts `add` bytes and slots in, `sub` out.
+    fn account(&self, add: (usize, usize), sub: (usize, usize)) {
+        let b = self.bytes.load(Ordering::Relaxed);
+        self.bytes.store(
+            b.wrapping_add(add.0 as u64).wrapping_sub(sub.0 as u64),
+            Ordering::Relaxed,
+        );
+        let s = self.slots.load(Ordering::Relaxed);
+        self.slots.store(
+            s.wrapping_add(add.1 as u64).wrapping_sub(sub.1 as u64),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn pack(&self, main: u64, spare: u64) -> Result<(u64, u64), TableError> {
+        if main >= self.main_blocks || spare >= self.pool_blocks {
+            return Err(TableError::OutOfRange);
+        }
+        let key = main + 1;
+        Ok((key, (key << self.vbits) | spare))
+    }
+
+    fn spare_of(&self, e: u64) -> u64 {
+        e & ((1u64 << self.vbits) - 1)
+    }
+
+    /// Adds `main → spare`. Neither allocates nor sleeps when a reservation
+    /// covers it ([`Self::reserve_keys`], [`Self::reserve`]); otherwise it
+    /// may rebuild the block's segment, retiring the old one to `retired`.
+    pub fn insert(
+        &self,
+        w: &mut Writer,
+        main: u64,
+        spare: u64,
+        retired: &mut Retired<E>,
+    ) -> Result<(), TableError> {
+        self.check(w)?;
+        let (key, e) = self.pack(main, spare)?;
+        let h = hash(main);
+        // A rebuild makes room; the second round finds it.
+        for _ in 0..3 {
+            let d = self.dir_w(w);
+            let i = d.index(h);
+            let s = d.seg(i).ok_or(TableError::NoMemory)?;
+            let slot = match s.probe(h, key, self.vbits) {
+                Probe::Found(..) => return Err(TableError::Exists),
+                Probe::Vacant(slot) => slot,
+            };
+            let (live, tomb) = s.counts();
+            let slot = slot.and_then(|i| Some((i, s.slots().get(i)?)));
+            if let Some((_, x)) = slot {
+                let reuse = x.load(Ordering::Relaxed) == TOMBSTONE;
+                if reuse || live + tomb < fill_limit(s.cap()) {
+                    self.put(&s, x, e, reuse);
+                    return Ok(());
+                }
+            }
+            if let Err(err) = self.rebuild(w, i, 1, true, retired) {
+                // Short of memory: fill the segment, keeping one slot empty.
+                match slot {
+                    Some((_, x)) if live + tomb + 2 <= s.cap() as u64 => {
+                        self.put(&s, x, e, false);
+                        return Ok(());
+                    }
+                    _ => return Err(err),
+                }
+            }
+        }
+        Err(TableError::NoMemory)
+    }
+
+    /// Publishes entry `e` in slot `x` of `s` (which held a tombstone if
+    /// `reuse`).
+    fn put(&self, s: &Seg<'_>, x: &AtomicU64, e: u64, reuse: bool) {
+        let (live, tomb) = s.counts();
+        // Publish: readers see the slot's old value or the whole entry.
+        x.store(e, Ordering::Release);
+        s.set_counts(live + 1, if reuse { tomb - 1 } else { tomb });
+        self.count
+            .store(self.count.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// Removes `main`; returns its spare block. Marks `retired` so that its
+    /// drop waits for the readers that may still see the entry, and may
+    /// shrink the segment (retiring the old one there).
+    pub fn remove(&self, w: &mut Writer, main: u64, retired: &mut Retired<E>) -> Option<u64> {
+        self.check(w).ok()?;
+        if main >= self.main_blocks {
+            return None;
+        }
+        let h = hash(main);
+        let d = self.dir_w(w);
+        let i = d.index(h);
+        let s = d.seg(i)?;
+        let Probe::Found(at, e) = s.probe(h, main + 1, self.vbits) else {
+            return None;
+        };
+        let slots = s.slots();
+        let cap = slots.len();
+        let (live, mut tomb) = s.counts();
+        let next = if at + 1 == cap { 0 } else { at + 1 };
+        if slots.get(next).map(|x| x.load(Ordering::Relaxed)) == Some(EMPTY) {
+            // The run ends after `at`: no probe sequence goes through it (or
+            // through the tombstones just before it) to a later entry.
+            if let Some(x) = slots.get(at) {
+                x.store(EMPTY, Ordering::Release);
+            }
+            let mut j = at;
+            for _ in 1..cap {
+                j = if j == 0 { cap - 1 } else { j - 1 };
+                match slots.get(j) {
+                    Some(x) if x.load(Ordering::Relaxed) == TOMBSTONE => {
+                        x.store(EMPTY, Ordering::Release);
+                        tomb -= 1;
+                    }
+                    _ => break,
+                }
+            }
+        } else {
+            if let Some(x) = slots.get(at) {
+                x.store(TOMBSTONE, Ordering::Release);
+            }
+            tomb += 1;
+        }
+        s.set_counts(live - 1, tomb);
+        self.count
+            .store(self.count.load(Ordering::Relaxed) - 1, Ordering::Release);
+        retired.grace = true;
+        if (live - 1) * 100 < cap as u64 * SHRINK_PERCENT && s.words.len() > MIN_SLOTS {
+            if let Some(n) = slots_for(live - 1).filter(|&n| n < s.words.len()) {
+                // Failing only keeps the larger segment.
+                let _ = self.resize_segment(w, i, n, retired);
+            }
+        }
+        Some(self.spare_of(e))
+    }
+
+    /// Points `main` at `spare` instead of its current spare block, in one
+    /// store: readers see the old entry or the new one. Returns the old
+    /// spare block. Never allocates. Marks `retired` so that its drop waits
+    /// for the readers that may still use the old block.
+    pub fn replace(
+        &self,
+        w: &mut Writer,
+        main: u64,
+        spare: u64,
+        retired: &mut Retired<E>,
+    ) -> Result<u64, TableError> {
+        self.check(w)?;
+        let (key, e) = self.pack(main, spare)?;
+        let h = hash(main);
+        let d = self.dir_w(w);
+        let s = d.seg(d.index(h)).ok_or(TableError::Missing)?;
+        match s.probe(h, key, self.vbits) {
+            Probe::Found(at, old) => {
+                if let Some(x) = s.slots().get(at) {
+                    x.store(e, Ordering::Release);
+                }
+                retired.grace = true;
+                Ok(self.spare_of(old))
+            }
+            Probe::Vacant(_) => Err(TableError::Missing),
+        }
+    }
+
+    /// Calls `f(main, spare)` for every entry, in no particular order.
+    pub fn for_each(&self, w: &Writer, mut f: impl FnMut(u64, u64)) {
+        if self.check(w).is_err() {
+            return;
+        }
+        for (_, s) in self.dir_w(w).segments() {
+            for x in s.slots() {
+                let e = x.load(Ordering::Relaxed);
+                if e != EMPTY && e != TOMBSTONE {
+                    f((e >> self.vbits) - 1, self.spare_of(e));
+                }
+            }
+        }
+    }
+
+    /// Makes room so that inserting each of `keys` (main blocks not in the
+    /// table; given again, with no other change in between) neither
+    /// allocates nor fails for memory. `keys` is walked once a pass (more
+    /// passes when segments split). Retires replaced memory to `retired`.
+    pub fn reserve_keys<I>(
+        &self,
+        w: &mut Writer,
+        keys: I,
+        retired: &mut Retired<E>,
+    ) -> Result<(), TableError>
+    where
+        I: Iterator<Item = u64> + Clone,
+    {
+        self.check(w)?;
+        for _ in 0..MAX_PASSES {
+            let d = self.dir_w(w);
+            let mut counts = RawArray::<u64, E>::new(d.slots.len()).ok_or(TableError::NoMemory)?;
+            for main in keys.clone() {
+                if main >= self.main_blocks {
+                    return Err(TableError::OutOfRange);
+                }
+                if let Some(c) = counts.get_mut(d.index(hash(main))) {
+                    *c += 1;
+                }
+            }
+            if !self.reserve_pass(w, Some((&counts, d.depth)), 0, true, retired)? {
+                return Ok(());
+            }
+        }
+        Err(TableError::NoMemory)
+    }
+
+    /// Makes room so that the next `n` inserts, wherever they land, neither
+    /// allocate nor fail for memory: every segment gets room for `n` more.
+    /// Meant for small `n`; for known blocks [`Self::reserve_keys`] costs
+    /// far less.
+    pub fn reserve(
+        &self,
+        w: &mut Writer,
+        n: u64,
+        retired: &mut Retired<E>,
+    ) -> Result<(), TableError> {
+        self.check(w)?;
+        if n == 0 {
+            return Ok(());
+        }
+        // Splitting helps only when `n` fits a half segment comfortably.
+        let may_split = slots_for(n).is_some_and(|s| s <= MAX_SEGMENT_SLOTS / 2);
+        for _ in 0..MAX_PASSES {
+            if !self.reserve_pass(w, None, n, may_split, retired)? {
+                return Ok(());
+            }
+        }
+        Err(TableError::NoMemory)
+    }
+
+    /// One pass over the segments: rebuilds those without room for their
+    /// share, `counts` per directory index of a directory of depth `depth0`
+    /// (that of the pass's start), or `n` for every segment. True when a
+    /// segment split: its halves' shares are known only after a recount.
+    fn reserve_pass(
+        &self,
+        w: &Writer,
+        counts: Option<(&[u64], u32)>,
+        n: u64,
+        may_split: bool,
+        retired: &mut Retired<E>,
+    ) -> Result<bool, TableError> {
+        let depth0 = match counts {
+            Some((_, d)) => d,
+            None => self.dir_w(w).depth,
+        };
+        let total = 1usize << depth0;
+        let mut again = false;
+        let mut i0 = 0;
+        while i0 < total {
+            let d = self.dir_w(w);
+            // Splits in this pass may have doubled the directory.
+            let j = i0 << d.depth.saturating_sub(depth0);
+            let s = d.seg(j).ok_or(TableError::NoMemory)?;
+            let span0 = 1usize << depth0.saturating_sub(s.ld);
+            let need = match counts {
+                Some((c, _)) => c.get(i0..i0 + span0).map_or(0, |c| c.iter().sum()),
+                None => n,
+            };
+            i0 += span0;
+            let (live, tomb) = s.counts();
+            if need == 0 || live + tomb + need <= fill_limit(s.cap()) {
+                continue;
+            }
+            if let Rebuilt::Split = self.rebuild(w, j, need, may_split, retired)? {
+                again = true;
+            }
+        }
+        Ok(again)
+    }
+
+    /// Rebuilds the segment at directory index `i` for its live entries and
+    /// `extra` more: grown (or shrunk, or cleaned of tombstones) when that
+    /// fits [`MAX_SEGMENT_SLOTS`] at 75 % load, split otherwise (when
+    /// `may_split`; if the split fails it grows).
+    fn rebuild(
+        &self,
+        w: &Writer,
+        i: usize,
+        extra: u64,
+        may_split: bool,
+        retired: &mut Retired<E>,
+    ) -> Result<Rebuilt, TableError> {
+        let s = self.dir_w(w).seg(i).ok_or(TableError::NoMemory)?;
+        let (live, _) = s.counts();
+        let n = slots_for(live.saturating_add(extra)).ok_or(TableError::NoMemory)?;
+        if n > MAX_SEGMENT_SLOTS && may_split && self.split(w, i, retired).is_ok() {
+            return Ok(Rebuilt::Split);
+        }
+        self.resize_segment(w, i, n, retired)?;
+        Ok(Rebuilt::Resized)
+    }
+
+    /// Copies the live entries of `src` whose hash passes `keep` into the
+    /// unpublished `dst`; their count, or `None` if `dst` is too small.
+    fn copy(&self, src: &Seg<'_>, dst: &Seg<'_>, keep: impl Fn(u64) -> bool) -> Option<u64> {
+        let mut n = 0;
+        for x in src.slots() {
+            let e = x.load(Ordering::Relaxed);
+            if e == EMPTY || e == TOMBSTONE {
+                continue;
+            }
+            let h = hash((e >> self.vbits) - 1);
+            if keep(h) {
+                if !dst.place(h, e) {
+                    return None;
+                }
+                n += 1;
+            }
+        }
+        Some(n)
+    }
+
+    /// Stores `parts` (one segment, or two halves) into the directory
+    /// entries served by the old segment of local depth `ld` at index `i`.
+    fn publish(&self, d: &Dir<'_>, i: usize, ld: u32, parts: &[NonNull<AtomicU64>]) {
+        let span = d.span(ld);
+        let start = i & !(span - 1);
+        let each = (span / parts.len().max(1)).max(1);
+        for (k, p) in parts.iter().enumerate() {
+            for j in start + k * each..start + (k + 1) * each {
+                if let Some(x) = d.slots.get(j) {
+                    // Publish: the segment is complete before readers can
+                    // reach it.
+                    x.store(p.as_ptr(), Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Retires the replaced segment `s` and counts the change.
+    fn retire_seg(&self, s: &Seg<'_>, new: &[Seg<'_>], retired: &mut Retired<E>) {
+        let add = new
+            .iter()
+            .fold((0, 0), |(b, c), n| (b + n.bytes(), c + n.cap()));
+        self.account(add, (s.bytes(), s.cap()));
+        self.resizes
+            .store(self.resizes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Some(l) = seg_layout(s.words.len()) {
+            retired.push(s.ptr.cast(), l, self.retire_budget());
+        }
+    }
+
+    /// Replaces the segment at directory index `i` with one of `n` words
+    /// holding its live entries.
+    fn resize_segment(
+        &self,
+        w: &Writer,
+        i: usize,
+        n: usize,
+        retired: &mut Retired<E>,
+    ) -> Result<(), TableError> {
+        let d = self.dir_w(w);
+        let s = d.seg(i).ok_or(TableError::NoMemory)?;
+        let p = seg_alloc::<E>(n, s.ld).ok_or(TableError::NoMemory)?;
+        // SAFETY: Fresh, ours until published or freed below.
+        let new = unsafe { Seg::from_ptr(p) };
+        let Some(live) = self.copy(&s, &new, |_| true) else {
+            // SAFETY: Never published.
+            unsafe { seg_free::<E>(p) };
+            return Err(TableError::NoMemory);
+        };
+        new.set_counts(live, 0);
+        self.publish(&d, i, s.ld, &[p]);
+        self.retire_seg(&s, &[new], retired);
+        Ok(())
+    }
+
+    /// Splits the segment at directory index `i` in two by the next hash
+    /// bit, doubling the directory first if the segment serves one entry.
+    fn split(&self, w: &Writer, i: usize, retired: &mut Retired<E>) -> Result<(), TableError> {
+        let mut d = self.dir_w(w);
+        let s = d.seg(i).ok_or(TableError::NoMemory)?;
+        let mut i = i;
+        if s.ld >= MAX_DEPTH {
+            return Err(TableError::NoMemory);
+        }
+        if s.ld >= d.depth {
+            self.double(w, retired)?;
+            d = self.dir_w(w);
+            i <<= 1;
+        }
+        let bit = 63 - s.ld;
+        let high = |h: u64| (h >> bit) & 1 == 1;
+        let (live, _) = s.counts();
+        let mut ones = 0;
+        for x in s.slots() {
+            let e = x.load(Ordering::Relaxed);
+            if e != EMPTY && e != TOMBSTONE && high(hash((e >> self.vbits) - 1)) {
+                ones += 1;
+            }
+        }
+        let n0 = slots_for(live.saturating_sub(ones)).ok_or(TableError::NoMemory)?;
+        let n1 = slots_for(ones).ok_or(TableError::NoMemory)?;
+        let a = seg_alloc::<E>(n0, s.ld + 1).ok_or(TableError::NoMemory)?;
+        let Some(b) = seg_alloc::<E>(n1, s.ld + 1) else {
+            // SAFETY: Never published.
+            unsafe { seg_free::<E>(a) };
+            return Err(TableError::NoMemory);
+        };
+        // SAFETY: Fresh, ours until published or freed below.
+        let (sa, sb) = unsafe { (Seg::from_ptr(a), Seg::from_ptr(b)) };
+        let ca = self.copy(&s, &sa, |h| !high(h));
+        let cb = self.copy(&s, &sb, high);
+        let (Some(ca), Some(cb)) = (ca, cb) else {
+            // SAFETY: Never published.
+            unsafe {
+                seg_free::<E>(a);
+                seg_free::<E>(b);
+            }
+            return Err(TableError::NoMemory);
+        };
+        sa.set_counts(ca, 0);
+        sb.set_counts(cb, 0);
+        self.publish(&d, i, s.ld, &[a, b]);
+        self.retire_seg(&s, &[sa, sb], retired);
+        Ok(())
+    }
+
+    /// Publishes a directory twice the size, each pointer copied to two
+    /// entries; retires the old one.
+    fn double(&self, w: &Writer, retired: &mut Retired<E>) -> Result<(), TableError> {
+        let d = self.dir_w(w);
+        let p = dir_alloc::<E>(d.depth + 1).ok_or(TableError::NoMemory)?;
+        // SAFETY: Fresh, ours until published below.
+        let nd = unsafe { Dir::from_ptr(p) };
+        for (j, x) in nd.slots.iter().enumerate() {
+            let old = d
+                .slots
+                .get(j >> 1)
+                .map_or(ptr::null_mut(), |o| o.load(Ordering::Relaxed));
+            x.store(old, Ordering::Relaxed);
+        }
+        // Publish: the pointers are in place before readers can reach them.
+        self.dir.store(p.as_ptr(), Ordering::Release);
+        self.account((nd.bytes(), 0), (d.bytes(), 0));
+        if let Some(l) = dir_layout(d.depth) {
+            retired.push(d.ptr.cast(), l, self.retire_budget());
+        }
+        Ok(())
+    }
+
+    /// Removes every entry, leaving one segment of [`MIN_SLOTS`]. Sleeps
+    /// for a grace period. Returns how many entries were removed.
+    pub fn clear(&self, w: &mut Writer) -> Result<u64, TableError> {
+        let empty = Empty::new().ok_or(TableError::NoMemory)?;
+        self.clear_into(w, empty)
+    }
+
+    /// [`Self::clear`] with the empty table allocated beforehand, so that
+    /// it cannot fail for memory after a commit has made the clear durable.
+    pub fn clear_into(&self, w: &mut Writer, empty: Empty<E>) -> Result<u64, TableError> {
+        self.check(w)?;
+        let new = empty.0;
+        core::mem::forget(empty);
+        let old = self.dir.swap(new.as_ptr(), Ordering::AcqRel);
+        let n = self.count.swap(0, Ordering::AcqRel);
+        self.slots
+            .store((MIN_SLOTS - HEADER) as u64, Ordering::Relaxed);
+        self.bytes
+            .store(Empty::<E>::bytes() as u64, Ordering::Relaxed);
+        E::synchronize();
+        if let Some(old) = NonNull::new(old) {
+            // SAFETY: Unpublished and a grace period has passed; only the
+            // writer, which is here, used it.
+            unsafe { free_tree::<E>(old) };
+        }
+        Ok(n)
+    }
+}
+
+impl<E: Env> Drop for RemapTable<E> {
+    fn drop(&mut self) {
+        // `&mut self`: no reader can hold a reference any more.
+        if let Some(d) = NonNull::new(*self.dir.get_mut()) {
+            // SAFETY: The directory and its segments are ours alone now.
+            unsafe { free_tree::<E>(d) };
+        }
+    }
+}
+
+/// An empty table (a directory of one entry and a segment of
+/// [`MIN_SLOTS`]) allocated ahead of [`RemapTable::clear_into`]; freed if
+/// unused.
+pub struct Empty<E: Env>(NonNull<u64>, PhantomData<E>);
+
+impl<E: Env> Empty<E> {
+    /// `None` when memory is short.
+    pub fn new() -> Option<Self> {
+        let d = dir_alloc::<E>(0)?;
+        let empty = Self(d, PhantomData);
+        let s = seg_alloc::<E>(MIN_SLOTS, 0)?;
+        // SAFETY: Ours alone, not published.
+        let dir = unsafe { Dir::from_ptr(d) };
+        if let Some(x) = dir.slots.first() {
+            x.store(s.as_ptr(), Ordering::Relaxed);
+        }
+        Some(empty)
+    }
+
+    fn bytes() -> usize {
+        dir_layout(0).map_or(0, |l| l.size()) + MIN_SLOTS * core::mem::size_of::<AtomicU64>()
+    }
+}
+
+impl<E: Env> Drop for Empty<E> {
+    fn drop(&mut self) {
+        // SAFETY: Never published; ours alone.
+        unsafe { free_tree::<E>(self.0) };
+    }
+}
+
+/// Segments and directories replaced by a writer, freed in batches after a
+/// grace period: when the batch is full (64 objects, or more bytes than an
+/// eighth of the table or 64 KiB), on [`Retired::flush`] and on drop. A
+/// remove or replace marks the batch so that flushing it waits for a grace
+/// period even when it holds no memory.
+pub struct Retired<E: Env> {
+    items: [(*mut u8, Layout); RETIRE_BATCH],
+    n: usize,
+    bytes: usize,
+    grace: bool,
+    _p: PhantomData<E>,
+}
+
+impl<E: Env> Default for Retired<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Env> Retired<E> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self {
+            items: [(ptr::null_mut(), Layout::new::<u8>()); RETIRE_BATCH],
+            n: 0,
+            bytes: 0,
+            grace: false,
+            _p: PhantomData,
+        }
+    }
+
+    /// Bytes waiting for a grace period.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds an object unpublished just now; flushes first if the batch is
+    /// full or would exceed `budget` bytes.
+    fn push(&mut self, p: NonNull<u8>, layout: Layout, budget: usize) {
+        if self.n == RETIRE_BATCH || (self.n > 0 && self.bytes + layout.size() > budget) {
+            self.flush();
+        }
+        match self.items.get_mut(self.n) {
+            Some(slot) => {
+                *slot = (p.as_ptr(), layout);
+                self.n += 1;
+                self.bytes += layout.size();
+            }
+            None => {
+                // Unreachable: the flush emptied the batch.
+                E::synchronize();
+                // SAFETY: Unpublished before the grace period that just
+                // ended; allocated by `E` with this layout.
+                unsafe { E::free(p, layout) };
+            }
+        }
+    }
+
+    /// Waits for a grace period and frees the batch.
+    pub fn flush(&mut self) {
+        if self.n == 0 && !self.grace {
+            return;
+        }
+        E::synchronize();
+        for &(p, l) in self.items.iter().take(self.n) {
+            if let Some(p) = NonNull::new(p) {
+                // SAFETY: Unpublished before the grace period that just
+                // ended, allocated by `E` with layout `l`; freed once.
+                unsafe { E::free(p, l) };
+            }
+        }
+        self.n = 0;
+        self.bytes = 0;
+        self.grace = false;
+    }
+}
+
+impl<E: Env> Drop for Retired<E> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::TestRng as Rng;
+    use crate::HostEnv;
+    extern crate std;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    type T = RemapTable<HostEnv>;
+
+    std::thread_local! {
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+        static ALLOCS: Cell<u64> = const { Cell::new(0) };
+        static SYNCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// What an allocation takes in the kernel: kmalloc's size classes (powers
+    /// of two, 96 and 192) up to 4 KiB, whole pages (vmalloc) above.
+    fn rounded(size: usize) -> usize {
+        match size {
+            0..=8 => 8,
+            65..=96 => 96,
+            129..=192 => 192,
+            9..=4096 => size.next_power_of_two(),
+            _ => size.div_ceil(4096) * 4096,
+        }
+    }
+
+    /// [`HostEnv`] counting this thread's live bytes (rounded as the kernel
+    /// would), their peak, allocations and grace periods.
+    struct Counting;
+
+    // SAFETY: Forwards to `HostEnv` and only counts.
+    unsafe impl Env for Counting {
+        fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
+            let p = HostEnv::alloc_zeroed(layout)?;
+            let live = LIVE.with(|c| {
+                c.set(c.get() + rounded(layout.size()));
+                c.get()
+            });
+            PEAK.with(|c| c.set(c.get().max(live)));
+            ALLOCS.with(|c| c.set(c.get() + 1));
+            Some(p)
+        }
+        unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
+            LIVE.with(|c| c.set(c.get() - rounded(layout.size())));
+            // SAFETY: Guaranteed by the caller.
+            unsafe { HostEnv::free(ptr, layout) }
+        }
+        fn synchronize() {
+            SYNCS.with(|c| c.set(c.get() + 1));
+            HostEnv::synchronize();
+        }
+        fn read_lock() {
+            HostEnv::read_lock();
+        }
+        fn read_unlock() {
+            HostEnv::read_unlock();
+        }
+    }
+
+    fn live() -> usize {
+        LIVE.with(|c| c.get())
+    }
+    fn allocs() -> u64 {
+        ALLOCS.with(|c| c.get())
+    }
+    fn syncs() -> u64 {
+        SYNCS.with(|c| c.get())
+    }
+    /// The peak since the last call; starts the next one at the live bytes.
+    fn take_peak() -> usize {
+        PEAK.with(|c| c.replace(live()))
+    }
+
+    /// Every structural invariant, and the counters.
+    fn check_invariants<E: Env>(t: &RemapTable<E>, w: &Writer) {
+        let d = t.dir_w(w);
+        for j in 0..d.slots.len() {
+            assert!(d.seg(j).is_some(), "null directory entry {j}");
+        }
+        let (mut live_sum, mut cap_sum, mut bytes) = (0, 0, d.bytes());
+        for (i, s) in d.segments() {
+            assert!(s.ld <= d.depth);
+            let span = d.span(s.ld);
+            assert_eq!(i % span, 0);
+            for x in &d.slots[i..i + span] {
+                assert_eq!(x.load(Ordering::Relaxed), s.ptr.as_ptr());
+            }
+            let (mut live, mut tomb) = (0, 0);
+            for (k, x) in s.slots().iter().enumerate() {
+                let e = x.load(Ordering::Relaxed);
+                if e == TOMBSTONE {
+                    tomb += 1;
+                } else if e != EMPTY {
+                    live += 1;
+                    let main = (e >> t.vbits) - 1;
+                    let h = hash(main);
+                    let shift = d.depth - s.ld;
+                    assert_eq!(d.index(h) >> shift, i >> shift, "entry in a wrong segment");
+                    assert!(
+                        matches!(s.probe(h, main + 1, t.vbits), Probe::Found(at, _) if at == k),
+                        "entry unreachable"
+                    );
+                }
+            }
+            assert_eq!(s.counts(), (live, tomb));
+            assert!(live + tomb < s.cap() as u64, "no empty slot left");
+            live_sum += live;
+            cap_sum += s.cap() as u64;
+            bytes += s.bytes();
+        }
+        assert_eq!(live_sum, t.len());
+        assert_eq!(cap_sum, t.capacity());
+        assert_eq!(bytes as u64, t.bytes.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn sizing() {
+        assert_eq!(slots_for(0), Some(16));
+        assert_eq!(slots_for(10), Some(16));
+        assert_eq!(slots_for(11), Some(32));
+        assert_eq!(slots_for(382), Some(512));
+        assert_eq!(slots_for(383), Some(1024));
+        assert_eq!(slots_for(6142), Some(8192));
+        assert_eq!(slots_for(6143), Some(8704));
+        for live in 0..20_000u64 {
+            let n = slots_for(live).unwrap();
+            let cap = n - HEADER;
+            assert!(live * 4 <= cap as u64 * 3, "{live}: over 75 %");
+            // Room for one more insert below the 85 % mark.
+            assert!(live < fill_limit(cap), "{live}: no room");
+            assert!(n.is_power_of_two() || n % PAGE_SLOTS == 0);
+        }
+    }
+
+    #[test]
+    fn packing_limits() {
+        assert_eq!(packing(1 << 32, 1 << 21), Some((33, 21)));
+        assert_eq!(packing(1, 1), Some((2, 0)));
+        // The widest main device with a one-block pool: 64 key bits.
+        let (t, mut w) = T::new(u64::MAX - 1, 1).unwrap();
+        let mut r = Retired::new();
+        t.insert(&mut w, u64::MAX - 2, 0, &mut r).unwrap();
+        assert_eq!(t.lookup(u64::MAX - 2), Some(0));
+        assert_eq!(
+            t.insert(&mut w, u64::MAX - 1, 0, &mut r),
+            Err(TableError::OutOfRange)
+        );
+        assert_eq!(t.insert(&mut w, 1, 1, &mut r), Err(TableError::OutOfRange));
+        assert_eq!(t.lookup(u64::MAX), None);
+        assert_eq!(T::new(u64::MAX, 1).err(), Some(TableError::TooWide));
+        // 40 + 24 bits.
+        let (t, mut w) = T::new((1 << 40) - 2, 1 << 24).unwrap();
+        t.insert(&mut w, (1 << 40) - 3, (1 << 24) - 1, &mut r)
+            .unwrap();
+        assert_eq!(t.lookup((1 << 40) - 3), Some((1 << 24) - 1));
+        assert_eq!(
+            T::new((1 << 40) - 1, 1 << 24).err(),
+            Some(TableError::TooWide)
+        );
+        assert_eq!(
+            T::new(1 << 40, (1 << 24) + 1).err(),
+            Some(TableError::TooWide)
+        );
+        // No live entry is a tombstone or empty, at every split of the bits.
+        for kbits in 2..=64u32 {
+            let main_blocks = u64::MAX.checked_shr(64 - kbits).unwrap_or(0) - 1;
+            let vbits = 64 - kbits;
+            let pool = 1u64.checked_shl(vbits).unwrap_or(0).max(1);
+            assert_eq!(packing(main_blocks, pool), Some((kbits, vbits)));
+            assert!(packing(main_blocks + 1, pool).is_none());
+            let (t, _) = T::new(main_blocks, pool).unwrap();
+            for (m, s) in [(main_blocks - 1, pool - 1), (0, 0), (main_blocks - 1, 0)] {
+                let (_, e) = t.pack(m, s).unwrap();
+                assert_ne!(e, TOMBSTONE);
+                assert_ne!(e, EMPTY);
+                assert_eq!(((e >> t.vbits) - 1, t.spare_of(e)), (m, s));
+            }
+        }
+    }
+
+    #[test]
+    fn insert_lookup_remove_replace() {
+        let (t, mut w) = T::new(1 << 20, 1 << 10).unwrap();
+        let mut r = Retired::new();
+        assert!(t.is_empty());
+        t.insert(&mut w, 10, 100, &mut r).unwrap();
+        assert_eq!(t.insert(&mut w, 10, 7, &mut r), Err(TableError::Exists));
+        assert_eq!(t.lookup(10), Some(100));
+        assert_eq!(t.lookup(11), None);
+        assert_eq!(t.replace(&mut w, 10, 5, &mut r), Ok(100));
+        assert_eq!(t.lookup(10), Some(5));
+        assert_eq!(t.replace(&mut w, 11, 5, &mut r), Err(TableError::Missing));
+        assert_eq!(t.remove(&mut w, 10, &mut r), Some(5));
+        assert_eq!(t.remove(&mut w, 10, &mut r), None);
+        assert!(t.is_empty());
+        let (_u, mut wu) = T::new(1 << 20, 1 << 10).unwrap();
+        assert_eq!(
+            t.insert(&mut wu, 1, 1, &mut r),
+            Err(TableError::WrongWriter)
+        );
+        assert_eq!(t.remove(&mut wu, 1, &mut r), None);
+        // A remove or replace makes the batch wait for readers.
+        let before = syncs();
+        let mut r = Retired::<Counting>::new();
+        r.grace = true;
+        drop(r);
+        assert_eq!(syncs(), before + 1);
+    }
+
+    /// The table against a BTreeMap under random operations that cross
+    /// rebuilds, splits, directory doublings and shrinks.
+    #[test]
+    fn model_check() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 20, 1 << 20).unwrap();
+        let mut model = BTreeMap::new();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut r = Retired::new();
+        let (mut max_depth, mut max_cap, mut min_cap_after_shrink) = (0, 0, u64::MAX);
+        const PHASE: u64 = 100_000;
+        const KEYS: u64 = 40_000;
+        for round in 0..4 * PHASE {
+            let growing = (round / PHASE) % 2 == 0;
+            let key = rng.below(KEYS) * 13;
+            let op = rng.below(20);
+            let (insert_ops, remove_ops) = if growing { (10, 13) } else { (1, 18) };
+            if op < insert_ops {
+                let keys = [key, key + 1, key + 2];
+                // Sometimes through a reservation of a few blocks.
+                let reserved = growing && op == 0;
+                if reserved {
+                    t.reserve_keys(&mut w, keys.iter().copied(), &mut r)
+                        .unwrap();
+                }
+                let a = allocs();
+                for &k in &keys[..if reserved { 3 } else { 1 }] {
+                    let res = t.insert(&mut w, k, k % 997, &mut r);
+                    match model.entry(k) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            assert_eq!(res, Err(TableError::Exists));
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            res.unwrap();
+                            e.insert(k % 997);
+                        }
+                    }
+                }
+                assert!(!reserved || a == allocs());
+            } else if op < remove_ops {
+                // Shrinking, mostly entries that exist.
+                let key = match model.range(key..).next() {
+                    Some((&k, _)) if !growing && op % 4 != 0 => k,
+                    _ => key,
+                };
+                assert_eq!(t.remove(&mut w, key, &mut r), model.remove(&key));
+            } else if op < 15 {
+                let res = t.replace(&mut w, key, round % 4096, &mut r);
+                match model.get_mut(&key) {
+                    Some(v) => assert_eq!(res, Ok(core::mem::replace(v, round % 4096))),
+                    None => assert_eq!(res, Err(TableError::Missing)),
+                }
+            } else {
+                assert_eq!(t.lookup(key), model.get(&key).copied());
+            }
+            assert_eq!(t.len(), model.len() as u64);
+            if round % 10_000 == 0 {
+                check_invariants(&t, &w);
+            }
+            let s = t.shape(&w);
+            max_depth = max_depth.max(s.depth);
+            max_cap = max_cap.max(s.slots);
+            if round % PHASE == PHASE - 1 && !growing {
+                min_cap_after_shrink = min_cap_after_shrink.min(s.slots);
+            }
+        }
+        check_invariants(&t, &w);
+        assert!(max_depth >= 3, "too few splits: depth {max_depth}");
+        assert!(
+            min_cap_after_shrink * 4 < max_cap,
+            "did not shrink: {min_cap_after_shrink} of {max_cap}"
+        );
+        assert!(t.resizes() >= 50, "too few rebuilds: {}", t.resizes());
+        for k in 0..KEYS * 13 + 3 {
+            assert_eq!(t.lookup(k), model.get(&k).copied());
+        }
+        let mut seen = BTreeMap::new();
+        t.for_each(&w, |m, s| {
+            assert!(seen.insert(m, s).is_none());
+        });
+        assert_eq!(seen, model);
+        drop(r);
+        assert_eq!(t.clear(&mut w).unwrap(), model.len() as u64);
+        assert!(t.is_empty());
+        assert_eq!(t.capacity(), (MIN_SLOTS - HEADER) as u64);
+        check_invariants(&t, &w);
+        assert_eq!(t.lookup(13), None);
+    }
+
+    /// Readers on other threads see every stable entry while a writer
+    /// inserts, removes, replaces, rebuilds, splits and doubles.
+    #[test]
+    fn concurrent_readers() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let (t, mut w) = T::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        const STABLE: u64 = 300;
+        let stable = |k: u64| 3_000_000_000 + k * 7919;
+        for k in 0..STABLE {
+            t.insert(&mut w, stable(k), k, &mut r).unwrap();
+        }
+        drop(r);
+        let t = Arc::new(t);
+        let stop = Arc::new(AtomicBool::new(false));
+        let passes = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (t, stop, passes) = (t.clone(), stop.clone(), passes.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        t.read(|r| {
+                            for k in 0..STABLE {
+                                // Replaced back and forth between two values.
+                                let v = r.lookup(stable(k));
+                                assert!(v == Some(k) || v == Some(k + STABLE), "{k}: {v:?}");
+                                assert_eq!(r.lookup(stable(k) + 1), None);
+                            }
+                        });
+                        passes.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        while passes.load(Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        let before = passes.load(Ordering::Relaxed);
+        let mut max_depth = 0;
+        for round in 0..6u64 {
+            let mut r = Retired::new();
+            let n = 8_000 + round * 4_000;
+            for k in 0..n {
+                t.insert(&mut w, round * 100_000 + k * 3, k, &mut r)
+                    .unwrap();
+                if k % 97 == 0 {
+                    let s = stable(k % STABLE);
+                    let v = t.lookup(s).unwrap();
+                    let other = if v < STABLE { v + STABLE } else { v - STABLE };
+                    assert_eq!(t.replace(&mut w, s, other, &mut r), Ok(v));
+                }
+            }
+            max_depth = max_depth.max(t.shape(&w).depth);
+            for k in 0..n {
+                assert_eq!(t.remove(&mut w, round * 100_000 + k * 3, &mut r), Some(k));
+            }
+        }
+        while passes.load(Ordering::Relaxed) < before + 2 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert!(max_depth >= 2, "no split: depth {max_depth}");
+        check_invariants(&t, &w);
+    }
+
+    /// Bytes a remap at the end, the highest peak over `per_remap_from`
+    /// entries or more, and the same after removing all but `keep` entries.
+    struct Figures {
+        steady: f64,
+        peak: f64,
+        peak_from: u64,
+        small_steady: f64,
+        small_peak: f64,
+        syncs: u64,
+        shape: Shape,
+    }
+
+    fn measure(name: &str, keys: &mut dyn Iterator<Item = u64>, n: u64, keep: u64) -> Figures {
+        let base = live();
+        let base_syncs = syncs();
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let peak_from = n * 9 / 10;
+        let mut peak: f64 = 0.0;
+        let mut inserted = Vec::with_capacity(n as usize);
+        take_peak();
+        for k in keys {
+            if t.len() == n {
+                break;
+            }
+            if t.insert(&mut w, k, t.len() % (1 << 21), &mut r).is_ok() {
+                inserted.push(k);
+            }
+            let p = (take_peak() - base) as f64 / t.len() as f64;
+            if t.len() >= peak_from {
+                peak = peak.max(p);
+            }
+        }
+        drop(r);
+        assert_eq!(t.len(), n);
+        let steady = (live() - base) as f64 / n as f64;
+        let shape = t.shape(&w);
+        let syncs = syncs() - base_syncs;
+        // Remove all but `keep`, in a scattered order.
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for i in (1..inserted.len()).rev() {
+            inserted.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut r = Retired::new();
+        let mut small_peak: f64 = 0.0;
+        take_peak();
+        for &k in &inserted[keep as usize..] {
+            assert!(t.remove(&mut w, k, &mut r).is_some());
+            let p = (take_peak() - base) as f64 / t.len().max(1) as f64;
+            if t.len() <= keep * 2 {
+                small_peak = small_peak.max(p);
+            }
+        }
+        drop(r);
+        let small_steady = (live() - base) as f64 / keep as f64;
+        check_invariants(&t, &w);
+        for &k in &inserted[..keep as usize] {
+            assert!(t.lookup(k).is_some());
+        }
+        let f = Figures {
+            steady,
+            peak,
+            peak_from,
+            small_steady,
+            small_peak,
+            syncs,
+            shape,
+        };
+        std::println!(
+            "{name}: {n} remaps: {:.2} B/remap steady, {:.2} peak (from {} remaps), \
+             {} grace periods, depth {}, {} segments, load {:.1} %; \
+             after removing all but {keep}: {:.2} steady, {:.2} peak (from {} remaps)",
+            f.steady,
+            f.peak,
+            f.peak_from,
+            f.syncs,
+            f.shape.depth,
+            f.shape.segments,
+            100.0 * f.shape.live as f64 / f.shape.slots as f64,
+            f.small_steady,
+            f.small_peak,
+            keep * 2,
+        );
+        drop(t);
+        assert_eq!(live(), base, "leaked");
+        f
+    }
+
+    /// Bytes a remap, counting the kernel allocator's rounding, at 1M
+    /// scattered and 1M contiguous remaps on a 16 TiB main device of 4 KiB
+    /// blocks with a pool of 2^21 blocks: at most 16 in steady state and at
+    /// every peak (old and new memory, retired batch included) from 900k
+    /// remaps on.
+    #[test]
+    fn memory_per_remap() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut scattered = core::iter::from_fn(move || Some(rng.below(1 << 32)));
+        let f = measure("scattered", &mut scattered, 1_000_000, 100_000);
+        assert!(f.steady <= 16.0 && f.peak <= 16.0);
+        assert!(f.syncs < 300, "{} grace periods", f.syncs);
+        let mut contiguous = 1_000_000_000u64..;
+        let f = measure("contiguous", &mut contiguous, 1_000_000, 100_000);
+        assert!(f.steady <= 16.0 && f.peak <= 16.0);
+        let mut rng = Rng(7);
+        let mut small = core::iter::from_fn(move || Some(rng.below(1 << 32)));
+        let f = measure("scattered", &mut small, 100_000, 1_000);
+        assert!(f.steady <= 16.0 && f.peak <= 16.0);
+    }
+
+    /// After `reserve_keys` (or `reserve`), inserting the reserved blocks
+    /// neither allocates nor waits for a grace period.
+    #[test]
+    fn insert_after_reserve_never_allocates() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let mut n = 0;
+        for batch in 0..300u64 {
+            let len = 1 + rng.below(if batch % 10 == 0 { 20_000 } else { 2_000 });
+            let start = rng.below(1 << 32);
+            // Contiguous runs (as `add` reserves) and scattered blocks.
+            let keys: Vec<u64> = if batch % 2 == 0 {
+                (start..(start + len).min(1 << 32)).collect()
+            } else {
+                (0..len).map(|_| rng.below(1 << 32)).collect()
+            };
+            t.reserve_keys(&mut w, keys.iter().copied(), &mut r)
+                .unwrap();
+            let (a, s) = (allocs(), syncs());
+            for &k in &keys {
+                if t.insert(&mut w, k, n % (1 << 21), &mut r).is_ok() {
+                    n += 1;
+                }
+            }
+            assert_eq!((allocs(), syncs()), (a, s), "batch {batch} allocated");
+        }
+        check_invariants(&t, &w);
+        assert!(t.shape(&w).depth >= 5);
+        for _ in 0..20_000 {
+            t.reserve(&mut w, 1, &mut r).unwrap();
+            let (a, s) = (allocs(), syncs());
+            if t.insert(&mut w, rng.below(1 << 32), 0, &mut r).is_ok() {
+                n += 1;
+            }
+            assert_eq!((allocs(), syncs()), (a, s));
+        }
+        // Worst case for 50 blocks all in one segment.
+        t.reserve(&mut w, 50, &mut r).unwrap();
+        let (a, s) = (allocs(), syncs());
+        let shape = t.shape(&w);
+        let mut k = 0u64;
+        let mut added = 0;
+        while added < 50 {
+            // Blocks of the directory's first segment.
+            if hash(k) >> (64 - shape.depth) == 0 && t.insert(&mut w, k, 0, &mut r).is_ok() {
+                added += 1;
+            }
+            k += 1;
+        }
+        assert_eq!((allocs(), syncs()), (a, s));
+        assert_eq!(t.len(), n + 50);
+        check_invariants(&t, &w);
+    }
+
+    /// Reserving a million blocks at once for an empty table.
+    #[test]
+    fn bulk_reserve() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let keys = (5_000_000u64..6_000_000).map(|k| k * 3);
+        t.reserve_keys(&mut w, keys.clone(), &mut r).unwrap();
+        let (a, s) = (allocs(), syncs());
+        for k in keys {
+            t.insert(&mut w, k, k % (1 << 21), &mut r).unwrap();
+        }
+        assert_eq!((allocs(), syncs()), (a, s));
+        drop(r);
+        check_invariants(&t, &w);
+        let shape = t.shape(&w);
+        std::println!("bulk: {shape:?}, {:.2} B/remap", live() as f64 / 1e6);
+        assert!(shape.live * 100 >= shape.slots * 60);
+        assert_eq!(
+            t.reserve_keys(&mut w, [1 << 32].into_iter(), &mut Retired::new()),
+            Err(TableError::OutOfRange)
+        );
+    }
+
+    /// Short of memory, inserts fill segments up to one free slot, reserving
+    /// fails with nothing lost, and the table stays whole.
+    #[test]
+    fn short_of_memory() {
+        let (t, mut w) = T::new(1 << 24, 1 << 20).unwrap();
+        let mut r = Retired::new();
+        for k in 0..5_000 {
+            t.insert(&mut w, k, k, &mut r).unwrap();
+        }
+        for budget in 0..4 {
+            crate::set_alloc_budget(Some(budget));
+            let mut k = t.len();
+            let failed = loop {
+                match t.insert(&mut w, k, k, &mut r) {
+                    Ok(()) => k += 1,
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(failed, TableError::NoMemory);
+            assert_eq!(
+                t.reserve_keys(&mut w, k..k + 100_000, &mut r),
+                Err(TableError::NoMemory)
+            );
+            crate::set_alloc_budget(None);
+            check_invariants(&t, &w);
+            for k in 0..t.len() {
+                assert_eq!(t.lookup(k), Some(k));
+            }
+        }
+        crate::set_alloc_budget(Some(0));
+        assert!(Empty::<HostEnv>::new().is_none());
+        crate::set_alloc_budget(None);
+        let empty = Empty::new().unwrap();
+        let n = t.len();
+        assert_eq!(t.clear_into(&mut w, empty), Ok(n));
+        check_invariants(&t, &w);
+    }
+}
