@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Host benchmark of the remap table: median nanoseconds per lookup (hits and
-//! misses) and bytes per remap, at 1k, 100k and 1M entries.
+//! Host benchmark of the remap tables, the node table (`table`) beside the
+//! compact one (`compact`): median nanoseconds per lookup (hits and misses),
+//! bytes per remap, and their peak while the table grows, at 1k, 100k and 1M
+//! entries.
 //!
 //! ```text
 //! cargo bench -p dm-remap --bench table
@@ -10,11 +12,14 @@
 //! Lookups run without a read-side lock (single thread, no writer running):
 //! the kernel's `rcu_read_lock` costs next to nothing, the host stand-in a
 //! read-write lock, which would dominate. Bytes are what the table asks the
-//! allocator for (nodes and buckets); in the kernel a 24-byte node takes a
-//! 32-byte slab object.
+//! allocator for, and what the kernel would hand out: kmalloc's size classes
+//! (powers of two, 96, 192) up to 4 KiB, whole pages above (a 24-byte node
+//! takes 32 bytes). The peak counts old and new memory alive together during
+//! a resize.
 
 #![allow(unsafe_code)]
 
+use dm_remap::logic::compact::{RemapTable as CompactTable, Retired};
 use dm_remap::logic::mem::Env;
 use dm_remap::logic::table::{target_buckets, RemapTable};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -23,24 +28,59 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
-/// Counts live heap bytes.
+/// Counts live heap bytes: as asked, and rounded as the kernel would.
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static ROUNDED: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+fn rounded(size: usize) -> isize {
+    (match size {
+        0..=8 => 8,
+        65..=96 => 96,
+        129..=192 => 192,
+        9..=4096 => size.next_power_of_two(),
+        _ => size.div_ceil(4096) * 4096,
+    }) as isize
+}
+
+fn count(l: Layout) {
+    LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+    let r = ROUNDED.fetch_add(rounded(l.size()), Ordering::Relaxed) + rounded(l.size());
+    PEAK.fetch_max(r, Ordering::Relaxed);
+}
+
+/// Live bytes: asked, rounded.
+fn live() -> (isize, isize) {
+    (
+        LIVE.load(Ordering::Relaxed),
+        ROUNDED.load(Ordering::Relaxed),
+    )
+}
+
+fn reset_peak() {
+    PEAK.store(ROUNDED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+fn peak() -> isize {
+    PEAK.load(Ordering::Relaxed)
+}
 
 // SAFETY: Forwards to the system allocator and only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        count(l);
         // SAFETY: Same contract as ours.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        count(l);
         // SAFETY: Same contract as ours.
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        ROUNDED.fetch_sub(rounded(l.size()), Ordering::Relaxed);
         // SAFETY: Same contract as ours.
         unsafe { System.dealloc(p, l) }
     }
@@ -81,54 +121,117 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
-    println!("entries    buckets   ns/hit  ns/miss  bytes/remap");
-    for n in [1_000u64, 100_000, 1_000_000] {
-        let before = LIVE.load(Ordering::Relaxed);
-        let (t, mut w) = RemapTable::<Bench>::new().expect("memory");
-        // Keys spread over a 1 TiB disk of 512-byte blocks, in random order.
+/// The keys of a run: `n` blocks spread over a 1 TiB disk of 512-byte blocks
+/// (even blocks below 2^32), in random order; probes of inserted keys
+/// (hits) and of odd blocks, never inserted (misses).
+struct Keys {
+    keys: Vec<u64>,
+    hits: Vec<u64>,
+    misses: Vec<u64>,
+}
+
+/// Main blocks of the benchmark's disk, and its pool.
+const MAIN_BLOCKS: u64 = 1 << 32;
+const POOL_BLOCKS: u64 = 1 << 21;
+
+impl Keys {
+    fn new(n: u64) -> Self {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let keys: Vec<u64> = (0..n).map(|_| rng(&mut x) % (1 << 31) * 2).collect();
+        let probes = 2_000_000usize;
+        let hits = (0..probes)
+            .map(|_| keys[(rng(&mut x) % n) as usize])
+            .collect();
+        let misses = (0..probes)
+            .map(|_| rng(&mut x) % (1 << 31) * 2 + 1)
+            .collect();
+        Self { keys, hits, misses }
+    }
+
+    /// Median nanoseconds per lookup of the hits and of the misses.
+    fn time(&self, lookup: impl Fn(u64) -> Option<u64>) -> (f64, f64) {
+        let mut hit = Vec::new();
+        let mut miss = Vec::new();
+        for _ in 0..7 {
+            for (probes, out) in [(&self.hits, &mut hit), (&self.misses, &mut miss)] {
+                let s = Instant::now();
+                for &k in probes {
+                    black_box(lookup(black_box(k)));
+                }
+                out.push(s.elapsed().as_nanos() as f64 / probes.len() as f64);
+            }
+        }
+        (median(hit), median(miss))
+    }
+}
+
+/// Bytes since `before` (asked, rounded), per remap.
+fn per_remap(before: (isize, isize), n: u64) -> (f64, f64) {
+    let now = live();
+    (
+        (now.0 - before.0) as f64 / n as f64,
+        (now.1 - before.1) as f64 / n as f64,
+    )
+}
+
+fn main() {
+    println!("table    entries      slots   ns/hit  ns/miss  bytes/remap  rounded  peak(rounded)");
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let k = Keys::new(n);
+
+        let before = live();
+        reset_peak();
+        let (t, mut w) = RemapTable::<Bench>::new().expect("memory");
         let mut inserted = 0u64;
-        for &k in &keys {
+        for &key in &k.keys {
             let want = target_buckets(t.buckets(), t.len() + 1);
             if want != t.buckets() {
                 t.resize(&mut w, want).expect("memory");
             }
-            if t.insert(&mut w, k, inserted).is_ok() {
+            if t.insert(&mut w, key, inserted).is_ok() {
                 inserted += 1;
             }
         }
-        let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64 - (keys.capacity() * 8) as f64;
-        let per_remap = bytes / t.len() as f64;
-
-        let probes = 2_000_000usize;
-        let hit_keys: Vec<u64> = (0..probes)
-            .map(|_| keys[(rng(&mut x) % n) as usize])
-            .collect();
-        // Odd keys are never inserted.
-        let miss_keys: Vec<u64> = (0..probes).map(|_| rng(&mut x) | 1).collect();
-        let mut hit = Vec::new();
-        let mut miss = Vec::new();
-        for _ in 0..7 {
-            let s = Instant::now();
-            for &k in &hit_keys {
-                black_box(t.lookup(black_box(k)));
-            }
-            hit.push(s.elapsed().as_nanos() as f64 / probes as f64);
-            let s = Instant::now();
-            for &k in &miss_keys {
-                black_box(t.lookup(black_box(k)));
-            }
-            miss.push(s.elapsed().as_nanos() as f64 / probes as f64);
-        }
+        let (asked, rounded) = per_remap(before, t.len());
+        let top = (peak() - before.1) as f64 / t.len() as f64;
+        let (hit, miss) = k.time(|b| t.lookup(b));
         println!(
-            "{:>8} {:>10} {:>8.1} {:>8.1} {:>12.1}",
+            "nodes {:>10} {:>10} {:>8.1} {:>8.1} {:>12.1} {:>8.1} {:>14.1}",
             t.len(),
             t.buckets(),
-            median(hit),
-            median(miss),
-            per_remap
+            hit,
+            miss,
+            asked,
+            rounded,
+            top
+        );
+        drop(t);
+
+        let before = live();
+        reset_peak();
+        let (t, mut w) = CompactTable::<Bench>::new(MAIN_BLOCKS, POOL_BLOCKS).expect("memory");
+        let mut retired = Retired::new();
+        let mut inserted = 0u64;
+        for &key in &k.keys {
+            if t.insert(&mut w, key, inserted % POOL_BLOCKS, &mut retired)
+                .is_ok()
+            {
+                inserted += 1;
+            }
+        }
+        drop(retired);
+        let (asked, rounded) = per_remap(before, t.len());
+        let top = (peak() - before.1) as f64 / t.len() as f64;
+        let (hit, miss) = k.time(|b| t.lookup(b));
+        println!(
+            "compact {:>8} {:>10} {:>8.1} {:>8.1} {:>12.1} {:>8.1} {:>14.1}",
+            t.len(),
+            t.capacity(),
+            hit,
+            miss,
+            asked,
+            rounded,
+            top
         );
     }
 }
