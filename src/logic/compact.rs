@@ -1919,4 +1919,257 @@ mod tests {
         assert_eq!(t.clear_into(&mut w, empty), Ok(n));
         check_invariants(&t, &w);
     }
+
+    // ---- review tests ----
+
+    /// Keys of directory entry `idx` (depth `depth`) not in `skip`, from `from`.
+    fn keys_in(depth: u32, idx: usize, from: u64, n: usize, limit: u64) -> Vec<u64> {
+        let mut v = Vec::new();
+        let mut k = from;
+        while v.len() < n && k < limit {
+            let h = hash(k);
+            if h.checked_shr(64 - depth).unwrap_or(0) as usize == idx {
+                v.push(k);
+            }
+            k += 1;
+        }
+        v
+    }
+
+    #[test]
+    #[ignore = "known defect, to fix before wiring: a remove between reserve_keys and the inserts shrinks the segment: reservations must be counted per segment"]
+    fn review_remove_between_reserve_and_insert() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        // A few entries, then reserve 200 more in the same (only) segment.
+        for k in 0..5 {
+            t.insert(&mut w, k, k, &mut r).unwrap();
+        }
+        let keys: Vec<u64> = (1000..1200).collect();
+        t.reserve_keys(&mut w, keys.iter().copied(), &mut r)
+            .unwrap();
+        std::println!("after reserve: {:?}", t.shape(&w));
+        // An unrelated remove (e.g. a remap dropped in the same batch).
+        t.remove(&mut w, 3, &mut r);
+        std::println!("after remove: {:?}", t.shape(&w));
+        let a = allocs();
+        for &k in &keys {
+            t.insert(&mut w, k, 0, &mut r).unwrap();
+        }
+        std::println!("allocations by reserved inserts: {}", allocs() - a);
+        assert_eq!(allocs(), a, "reserved inserts allocated after a remove");
+    }
+
+    #[test]
+    #[ignore = "known defect, to fix before wiring: reservations are not cumulative yet"]
+    fn review_two_reservations_do_not_add_up() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let a_keys: Vec<u64> = (0..8).collect();
+        let b_keys: Vec<u64> = (100..108).collect();
+        t.reserve_keys(&mut w, a_keys.iter().copied(), &mut r)
+            .unwrap();
+        t.reserve_keys(&mut w, b_keys.iter().copied(), &mut r)
+            .unwrap();
+        std::println!("after two reservations: {:?}", t.shape(&w));
+        let a = allocs();
+        for &k in a_keys.iter().chain(&b_keys) {
+            t.insert(&mut w, k, 0, &mut r).unwrap();
+        }
+        std::println!("allocations: {}", allocs() - a);
+        assert_eq!(allocs(), a, "second reservation did not add to the first");
+    }
+
+    /// Random operations with random allocation failures: the table must
+    /// stay consistent and equal to the model.
+    #[test]
+    fn review_model_with_alloc_failures() {
+        let (t, mut w) = T::new(1 << 20, 1 << 20).unwrap();
+        let mut model = BTreeMap::new();
+        let mut rng = Rng(0x1357_9bdf_2468_ace0);
+        let mut r = Retired::new();
+        for round in 0..200_000u64 {
+            let fail = rng.below(4) == 0;
+            if fail {
+                crate::set_alloc_budget(Some(rng.below(3) as usize));
+            }
+            let key = rng.below(30_000) * 7;
+            let op = rng.below(10);
+            if op < 6 {
+                let res = t.insert(&mut w, key, key % 1000, &mut r);
+                match res {
+                    Ok(()) => assert!(model.insert(key, key % 1000).is_none()),
+                    Err(TableError::Exists) => assert!(model.contains_key(&key)),
+                    Err(TableError::NoMemory) => assert!(fail && !model.contains_key(&key)),
+                    Err(e) => panic!("{e:?}"),
+                }
+            } else if op < 9 {
+                assert_eq!(t.remove(&mut w, key, &mut r), model.remove(&key));
+            } else {
+                let ks: Vec<u64> = (0..rng.below(50)).map(|i| key + i * 7).collect();
+                let res = t.reserve_keys(&mut w, ks.iter().copied(), &mut r);
+                if !fail {
+                    res.unwrap();
+                }
+            }
+            crate::set_alloc_budget(None);
+            if round % 5000 == 0 {
+                check_invariants(&t, &w);
+            }
+        }
+        crate::set_alloc_budget(None);
+        check_invariants(&t, &w);
+        for k in 0..30_000 * 7 {
+            assert_eq!(t.lookup(k), model.get(&k).copied());
+        }
+    }
+
+    /// Readers of keys present throughout, in the one segment a writer churns
+    /// (tombstones, EMPTY-clearing removes, tombstone reuse, cleaning rebuilds).
+    #[test]
+    fn review_concurrent_same_segment_churn() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let (t, mut w) = T::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let stable: Vec<u64> = (0..200u64).map(|k| k * 2).collect();
+        for &k in &stable {
+            t.insert(&mut w, k, k % 1000, &mut r).unwrap();
+        }
+        drop(r);
+        let t = Arc::new(t);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stable = Arc::new(stable);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (t, stop, stable) = (t.clone(), stop.clone(), stable.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for &k in stable.iter() {
+                            assert_eq!(t.lookup(k), Some(k % 1000), "stable {k} missed");
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut rng = Rng(42);
+        let mut live = std::collections::BTreeSet::new();
+        let start = std::time::Instant::now();
+        let mut r = Retired::new();
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            let k = rng.below(600) * 2 + 1;
+            if live.contains(&k) {
+                t.remove(&mut w, k, &mut r);
+                live.remove(&k);
+            } else if live.len() < 400 {
+                t.insert(&mut w, k, 1, &mut r).unwrap();
+                live.insert(k);
+            }
+        }
+        drop(r);
+        stop.store(true, Ordering::Relaxed);
+        for h in readers {
+            std::println!("reader passes: {}", h.join().unwrap());
+        }
+        check_invariants(&t, &w);
+    }
+
+    /// Longest and mean miss probe over all segments.
+    fn miss_probe_stats(t: &T, w: &Writer) -> (usize, f64) {
+        let d = t.dir_w(w);
+        let (mut max, mut sum, mut n) = (0, 0usize, 0usize);
+        for (_, s) in d.segments() {
+            let slots = s.slots();
+            for start in 0..slots.len() {
+                let mut len = 0;
+                let mut i = start;
+                while slots[i].load(Ordering::Relaxed) != EMPTY && len < slots.len() {
+                    len += 1;
+                    i = (i + 1) % slots.len();
+                }
+                max = max.max(len + 1);
+                sum += len + 1;
+                n += 1;
+            }
+        }
+        (max, sum as f64 / n as f64)
+    }
+
+    #[test]
+    fn review_probe_lengths() {
+        // Churn: tombstones are only cleaned when an insert lands in an EMPTY
+        // slot at the limit.
+        let (t, mut w) = T::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let mut rng = Rng(9);
+        let mut live = Vec::new();
+        for _ in 0..5000 {
+            let k = rng.below(1 << 32);
+            if t.insert(&mut w, k, 0, &mut r).is_ok() {
+                live.push(k);
+            }
+        }
+        std::println!(
+            "fresh: {:?} miss probe {:?}",
+            t.shape(&w),
+            miss_probe_stats(&t, &w)
+        );
+        for _ in 0..200_000 {
+            let i = rng.below(live.len() as u64) as usize;
+            let k = live.swap_remove(i);
+            t.remove(&mut w, k, &mut r);
+            let k = rng.below(1 << 32);
+            if t.insert(&mut w, k, 0, &mut r).is_ok() {
+                live.push(k);
+            }
+        }
+        std::println!(
+            "churned: {:?} miss probe {:?}",
+            t.shape(&w),
+            miss_probe_stats(&t, &w)
+        );
+        // Short of memory: fill up.
+        crate::set_alloc_budget(Some(0));
+        loop {
+            let k = rng.below(1 << 32);
+            if t.insert(&mut w, k, 0, &mut r).is_err() {
+                break;
+            }
+        }
+        crate::set_alloc_budget(None);
+        std::println!(
+            "full: {:?} miss probe {:?}",
+            t.shape(&w),
+            miss_probe_stats(&t, &w)
+        );
+    }
+
+    #[test]
+    #[ignore = "known defect, to fix before wiring: a reserved insert can fail for memory after the commit (see above)"]
+    fn review_remove_between_reserve_and_insert_oom() {
+        let (t, mut w) = T::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        for k in 0..5 {
+            t.insert(&mut w, k, k, &mut r).unwrap();
+        }
+        let keys: Vec<u64> = (1000..1200).collect();
+        t.reserve_keys(&mut w, keys.iter().copied(), &mut r)
+            .unwrap();
+        // "commit" happens here; then a remove in the same batch, then publish.
+        t.remove(&mut w, 3, &mut r);
+        crate::set_alloc_budget(Some(0));
+        let mut failed = None;
+        for (n, &k) in keys.iter().enumerate() {
+            if let Err(e) = t.insert(&mut w, k, 0, &mut r) {
+                failed = Some((n, e));
+                break;
+            }
+        }
+        crate::set_alloc_budget(None);
+        std::println!("first failing reserved insert: {failed:?}");
+        assert!(failed.is_none());
+    }
 }
