@@ -13,9 +13,11 @@
 //! the kernel's `rcu_read_lock` costs next to nothing, the host stand-in a
 //! read-write lock, which would dominate. Bytes are what the table asks the
 //! allocator for, and what the kernel would hand out: kmalloc's size classes
-//! (powers of two, 96, 192) up to 4 KiB, whole pages above (a 24-byte node
-//! takes 32 bytes). The peak counts old and new memory alive together during
-//! a resize.
+//! (powers of two, 96, 192) up to 4 KiB and a power of two above (`kvzalloc`
+//! tries kmalloc first; a 24-byte node takes 32 bytes), whole pages for
+//! what `Env::alloc_pages_zeroed` (`vzalloc`) allocates, recognised here by
+//! its page alignment. The peak counts old and new memory alive together
+//! during a resize.
 
 #![allow(unsafe_code)]
 
@@ -34,19 +36,20 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 static ROUNDED: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
 
-fn rounded(size: usize) -> isize {
+fn rounded(l: Layout) -> isize {
+    let size = l.size();
     (match size {
+        _ if l.align() == 4096 => size.div_ceil(4096) * 4096,
         0..=8 => 8,
         65..=96 => 96,
         129..=192 => 192,
-        9..=4096 => size.next_power_of_two(),
-        _ => size.div_ceil(4096) * 4096,
+        _ => size.next_power_of_two(),
     }) as isize
 }
 
 fn count(l: Layout) {
     LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-    let r = ROUNDED.fetch_add(rounded(l.size()), Ordering::Relaxed) + rounded(l.size());
+    let r = ROUNDED.fetch_add(rounded(l), Ordering::Relaxed) + rounded(l);
     PEAK.fetch_max(r, Ordering::Relaxed);
 }
 
@@ -80,7 +83,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        ROUNDED.fetch_sub(rounded(l.size()), Ordering::Relaxed);
+        ROUNDED.fetch_sub(rounded(l), Ordering::Relaxed);
         // SAFETY: Same contract as ours.
         unsafe { System.dealloc(p, l) }
     }
@@ -103,6 +106,15 @@ unsafe impl Env for Bench {
     unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: Guaranteed by the caller.
         unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+    }
+    fn alloc_pages_zeroed(size: usize) -> Option<NonNull<u8>> {
+        Self::alloc_zeroed(Layout::from_size_align(size, 4096).ok()?)
+    }
+    unsafe fn free_pages(ptr: NonNull<u8>, size: usize) {
+        if let Ok(layout) = Layout::from_size_align(size, 4096) {
+            // SAFETY: Guaranteed by the caller.
+            unsafe { Self::free(ptr, layout) }
+        }
     }
     fn synchronize() {}
     fn read_lock() {}

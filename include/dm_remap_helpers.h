@@ -17,6 +17,7 @@
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 
 void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev);
 unsigned int dmr_bdev_logical_block_size(struct block_device *bdev);
@@ -34,6 +35,7 @@ int dmr_path_devts(const char *path, dev_t *dev, dev_t *whole);
 void dmr_rcu_read_lock(void);
 void dmr_rcu_read_unlock(void);
 void *dmr_kvzalloc_noio(size_t size);
+void *dmr_vzalloc_noio(size_t size);
 void dmr_kvfree(void *p);
 
 u32 dmr_crc32(const void *buf, size_t len);

@@ -74,6 +74,19 @@ void *dmr_kvzalloc_noio(size_t size)
 	return p;
 }
 
+/*
+ * Zeroed memory in whole pages, as if GFP_NOIO: for the remap table's large
+ * arrays, which kvzalloc would round up to a power of two of pages.
+ */
+void *dmr_vzalloc_noio(size_t size)
+{
+	unsigned int flags = memalloc_noio_save();
+	void *p = vzalloc(size);
+
+	memalloc_noio_restore(flags);
+	return p;
+}
+
 void dmr_kvfree(void *p)
 {
 	kvfree(p);

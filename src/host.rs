@@ -38,24 +38,32 @@ pub fn set_alloc_budget(n: Option<usize>) {
     ALLOC_BUDGET.with(|c| c.set(n));
 }
 
-// SAFETY: The global allocator returns zeroed memory of the layout and takes
-// it back; the write lock is granted only after every read guard taken before
-// it has been released.
+/// Whether this thread's allocation budget refuses the next allocation
+/// (and counts it down when not).
+fn refused() -> bool {
+    ALLOC_BUDGET.with(|c| match c.get() {
+        Some(0) => true,
+        Some(n) => {
+            c.set(Some(n - 1));
+            false
+        }
+        None => false,
+    })
+}
+
+/// The layout [`HostEnv`] gives an allocation in pages: page-aligned.
+fn page_layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size, logic::mem::PAGE_BYTES).ok()
+}
+
+// SAFETY: The global allocator returns zeroed memory of the layout (a
+// page-aligned one for `alloc_pages_zeroed`) and takes it back; the write
+// lock is granted only after every read guard taken before it has been
+// released.
 #[allow(unsafe_code)]
 unsafe impl logic::mem::Env for HostEnv {
     fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
-        if layout.size() == 0 {
-            return None;
-        }
-        let refuse = ALLOC_BUDGET.with(|c| match c.get() {
-            Some(0) => true,
-            Some(n) => {
-                c.set(Some(n - 1));
-                false
-            }
-            None => false,
-        });
-        if refuse {
+        if layout.size() == 0 || refused() {
             return None;
         }
         // SAFETY: The layout has a non-zero size.
@@ -65,6 +73,23 @@ unsafe impl logic::mem::Env for HostEnv {
     unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: The caller passes back what `alloc_zeroed(layout)` returned.
         unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+    }
+
+    fn alloc_pages_zeroed(size: usize) -> Option<NonNull<u8>> {
+        let layout = page_layout(size)?;
+        if size == 0 || refused() {
+            return None;
+        }
+        // SAFETY: The layout has a non-zero size.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+    }
+
+    unsafe fn free_pages(ptr: NonNull<u8>, size: usize) {
+        if let Some(layout) = page_layout(size) {
+            // SAFETY: The caller passes back what `alloc_pages_zeroed(size)`
+            // returned, allocated with this layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+        }
     }
 
     fn synchronize() {

@@ -35,8 +35,11 @@
 //! wrap-around, at most `cap` slots: no loop on the I/O path is unbounded.
 //!
 //! A segment is one allocation of `slots` words: a power of two from 16 to
-//! 512 (128 bytes to 4 KiB, kmalloc's own sizes), above that a whole number
-//! of 4 KiB pages (what a vmalloc'd area takes). Its first two words are a
+//! 512 (128 bytes to 4 KiB, kmalloc's own sizes, from [`Env::alloc_zeroed`]),
+//! above that a whole number of 4 KiB pages from [`Env::alloc_pages_zeroed`]
+//! (`vzalloc`, which takes whole pages; `kvzalloc` would try kmalloc first
+//! and take a power of two of pages). A directory above 4 KiB comes from
+//! pages too. Its first two words are a
 //! header: the local depth and capacity (read by lookups, never changed),
 //! and the writer's counts of live entries, tombstones and reserved room
 //! (21 bits each). `cap = slots - 2`.
@@ -78,13 +81,17 @@
 //! remaps. Replaced segments and directories wait in a [`Retired`] batch for
 //! one grace period; the batch is freed when it holds more than an eighth of
 //! the table's bytes (or 64 KiB, or 64 objects), so the peak is at most
-//! 1.125 × the table plus one segment: below 14 bytes a remap at 1M.
+//! 1.125 × the table plus one segment: below 14 bytes a remap at 1M. The
+//! table's byte count ([`Shape::bytes`]) and the batch's budget count what
+//! the kernel takes: a power of two up to 4 KiB, whole pages above.
 //!
-//! Measured (the `memory_per_remap` test, kernel rounding counted): 1M
-//! scattered remaps 10.4 bytes each, 11.5 at the highest peak from 900k on,
-//! about 190 grace periods for the million inserts; 1M contiguous ones 10.5
-//! and 12.0. Removing 90 % of them leaves 21 bytes a remap (shrinking waits
-//! for 25 % load, and segments are not merged).
+//! Measured (the `memory_per_remap` test, counting a power of two for
+//! `alloc_zeroed` and whole pages for `alloc_pages_zeroed`): 1M scattered
+//! remaps 10.4 bytes each, 11.5 at the highest peak from 900k on, about 190
+//! grace periods for the million inserts; 1M contiguous ones 10.5 and 12.0.
+//! Removing 90 % of them leaves 21.0 bytes a remap, with peaks of 32 while
+//! fewer than 200k are left (shrinking waits for 25 % load, and segments
+//! are not merged).
 //!
 //! Lookups: a hit costs one directory load, the segment's header and about
 //! 2.7 slots at 77 % load; a miss probes to the next empty slot, about 10
@@ -158,7 +165,7 @@
 //! | `reserve`, `reserve_keys` | writer; allocates, may sleep |
 //! | `clear_into`, dropping or flushing a [`Retired`] | writer; sleeps (`Env::synchronize`) |
 
-use super::mem::{Env, RawArray};
+use super::mem::{kmalloc_bytes, page_bytes, Env, RawArray, PAGE_BYTES};
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
@@ -239,8 +246,42 @@ pub fn packing(main_blocks: u64, pool_blocks: u64) -> Option<(u32, u32)> {
     (kbits + vbits <= 64).then_some((kbits, vbits))
 }
 
-fn seg_layout(slots: usize) -> Option<Layout> {
-    Layout::array::<AtomicU64>(slots).ok()
+/// Allocates `bytes` zeroed bytes, 8-byte aligned: from kmalloc up to a
+/// page, in whole pages above (see [`mem_bytes`]).
+fn mem_alloc<E: Env>(bytes: usize) -> Option<NonNull<u8>> {
+    if bytes > PAGE_BYTES {
+        E::alloc_pages_zeroed(bytes)
+    } else {
+        E::alloc_zeroed(Layout::from_size_align(bytes, 8).ok()?)
+    }
+}
+
+/// # Safety
+///
+/// `p` came from `mem_alloc::<E>(bytes)` and is not used afterwards.
+unsafe fn mem_free<E: Env>(p: NonNull<u8>, bytes: usize) {
+    if bytes > PAGE_BYTES {
+        // SAFETY: From `alloc_pages_zeroed(bytes)` (caller).
+        unsafe { E::free_pages(p, bytes) };
+    } else if let Ok(l) = Layout::from_size_align(bytes, 8) {
+        // SAFETY: From `alloc_zeroed` with this layout (caller).
+        unsafe { E::free(p, l) };
+    }
+}
+
+/// What a [`mem_alloc`] of `bytes` takes in the kernel: a power of two up
+/// to a page, whole pages above.
+pub fn mem_bytes(bytes: usize) -> usize {
+    if bytes > PAGE_BYTES {
+        page_bytes(bytes)
+    } else {
+        kmalloc_bytes(bytes)
+    }
+}
+
+/// Bytes of a segment of `slots` words.
+fn seg_size(slots: usize) -> usize {
+    slots.saturating_mul(core::mem::size_of::<AtomicU64>())
 }
 
 /// A new zeroed segment of `slots` words at local depth `ld`.
@@ -248,7 +289,7 @@ fn seg_alloc<E: Env>(slots: usize, ld: u32) -> Option<NonNull<AtomicU64>> {
     if slots <= HEADER {
         return None;
     }
-    let p = E::alloc_zeroed(seg_layout(slots)?)?.cast::<AtomicU64>();
+    let p = mem_alloc::<E>(seg_size(slots))?.cast::<AtomicU64>();
     // SAFETY: Fresh zeroed memory of `slots` words (zero is a valid
     // `AtomicU64`), ours alone.
     let meta = unsafe { p.as_ref() };
@@ -265,11 +306,9 @@ fn seg_alloc<E: Env>(slots: usize, ld: u32) -> Option<NonNull<AtomicU64>> {
 unsafe fn seg_free<E: Env>(p: NonNull<AtomicU64>) {
     // SAFETY: Valid until freed here (caller).
     let s = unsafe { Seg::from_ptr(p) };
-    if let Some(l) = seg_layout(s.words.len()) {
-        // SAFETY: Allocated by `seg_alloc` with this layout (the header
-        // gives back its size); freed once (caller).
-        unsafe { E::free(p.cast(), l) };
-    }
+    // SAFETY: Allocated by `seg_alloc` with this size (the header gives it
+    // back); freed once (caller).
+    unsafe { mem_free::<E>(p.cast(), seg_size(s.words.len())) };
 }
 
 /// A segment, borrowed.
@@ -438,8 +477,9 @@ impl<'a> Seg<'a> {
         }
     }
 
+    /// What the segment takes in the kernel.
     fn bytes(&self) -> usize {
-        core::mem::size_of_val(self.words)
+        mem_bytes(seg_size(self.words.len()))
     }
 }
 
@@ -448,12 +488,13 @@ const DIR_HEAD: usize = core::mem::size_of::<u64>();
 const _: () =
     assert!(core::mem::align_of::<AtomicPtr<AtomicU64>>() <= core::mem::align_of::<u64>());
 
-fn dir_layout(depth: u32) -> Option<Layout> {
+/// Bytes of a directory of depth `depth`.
+fn dir_size(depth: u32) -> Option<usize> {
     let n = 1usize.checked_shl(depth)?;
     let (l, off) = Layout::new::<u64>()
         .extend(Layout::array::<AtomicPtr<AtomicU64>>(n).ok()?)
         .ok()?;
-    (off == DIR_HEAD).then(|| l.pad_to_align())
+    (off == DIR_HEAD).then(|| l.pad_to_align().size())
 }
 
 /// A new directory of depth `depth`, all pointers null.
@@ -461,7 +502,7 @@ fn dir_alloc<E: Env>(depth: u32) -> Option<NonNull<u64>> {
     if depth > MAX_DEPTH {
         return None;
     }
-    let p = E::alloc_zeroed(dir_layout(depth)?)?.cast::<u64>();
+    let p = mem_alloc::<E>(dir_size(depth)?)?.cast::<u64>();
     // SAFETY: Fresh memory, ours alone, starting with the depth word.
     unsafe { p.as_ptr().write(u64::from(depth)) };
     Some(p)
@@ -547,8 +588,9 @@ impl<'a> Dir<'a> {
         })
     }
 
+    /// What the directory takes in the kernel.
     fn bytes(&self) -> usize {
-        dir_layout(self.depth).map_or(0, |l| l.size())
+        dir_size(self.depth).map_or(0, mem_bytes)
     }
 }
 
@@ -567,9 +609,9 @@ unsafe fn free_tree<E: Env>(p: NonNull<u64>) {
         // SAFETY: Unreachable (caller); `segments` yields each once.
         unsafe { seg_free::<E>(s.ptr) };
     }
-    if let Some(l) = dir_layout(d.depth) {
-        // SAFETY: Allocated by `dir_alloc` with this layout; freed once.
-        unsafe { E::free(p.cast(), l) };
+    if let Some(size) = dir_size(d.depth) {
+        // SAFETY: Allocated by `dir_alloc` with this size; freed once.
+        unsafe { mem_free::<E>(p.cast(), size) };
     }
 }
 
@@ -1235,9 +1277,7 @@ impl<E: Env> RemapTable<E> {
         self.account(add, (s.bytes(), s.cap()));
         self.resizes
             .store(self.resizes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        if let Some(l) = seg_layout(s.words.len()) {
-            retired.push(s.ptr.cast(), l, self.retire_budget());
-        }
+        retired.push(s.ptr.cast(), seg_size(s.words.len()), self.retire_budget());
     }
 
     /// Replaces the segment at directory index `i` with one of `n` words
@@ -1336,8 +1376,8 @@ impl<E: Env> RemapTable<E> {
         // Publish: the pointers are in place before readers can reach them.
         self.dir.store(p.as_ptr(), Ordering::Release);
         self.account((nd.bytes(), 0), (d.bytes(), 0));
-        if let Some(l) = dir_layout(d.depth) {
-            retired.push(d.ptr.cast(), l, self.retire_budget());
+        if let Some(size) = dir_size(d.depth) {
+            retired.push(d.ptr.cast(), size, self.retire_budget());
         }
         Ok(())
     }
@@ -1456,7 +1496,7 @@ impl<E: Env> Empty<E> {
     }
 
     fn bytes() -> usize {
-        dir_layout(0).map_or(0, |l| l.size()) + MIN_SLOTS * core::mem::size_of::<AtomicU64>()
+        dir_size(0).map_or(0, mem_bytes) + mem_bytes(seg_size(MIN_SLOTS))
     }
 }
 
@@ -1473,7 +1513,8 @@ impl<E: Env> Drop for Empty<E> {
 /// remove or replace marks the batch so that flushing it waits for a grace
 /// period even when it holds no memory.
 pub struct Retired<E: Env> {
-    items: [(*mut u8, Layout); RETIRE_BATCH],
+    /// Objects and their sizes as allocated by `mem_alloc`.
+    items: [(*mut u8, usize); RETIRE_BATCH],
     n: usize,
     bytes: usize,
     grace: bool,
@@ -1490,7 +1531,7 @@ impl<E: Env> Retired<E> {
     /// An empty batch.
     pub fn new() -> Self {
         Self {
-            items: [(ptr::null_mut(), Layout::new::<u8>()); RETIRE_BATCH],
+            items: [(ptr::null_mut(), 0); RETIRE_BATCH],
             n: 0,
             bytes: 0,
             grace: false,
@@ -1498,29 +1539,31 @@ impl<E: Env> Retired<E> {
         }
     }
 
-    /// Bytes waiting for a grace period.
+    /// Bytes waiting for a grace period (as the kernel allocated them).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Adds an object unpublished just now; flushes first if the batch is
-    /// full or would exceed `budget` bytes.
-    fn push(&mut self, p: NonNull<u8>, layout: Layout, budget: usize) {
-        if self.n == RETIRE_BATCH || (self.n > 0 && self.bytes + layout.size() > budget) {
+    /// Adds an object of `size` bytes from `mem_alloc`, unpublished just
+    /// now; flushes first if the batch is full or would exceed `budget`
+    /// bytes.
+    fn push(&mut self, p: NonNull<u8>, size: usize, budget: usize) {
+        let bytes = mem_bytes(size);
+        if self.n == RETIRE_BATCH || (self.n > 0 && self.bytes + bytes > budget) {
             self.flush();
         }
         match self.items.get_mut(self.n) {
             Some(slot) => {
-                *slot = (p.as_ptr(), layout);
+                *slot = (p.as_ptr(), size);
                 self.n += 1;
-                self.bytes += layout.size();
+                self.bytes += bytes;
             }
             None => {
                 // Unreachable: the flush emptied the batch.
                 E::synchronize();
                 // SAFETY: Unpublished before the grace period that just
-                // ended; allocated by `E` with this layout.
-                unsafe { E::free(p, layout) };
+                // ended; allocated by `mem_alloc::<E>(size)`.
+                unsafe { mem_free::<E>(p, size) };
             }
         }
     }
@@ -1531,11 +1574,11 @@ impl<E: Env> Retired<E> {
             return;
         }
         E::synchronize();
-        for &(p, l) in self.items.iter().take(self.n) {
+        for &(p, size) in self.items.iter().take(self.n) {
             if let Some(p) = NonNull::new(p) {
                 // SAFETY: Unpublished before the grace period that just
-                // ended, allocated by `E` with layout `l`; freed once.
-                unsafe { E::free(p, l) };
+                // ended, allocated by `mem_alloc::<E>(size)`; freed once.
+                unsafe { mem_free::<E>(p, size) };
             }
         }
         self.n = 0;
@@ -1569,16 +1612,26 @@ mod tests {
         static SYNCS: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// What an allocation takes in the kernel: kmalloc's size classes (powers
-    /// of two, 96 and 192) up to 4 KiB, whole pages (vmalloc) above.
+    /// What `kvzalloc` takes in the kernel, at most: kmalloc rounds up to a
+    /// power of two (its 96 and 192-byte classes aside), above 4 KiB to a
+    /// power of two of pages.
     fn rounded(size: usize) -> usize {
-        match size {
-            0..=8 => 8,
-            65..=96 => 96,
-            129..=192 => 192,
-            9..=4096 => size.next_power_of_two(),
-            _ => size.div_ceil(4096) * 4096,
-        }
+        size.next_power_of_two().max(8)
+    }
+
+    /// What `vzalloc` takes: whole pages.
+    fn rounded_pages(size: usize) -> usize {
+        size.div_ceil(4096) * 4096
+    }
+
+    /// Counts `bytes` in.
+    fn counted(bytes: usize) {
+        let live = LIVE.with(|c| {
+            c.set(c.get() + bytes);
+            c.get()
+        });
+        PEAK.with(|c| c.set(c.get().max(live)));
+        ALLOCS.with(|c| c.set(c.get() + 1));
     }
 
     /// [`HostEnv`] counting this thread's live bytes (rounded as the kernel
@@ -1589,18 +1642,23 @@ mod tests {
     unsafe impl Env for Counting {
         fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
             let p = HostEnv::alloc_zeroed(layout)?;
-            let live = LIVE.with(|c| {
-                c.set(c.get() + rounded(layout.size()));
-                c.get()
-            });
-            PEAK.with(|c| c.set(c.get().max(live)));
-            ALLOCS.with(|c| c.set(c.get() + 1));
+            counted(rounded(layout.size()));
             Some(p)
         }
         unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
             LIVE.with(|c| c.set(c.get() - rounded(layout.size())));
             // SAFETY: Guaranteed by the caller.
             unsafe { HostEnv::free(ptr, layout) }
+        }
+        fn alloc_pages_zeroed(size: usize) -> Option<NonNull<u8>> {
+            let p = HostEnv::alloc_pages_zeroed(size)?;
+            counted(rounded_pages(size));
+            Some(p)
+        }
+        unsafe fn free_pages(ptr: NonNull<u8>, size: usize) {
+            LIVE.with(|c| c.set(c.get() - rounded_pages(size)));
+            // SAFETY: Guaranteed by the caller.
+            unsafe { HostEnv::free_pages(ptr, size) }
         }
         fn synchronize() {
             SYNCS.with(|c| c.set(c.get() + 1));
@@ -1961,6 +2019,8 @@ mod tests {
         assert_eq!(t.len(), n);
         let steady = (live() - base) as f64 / n as f64;
         let shape = t.shape(&w);
+        // The table counts what the kernel takes.
+        assert_eq!((live() - base) as u64, shape.bytes);
         let syncs = syncs() - base_syncs;
         // Remove all but `keep`, in a scattered order.
         let mut rng = Rng(0x1234_5678_9abc_def1);

@@ -2,23 +2,55 @@
 
 //! What the remap table needs from its environment: memory and RCU.
 //!
-//! The kernel module implements [`Env`] with `kvzalloc`/`kvfree` (no I/O
-//! recursion) and real RCU (`rcu_read_lock`, `synchronize_rcu`); the host
-//! tests implement it with the global allocator and a read-write lock whose
-//! write side stands in for a grace period.
+//! The kernel module implements [`Env`] with `kvzalloc`/`kvfree` and
+//! `vzalloc` (no I/O recursion) and real RCU (`rcu_read_lock`,
+//! `synchronize_rcu`); the host tests implement it with the global allocator
+//! and a read-write lock whose write side stands in for a grace period.
+//!
+//! Two ways to allocate, for what each costs in the kernel:
+//! - [`Env::alloc_zeroed`] (`kvzalloc`): kmalloc's size classes, powers of
+//!   two up to a page ([`kmalloc_bytes`] counts it so). Above a page
+//!   `kvzalloc` tries kmalloc first, which takes a power-of-two number of
+//!   pages: meant for small objects and short-lived arrays.
+//! - [`Env::alloc_pages_zeroed`] (`vzalloc`): whole pages
+//!   ([`page_bytes`]), for large arrays that live long.
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+
+// The compact table (`super::compact`) is the one user of the page-granular
+// allocations; the module leaves it out for now.
+
+/// Bytes of a page, the unit of [`Env::alloc_pages_zeroed`].
+#[cfg(not(MODULE))]
+pub const PAGE_BYTES: usize = 4096;
+
+/// What an [`Env::alloc_zeroed`] of `size` bytes takes at most in the
+/// kernel: a power of two, at least 8 bytes.
+#[cfg(not(MODULE))]
+pub fn kmalloc_bytes(size: usize) -> usize {
+    size.checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+        .max(8)
+}
+
+/// What an [`Env::alloc_pages_zeroed`] of `size` bytes takes: whole pages.
+#[cfg(not(MODULE))]
+pub fn page_bytes(size: usize) -> usize {
+    size.div_ceil(PAGE_BYTES).saturating_mul(PAGE_BYTES)
+}
 
 /// Memory and read-side protection for the lock-free table.
 ///
 /// # Safety
 ///
 /// Implementations must return zeroed memory of at least the layout's size
-/// and alignment (or `None`), accept back exactly what they returned, and make
-/// [`Env::synchronize`] return only after every read-side section that
-/// started before the call has ended.
+/// and alignment (or `None`) from [`Env::alloc_zeroed`], zeroed memory of at
+/// least the size, aligned to 8 bytes, from [`Env::alloc_pages_zeroed`],
+/// accept back exactly what they returned, and make [`Env::synchronize`]
+/// return only after every read-side section that started before the call
+/// has ended.
 pub unsafe trait Env {
     /// Allocates zeroed memory; `None` when memory is short.
     fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>>;
@@ -28,6 +60,19 @@ pub unsafe trait Env {
     ///
     /// `ptr` came from `alloc_zeroed(layout)` and is not used afterwards.
     unsafe fn free(ptr: NonNull<u8>, layout: Layout);
+    /// Allocates `size` zeroed bytes in whole pages (`vzalloc`: no
+    /// power-of-two rounding), for arrays above a page; `None` when memory
+    /// is short or `size` is 0.
+    #[cfg_attr(MODULE, allow(dead_code))]
+    fn alloc_pages_zeroed(size: usize) -> Option<NonNull<u8>>;
+    /// Frees memory from [`Env::alloc_pages_zeroed`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `alloc_pages_zeroed(size)` and is not used
+    /// afterwards.
+    #[cfg_attr(MODULE, allow(dead_code))]
+    unsafe fn free_pages(ptr: NonNull<u8>, size: usize);
     /// Waits for a grace period. May sleep; never called on the I/O path.
     fn synchronize();
     /// Enters a read-side critical section (`rcu_read_lock`).
