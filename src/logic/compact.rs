@@ -55,16 +55,19 @@
 //! neither.
 //!
 //! A segment is rebuilt when live entries plus tombstones plus reserved
-//! room would exceed 85 % of its slots: a new segment is filled with the live entries (no
-//! tombstones) while readers use the old one, then stored into every
-//! directory entry it serves; the old one is freed after a grace period.
+//! room would exceed 85 % of its slots: a new segment is filled with the
+//! live entries (no tombstones) while readers use the old one, then stored
+//! into every directory entry it serves; the old one is freed after a grace
+//! period.
 //! - If its live entries fit 16 pages at ≤ 75 % load, it is rebuilt with the
 //!   capacity for 75 % load (rounded as above).
 //! - Otherwise it splits into two segments of local depth `ld + 1` by the
 //!   next hash bit, each sized for its own entries at 75 % load. When
 //!   `ld == d` the directory doubles first: the pointers are copied into an
 //!   array twice the size, which is published with one release store; the
-//!   old directory is freed after a grace period.
+//!   old directory is freed after a grace period. If the split fails (for
+//!   memory), the segment grows instead, to 64 pages at most
+//!   ([`MAX_GROWN_SLOTS`]).
 //! - After a remove, a segment with fewer live entries plus reserved room
 //!   than a quarter of its slots (and more than 16 slots) is rebuilt
 //!   smaller, at 75 % load for both.
@@ -148,7 +151,10 @@
 //!   block before reserving, or the reserved insert fails after the commit.
 //!
 //! An insert without a reservation rebuilds as needed and, when memory is
-//! short, still fills the segment up to one free slot.
+//! short, still fills the segment up to 90 % (then fails with
+//! [`TableError::NoMemory`]): beyond, a miss in `map` would probe long runs
+//! of the segment. The durable path never relies on this: its room is
+//! reserved.
 //!
 //! A remove or a replace changes a slot in place: readers that started
 //! before may still return the old spare block. Both therefore mark the
@@ -186,6 +192,9 @@ pub const MIN_SLOTS: usize = 16;
 pub const PAGE_SLOTS: usize = 512;
 /// Words of the largest segment a table grows (16 pages); beyond it splits.
 pub const MAX_SEGMENT_SLOTS: usize = 16 * PAGE_SLOTS;
+/// Words of the largest segment ever (64 pages), grown when a split is not
+/// possible (memory short for the halves, or `reserve` of many blocks).
+pub const MAX_GROWN_SLOTS: usize = 4 * MAX_SEGMENT_SLOTS;
 /// Bits of each of a segment's three counts (live, tombstones, reserved)
 /// in its second header word.
 const COUNT_BITS: u32 = 21;
@@ -196,6 +205,8 @@ const MAX_CAP: usize = COUNT_MASK as usize;
 pub const MAX_DEPTH: u32 = 40;
 /// A segment is rebuilt before live + tombstones exceed this share (%).
 const FILL_PERCENT: u64 = 85;
+/// When a rebuild fails for memory, inserts go on up to this share (%).
+const FALLBACK_PERCENT: u64 = 90;
 /// Rebuilt segments are sized for this load (%): `4/3` slots an entry.
 const LOAD_NUM: u64 = 4;
 const LOAD_DEN: u64 = 3;
@@ -914,9 +925,10 @@ impl<E: Env> RemapTable<E> {
                 }
             }
             if let Err(err) = self.rebuild(w, i, 1, true, retired) {
-                // Short of memory: fill the segment, keeping one slot empty.
+                // Short of memory: fill the segment a little further, not so
+                // far that a miss probes most of it.
                 match slot {
-                    Some((_, x)) if used + 2 <= s.cap() as u64 => {
+                    Some((_, x)) if used < s.cap() as u64 * FALLBACK_PERCENT / 100 => {
                         self.put(&s, x, e, false);
                         return Ok(());
                     }
@@ -1125,7 +1137,9 @@ impl<E: Env> RemapTable<E> {
 
     /// Reserves room for `n` inserts of blocks not known yet, wherever they
     /// land: every segment gets room for `n` more. Meant for small `n`; for
-    /// known blocks [`Self::reserve_keys`] costs far less.
+    /// known blocks [`Self::reserve_keys`] costs far less. Fails with
+    /// [`TableError::NoMemory`] when `n` blocks do not fit one segment of
+    /// [`MAX_GROWN_SLOTS`] (about 20,000).
     pub fn reserve(
         &self,
         w: &mut Writer,
@@ -1206,10 +1220,11 @@ impl<E: Env> RemapTable<E> {
         Ok(again)
     }
 
-    /// Rebuilds the segment at directory index `i` for its live entries and
-    /// `extra` more: grown (or shrunk, or cleaned of tombstones) when that
-    /// fits [`MAX_SEGMENT_SLOTS`] at 75 % load, split otherwise (when
-    /// `may_split`; if the split fails it grows).
+    /// Rebuilds the segment at directory index `i` for its live entries,
+    /// reserved room and `extra` more: grown (or shrunk, or cleaned of
+    /// tombstones) when that fits [`MAX_SEGMENT_SLOTS`] at 75 % load, split
+    /// otherwise (when `may_split`; if the split fails it grows, up to
+    /// [`MAX_GROWN_SLOTS`]).
     fn rebuild(
         &self,
         w: &Writer,
@@ -1225,6 +1240,9 @@ impl<E: Env> RemapTable<E> {
         let n = slots_for(want).ok_or(TableError::NoMemory)?;
         if n > MAX_SEGMENT_SLOTS && may_split && self.split(w, i, retired).is_ok() {
             return Ok(Rebuilt::Split);
+        }
+        if n > MAX_GROWN_SLOTS {
+            return Err(TableError::NoMemory);
         }
         // A split that failed may have doubled the directory.
         let i = i << self.dir_w(w).depth.saturating_sub(depth);
@@ -1610,6 +1628,8 @@ mod tests {
         static PEAK: Cell<usize> = const { Cell::new(0) };
         static ALLOCS: Cell<u64> = const { Cell::new(0) };
         static SYNCS: Cell<u64> = const { Cell::new(0) };
+        /// `Counting` refuses allocations of fewer bytes than this.
+        static REFUSE_BELOW: Cell<usize> = const { Cell::new(0) };
     }
 
     /// What `kvzalloc` takes in the kernel, at most: kmalloc rounds up to a
@@ -1641,6 +1661,9 @@ mod tests {
     // SAFETY: Forwards to `HostEnv` and only counts.
     unsafe impl Env for Counting {
         fn alloc_zeroed(layout: Layout) -> Option<NonNull<u8>> {
+            if layout.size() < REFUSE_BELOW.with(|c| c.get()) {
+                return None;
+            }
             let p = HostEnv::alloc_zeroed(layout)?;
             counted(rounded(layout.size()));
             Some(p)
@@ -1651,6 +1674,9 @@ mod tests {
             unsafe { HostEnv::free(ptr, layout) }
         }
         fn alloc_pages_zeroed(size: usize) -> Option<NonNull<u8>> {
+            if size < REFUSE_BELOW.with(|c| c.get()) {
+                return None;
+            }
             let p = HostEnv::alloc_pages_zeroed(size)?;
             counted(rounded_pages(size));
             Some(p)
@@ -2175,7 +2201,7 @@ mod tests {
         );
     }
 
-    /// Short of memory, inserts fill segments up to one free slot, reserving
+    /// Short of memory, inserts fill segments up to 90 %, reserving
     /// fails with nothing lost, and the table stays whole.
     #[test]
     fn short_of_memory() {
@@ -2474,7 +2500,7 @@ mod tests {
     }
 
     /// Longest and mean miss probe over all segments.
-    fn miss_probe_stats(t: &T, w: &Writer) -> (usize, f64) {
+    fn miss_probe_stats<E: Env>(t: &RemapTable<E>, w: &Writer) -> (usize, f64) {
         let d = t.dir_w(w);
         let (mut max, mut sum, mut n) = (0, 0usize, 0usize);
         for (_, s) in d.segments() {
@@ -2536,11 +2562,50 @@ mod tests {
             }
         }
         crate::set_alloc_budget(None);
-        std::println!(
-            "full: {:?} miss probe {:?}",
-            t.shape(&w),
-            miss_probe_stats(&t, &w)
-        );
+        let (longest, mean) = miss_probe_stats(&t, &w);
+        let shape = t.shape(&w);
+        std::println!("full: {shape:?} miss probe {longest}, {mean:.1}");
+        assert!(shape.live * 100 <= shape.slots * 90);
+        assert!(longest <= 1000, "a miss probes {longest} slots");
+        check_invariants(&t, &w);
+    }
+
+    /// When segments cannot split (memory short for the halves), they grow,
+    /// but no further than [`MAX_GROWN_SLOTS`], then fill to 90 % and
+    /// refuse: a miss's probe stays bounded.
+    #[test]
+    fn growth_without_split_is_capped() {
+        let (t, mut w) = RemapTable::<Counting>::new(1 << 32, 1 << 21).unwrap();
+        let mut r = Retired::new();
+        let mut rng = Rng(0xabcd_ef01_2345_6789);
+        while t.shape(&w).slots < (MAX_SEGMENT_SLOTS - HEADER) as u64 {
+            let _ = t.insert(&mut w, rng.below(1 << 32), 0, &mut r);
+        }
+        assert_eq!(t.shape(&w).segments, 1);
+        // The directory and split halves are smaller than the segment.
+        REFUSE_BELOW.with(|c| c.set(seg_size(MAX_SEGMENT_SLOTS) + 1));
+        let mut failed = None;
+        for n in 0..60_000 {
+            if let Err(e) = t.insert(&mut w, rng.below(1 << 32), 0, &mut r) {
+                failed = Some((n, e));
+                break;
+            }
+        }
+        REFUSE_BELOW.with(|c| c.set(0));
+        let shape = t.shape(&w);
+        let (longest, mean) = miss_probe_stats(&t, &w);
+        std::println!("{failed:?}: {shape:?}, miss probe {longest}, {mean:.1}");
+        assert_eq!(failed.map(|f| f.1), Some(TableError::NoMemory));
+        assert_eq!(shape.segments, 1);
+        assert!(shape.slots <= (MAX_GROWN_SLOTS - HEADER) as u64);
+        assert!(shape.slots > (MAX_SEGMENT_SLOTS - HEADER) as u64);
+        assert!(shape.live * 100 <= shape.slots * 90);
+        assert!(longest <= 1000, "a miss probes {longest} slots");
+        check_invariants(&t, &w);
+        drop(r);
+        // Memory back: the next insert splits.
+        t.insert(&mut w, 1, 0, &mut Retired::new()).unwrap();
+        assert!(t.shape(&w).segments > 1);
     }
 
     #[test]
