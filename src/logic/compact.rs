@@ -83,7 +83,7 @@
 //! to 11.8 bytes a remap. The directory holds one pointer per 4,000–7,000
 //! remaps. Replaced segments and directories wait in a [`Retired`] batch for
 //! one grace period; the batch is freed when it holds more than an eighth of
-//! the table's bytes (or 64 KiB, or 64 objects), so the peak is at most
+//! the table's bytes (or 64 KiB, or 32 objects), so the peak is at most
 //! 1.125 × the table plus one segment: below 14 bytes a remap at 1M. The
 //! table's byte count ([`Shape::bytes`]) and the batch's budget count what
 //! the kernel takes: a power of two up to 4 KiB, whole pages above.
@@ -219,7 +219,7 @@ const RETIRE_MIN_BYTES: usize = 64 << 10;
 /// ... or this fraction of the table's bytes.
 const RETIRE_SHARE: usize = 8;
 /// Objects a [`Retired`] batch holds.
-const RETIRE_BATCH: usize = 64;
+const RETIRE_BATCH: usize = 32;
 /// Bound on the passes of a reservation (each adds at most one level).
 const MAX_PASSES: u32 = 2 * MAX_DEPTH + 4;
 
@@ -290,9 +290,12 @@ pub fn mem_bytes(bytes: usize) -> usize {
     }
 }
 
+/// Bytes of a word (a slot, a directory entry).
+const WORD: usize = core::mem::size_of::<u64>();
+
 /// Bytes of a segment of `slots` words.
 fn seg_size(slots: usize) -> usize {
-    slots.saturating_mul(core::mem::size_of::<AtomicU64>())
+    slots.saturating_mul(WORD)
 }
 
 /// A new zeroed segment of `slots` words at local depth `ld`.
@@ -1101,6 +1104,10 @@ impl<E: Env> RemapTable<E> {
     /// inserts: see the module documentation. `keys` is walked once a pass
     /// (more passes when segments split) and once more to count the room.
     /// Retires replaced memory to `retired`. On error nothing is reserved.
+    ///
+    /// The pool blocks are not known here: the caller checks them against
+    /// the pool before reserving, since a reserved insert still fails with
+    /// [`TableError::OutOfRange`] for a pool block beyond the table's pool.
     pub fn reserve_keys<I>(
         &self,
         w: &mut Writer,
@@ -1139,7 +1146,8 @@ impl<E: Env> RemapTable<E> {
     /// land: every segment gets room for `n` more. Meant for small `n`; for
     /// known blocks [`Self::reserve_keys`] costs far less. Fails with
     /// [`TableError::NoMemory`] when `n` blocks do not fit one segment of
-    /// [`MAX_GROWN_SLOTS`] (about 20,000).
+    /// [`MAX_GROWN_SLOTS`] (about 20,000). As for [`Self::reserve_keys`],
+    /// the caller checks the pool block before reserving.
     pub fn reserve(
         &self,
         w: &mut Writer,
@@ -1526,13 +1534,16 @@ impl<E: Env> Drop for Empty<E> {
 }
 
 /// Segments and directories replaced by a writer, freed in batches after a
-/// grace period: when the batch is full (64 objects, or more bytes than an
+/// grace period: when the batch is full (32 objects, or more bytes than an
 /// eighth of the table or 64 KiB), on [`Retired::flush`] and on drop. A
 /// remove or replace marks the batch so that flushing it waits for a grace
 /// period even when it holds no memory.
 pub struct Retired<E: Env> {
-    /// Objects and their sizes as allocated by `mem_alloc`.
-    items: [(*mut u8, usize); RETIRE_BATCH],
+    /// Objects from `mem_alloc`, ...
+    ptrs: [*mut u8; RETIRE_BATCH],
+    /// ... and their sizes in words (a batch lives on the kernel stack:
+    /// 408 bytes).
+    words: [u32; RETIRE_BATCH],
     n: usize,
     bytes: usize,
     grace: bool,
@@ -1549,7 +1560,8 @@ impl<E: Env> Retired<E> {
     /// An empty batch.
     pub fn new() -> Self {
         Self {
-            items: [(ptr::null_mut(), 0); RETIRE_BATCH],
+            ptrs: [ptr::null_mut(); RETIRE_BATCH],
+            words: [0; RETIRE_BATCH],
             n: 0,
             bytes: 0,
             grace: false,
@@ -1570,14 +1582,19 @@ impl<E: Env> Retired<E> {
         if self.n == RETIRE_BATCH || (self.n > 0 && self.bytes + bytes > budget) {
             self.flush();
         }
-        match self.items.get_mut(self.n) {
-            Some(slot) => {
-                *slot = (p.as_ptr(), size);
+        let words = u32::try_from(size / WORD)
+            .ok()
+            .filter(|&w| w as usize * WORD == size);
+        match (self.ptrs.get_mut(self.n), self.words.get_mut(self.n), words) {
+            (Some(ps), Some(ws), Some(words)) => {
+                *ps = p.as_ptr();
+                *ws = words;
                 self.n += 1;
                 self.bytes += bytes;
             }
-            None => {
-                // Unreachable: the flush emptied the batch.
+            _ => {
+                // Only a directory of 32 GiB or more (never allocated in
+                // practice): freed at once, after its own grace period.
                 E::synchronize();
                 // SAFETY: Unpublished before the grace period that just
                 // ended; allocated by `mem_alloc::<E>(size)`.
@@ -1592,11 +1609,12 @@ impl<E: Env> Retired<E> {
             return;
         }
         E::synchronize();
-        for &(p, size) in self.items.iter().take(self.n) {
+        for (&p, &words) in self.ptrs.iter().zip(&self.words).take(self.n) {
             if let Some(p) = NonNull::new(p) {
                 // SAFETY: Unpublished before the grace period that just
-                // ended, allocated by `mem_alloc::<E>(size)`; freed once.
-                unsafe { mem_free::<E>(p, size) };
+                // ended, allocated by `mem_alloc::<E>` with this size (`push`
+                // stored it in words, exactly); freed once.
+                unsafe { mem_free::<E>(p, words as usize * WORD) };
             }
         }
         self.n = 0;
@@ -1752,6 +1770,13 @@ mod tests {
         assert_eq!(live_sum, t.len());
         assert_eq!(cap_sum, t.capacity());
         assert_eq!(bytes as u64, t.bytes.load(Ordering::Relaxed));
+    }
+
+    /// A batch sits on the kernel stack.
+    #[test]
+    fn retired_is_small() {
+        let size = core::mem::size_of::<Retired<HostEnv>>();
+        assert!(size <= 512, "{size} bytes");
     }
 
     #[test]
