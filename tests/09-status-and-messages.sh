@@ -7,7 +7,7 @@ M=$(new_loop 32M)
 S=$(new_loop 16M)
 dm_create t "0 65536 remap $M $S" || fail "create failed"
 st=$(dmsetup status t)
-[ "$st" = "0 65536 remap ok 512 0 0/28672 64 0 0 0 ok on idle 0 0" ] || fail "status is '$st'"
+[ "$st" = "0 65536 remap ok 512 0 0/28672 14 0 0 0 ok on idle 0 0" ] || fail "status is '$st'"
 h=$(dmsetup message t 0 help) || fail "help failed"
 echo "$h" | grep -qx "help" || fail "help printed '$h'"
 mark

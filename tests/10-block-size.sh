@@ -14,7 +14,7 @@ q=/sys/block/$dm/queue
 [ "$(cat $q/logical_block_size)" = 512 ] || fail "logical block size $(cat $q/logical_block_size), want 512 (the devices')"
 [ "$(cat $q/physical_block_size)" = 4096 ] || fail "physical block size $(cat $q/physical_block_size), want 4096"
 [ "$(cat $q/minimum_io_size)" = 4096 ] || fail "minimum I/O size $(cat $q/minimum_io_size), want 4096"
-dmsetup status t | grep -q ' ok 4096 0 0/3584 64 0 0 0 ok on idle 0 0$' || fail "status: $(dmsetup status t)"
+dmsetup status t | grep -q ' ok 4096 0 0/3584 14 0 0 0 ok on idle 0 0$' || fail "status: $(dmsetup status t)"
 dd if=/dev/urandom of=/tmp/pat bs=4k count=64 2>/dev/null
 dd if=/tmp/pat of=/dev/mapper/t bs=4k seek=100 oflag=direct 2>/dev/null || fail "4k write failed"
 dd if=$M bs=4k skip=100 count=64 2>/dev/null | cmp - /tmp/pat || fail "main differs"

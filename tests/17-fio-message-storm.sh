@@ -22,8 +22,8 @@ fio_pid=$!
 
 rounds=0
 while kill -0 $fio_pid 2>/dev/null; do
-	# 600 blocks in and out: the table grows to 1024 buckets and shrinks
-	# back to 256 every round.
+	# 600 blocks in and out: the table grows (its segment rebuilt from 382
+	# to 1022 slots) and shrinks back every round.
 	dmsetup message t 0 add_remap 65536 auto 600 >/dev/null || fail "storm add"
 	dmsetup message t 0 query 65540 >/dev/null || fail "storm query"
 	dmsetup message t 0 remove_remap 65536 600 >/dev/null || fail "storm remove"

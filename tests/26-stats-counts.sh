@@ -49,7 +49,7 @@ remap:
 	remapped reads: 0
 	remapped writes: 0
 	spare used: 0/60062
-	hash buckets: 64
+	hash buckets: 14
 	hash resizes: 0
 	main errors: 0
 	spare errors: 0

@@ -1127,7 +1127,7 @@ fn retire_command(path: &str) -> Result<String, (u8, String)> {
     };
     let crc = |b: &[u8]| crc32fast::hash(b);
     let (t, mut r) = Remaps::<dm_remap::HostEnv>::new(g, layout, h.identity, crc)
-        .ok_or_else(|| fail("out of memory".into()))?;
+        .map_err(|e| fail(format!("cannot build the remap table: {e}")))?;
     r.load(&t, &mut io, false, h.identity.uuid, &mut |_| {})
         .map_err(|e| fail(format!("{path}: its metadata does not load: {e:?}")))?;
     r.mark_moved(&mut io).map_err(|e| {

@@ -191,7 +191,7 @@ impl Plan {
     pub(crate) fn metadata_steps(&self, lost: &[u64]) -> Result<Vec<Step>, String> {
         let mut area = Area::default();
         let (t, mut r) = Remaps::<HostEnv>::new(self.geometry, self.layout, self.pair, crc)
-            .ok_or("out of memory".to_string())?;
+            .map_err(|e| format!("cannot build the remap table: {e}"))?;
         r.load(&t, &mut area, false, self.pair.uuid, &mut |_| {})
             .map_err(|e| format!("formatting the new metadata failed: {e:?}"))?;
         let bs = self.block_sectors;

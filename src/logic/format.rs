@@ -855,7 +855,7 @@ impl<'a> CopyView<'a> {
     }
 
     /// Every pool block's slot, in order.
-    pub fn slots(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn slots(&self) -> impl Iterator<Item = u64> + Clone + '_ {
         (0..self.layout.slots).map(|s| self.slot(s))
     }
 

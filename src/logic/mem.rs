@@ -19,16 +19,11 @@ use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-// The compact table (`super::compact`) is the one user of the page-granular
-// allocations; the module leaves it out for now.
-
 /// Bytes of a page, the unit of [`Env::alloc_pages_zeroed`].
-#[cfg(not(MODULE))]
 pub const PAGE_BYTES: usize = 4096;
 
 /// What an [`Env::alloc_zeroed`] of `size` bytes takes at most in the
 /// kernel: a power of two, at least 8 bytes.
-#[cfg(not(MODULE))]
 pub fn kmalloc_bytes(size: usize) -> usize {
     size.checked_next_power_of_two()
         .unwrap_or(usize::MAX)
@@ -36,7 +31,6 @@ pub fn kmalloc_bytes(size: usize) -> usize {
 }
 
 /// What an [`Env::alloc_pages_zeroed`] of `size` bytes takes: whole pages.
-#[cfg(not(MODULE))]
 pub fn page_bytes(size: usize) -> usize {
     size.div_ceil(PAGE_BYTES).saturating_mul(PAGE_BYTES)
 }

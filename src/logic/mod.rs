@@ -10,12 +10,8 @@
 //! tested on the host.
 //!
 //! Memory and RCU come from the [`mem::Env`] the caller plugs in. Only
-//! [`mem`], [`table`] (the lock-free table) and `compact` (its compact
-//! successor, host-only until the module uses it) contain `unsafe` code.
+//! [`mem`] and [`table`] (the lock-free table) contain `unsafe` code.
 
-#[cfg(not(MODULE))]
-#[allow(unsafe_code)]
-pub mod compact;
 pub mod emit;
 pub mod format;
 pub mod geometry;

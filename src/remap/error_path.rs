@@ -34,7 +34,6 @@
 use super::{log_event, Core, Remap};
 use crate::dm::io::{self, SpareIo};
 use crate::dm::log::{dmr_err, dmr_info};
-use crate::dm::rcu::KernelEnv;
 use crate::dm::target::Target;
 use crate::dm::bio::Stage;
 use crate::dm::worker::{BlockError, OwnedBio};
@@ -43,7 +42,6 @@ use crate::logic::message::{Extents, MsgError};
 use crate::logic::remaps::{self, DataIo, PendingAdd};
 use crate::logic::routing::pieces;
 use crate::logic::stats::Counter;
-use crate::logic::table::Nodes;
 use core::sync::atomic::Ordering;
 
 /// The device an I/O of the error path goes to.
@@ -107,9 +105,7 @@ impl Remap {
         out: &mut Emitter<'_>,
     ) -> Result<(), MsgError> {
         let mut c = self.core.lock();
-        let mut plan = c
-            .remaps
-            .add_list_begin(&self.table, true, items, &mut |ev| log_event(dev, ev))?;
+        let mut plan = c.remaps.add_list_begin(&self.table, true, items)?;
         let (read_retries, resumes) = (c.policy.read_retries, c.resumes);
         c.carrying = true;
         drop(c);
@@ -124,9 +120,14 @@ impl Remap {
             c.remaps.add_list_abort(plan);
             return Err(MsgError::NotSuspended);
         }
-        let r = c
-            .remaps
-            .add_list_finish(&self.table, sio, plan, Some(&mut d), out);
+        let r = c.remaps.add_list_finish(
+            &self.table,
+            sio,
+            plan,
+            Some(&mut d),
+            out,
+            &mut |ev| log_event(dev, ev),
+        );
         self.pending.set(c.remaps.pending());
         if c.remaps.take_degraded() || matches!(r, Err(MsgError::Io)) {
             self.enter_fail(dev);
@@ -440,9 +441,9 @@ impl Remap {
         if !c.policy.auto_remap || (threshold != 0 && c.auto_remaps >= threshold) {
             return Err(BlockError::Io);
         }
-        // The table node first: once the remap is durable, publishing it
-        // must not fail.
-        let Some(node) = Nodes::<KernelEnv>::new(1).and_then(|mut n| n.pop()) else {
+        // Room in the table first: once the remap is durable, publishing
+        // it must not fail.
+        let Some(room) = c.remaps.reserve_one(&self.table, &mut |ev| log_event(dev, ev)) else {
             return Err(BlockError::Resource);
         };
         let (mut lo, mut hi) = (u64::MAX, 0u64);
@@ -496,7 +497,7 @@ impl Remap {
             }
             return Err(BlockError::Io);
         }
-        c.remaps.publish(&self.table, block, slot, node, &mut |ev| {
+        c.remaps.publish(&self.table, block, slot, room, &mut |ev| {
             log_event(dev, ev)
         });
         self.pending.set(c.remaps.pending());

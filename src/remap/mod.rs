@@ -45,7 +45,7 @@ use crate::logic::remaps::{self, check_spare, Event, LayoutRequest, LoadError, R
 use crate::logic::routing;
 use crate::logic::stats::Counter;
 use crate::logic::status::{self, Info, ScanState, SpareLevel, State};
-use crate::logic::table::RemapTable;
+use crate::logic::table::{RemapTable, TableError};
 use crate::logic::table_line::{self, Features};
 use crate::logic::Refusal;
 use core::fmt::Write;
@@ -230,8 +230,8 @@ impl Remap {
             remaps: self.table.len(),
             spare_used: w.spare_used(),
             spare_total: w.slots(),
-            buckets: self.table.buckets(),
-            resizes: self.table.resizes(),
+            buckets: self.table.capacity(),
+            resizes: w.resizes(),
             pending: w.pending().len() as u64,
             retired: w.retired(),
             spare: SpareLevel::of(free, w.slots(), c.policy.spare_low),
@@ -382,13 +382,6 @@ fn log_event(dev: &str, ev: Event) {
             old,
             new
         ),
-        Event::ResizeFailed { old, new } => dmr_err!(
-            "{}: Hash table resize {} -> {} failed: out of memory; keeping {} buckets\n",
-            dev,
-            old,
-            new,
-            old
-        ),
         Event::Loaded {
             copy,
             generation,
@@ -496,8 +489,14 @@ impl TargetOps for Remap {
             )?),
             None => None,
         };
-        let (table, remaps) = Remaps::new(geometry, layout, pair, io::crc32)
-            .ok_or_else(|| CtrError::new(c"Cannot allocate remap table", ENOMEM))?;
+        let (table, remaps) =
+            Remaps::new(geometry, layout, pair, io::crc32).map_err(|e| match e {
+                TableError::TooWide => CtrError::new(
+                    c"Main device too large for this block_size: use a larger block_size",
+                    EINVAL,
+                ),
+                _ => CtrError::new(c"Cannot allocate remap table", ENOMEM),
+            })?;
         line.features
             .policy
             .check(geometry.block_size)

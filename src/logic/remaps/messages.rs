@@ -10,7 +10,7 @@ use crate::logic::format;
 use crate::logic::mem::{Env, RawArray};
 use crate::logic::message::{Extents, MsgError, RemapMsg, SpareArg, HELP};
 use crate::logic::routing::{route, Route};
-use crate::logic::table::{target_buckets, Empty, Nodes, RemapTable, Retired};
+use crate::logic::table::{Empty, RemapTable, Retired};
 use core::fmt::Write;
 
 /// Most blocks one `add_remaps` takes: it bounds the memory the message
@@ -36,7 +36,6 @@ pub struct AddPlan<E: Env> {
     blocks: RawArray<[u64; 3], E>,
     n: usize,
     skipped: u64,
-    nodes: Nodes<E>,
     buf: Option<RawArray<u8, E>>,
     /// Sectors per block and the pool's first sector: where the copy
     /// reads and writes, without the writer.
@@ -102,23 +101,22 @@ impl<E: Env> Remaps<E> {
         if carry && data.is_none() {
             return Err(MsgError::NotSuspended);
         }
-        let mut plan = self.add_list_begin(t, carry, items, ev)?;
+        let mut plan = self.add_list_begin(t, carry, items)?;
         let mut data = data;
         if let Some(d) = data.as_deref_mut() {
             carry_copy(&mut plan, d);
         }
-        self.add_list_finish(t, io, plan, data, out)
+        self.add_list_finish(t, io, plan, data, out, ev)
     }
 
     /// The first step of `add_remaps`: checks every range, finds the blocks
-    /// to remap and reserves a pool block for each (memory only), and
-    /// allocates all that publishing needs. Refused: nothing changed.
+    /// to remap and reserves a pool block for each (memory only).
+    /// Refused: nothing changed.
     pub fn add_list_begin(
         &mut self,
         t: &RemapTable<E>,
         carry: bool,
         items: Extents<'_>,
-        ev: &mut dyn FnMut(Event),
     ) -> Result<AddPlan<E>, MsgError> {
         // Every range checked, and the blocks counted, before anything
         // changes or is allocated.
@@ -170,12 +168,8 @@ impl<E: Env> Remaps<E> {
                 free: self.pool.free(),
             });
         }
-        if n > 0 {
-            self.resize_for(t, t.len() + n as u64, ev);
-        }
-        // Nodes and the block buffer before any change: once the commit is
-        // durable, publishing must not fail.
-        let nodes = Nodes::<E>::new(n as u64).ok_or(MsgError::NoMemory)?;
+        // The block buffer before any change (the table's room is reserved
+        // in `add_list_finish`, before the commit).
         let buf = if carry && n > 0 {
             let bytes = (self.geo.block_sectors as usize) * format::SECTOR;
             Some(RawArray::<u8, E>::new(bytes).ok_or(MsgError::NoMemory)?)
@@ -186,7 +180,6 @@ impl<E: Env> Remaps<E> {
             blocks,
             n: 0,
             skipped,
-            nodes,
             buf,
             block_sectors: self.geo.block_sectors,
             pool_start: self.slot_sector(0),
@@ -213,8 +206,8 @@ impl<E: Env> Remaps<E> {
     /// The last step of `add_remaps`: blocks main could not read go
     /// pending; a pool block that failed its write is retired and the block
     /// written to another through `data` (under the caller's lock: at most
-    /// a few blocks); then one commit, and the remaps are published. Fails
-    /// with nothing changed.
+    /// a few blocks); room in the table for every block, then one commit,
+    /// and the remaps are published. Fails with nothing changed.
     pub fn add_list_finish<W: Write>(
         &mut self,
         t: &RemapTable<E>,
@@ -222,6 +215,7 @@ impl<E: Env> Remaps<E> {
         mut plan: AddPlan<E>,
         mut data: Option<&mut dyn DataIo>,
         out: &mut W,
+        ev: &mut dyn FnMut(Event),
     ) -> Result<(), MsgError> {
         let n = plan.n;
         if n == 0 {
@@ -278,6 +272,20 @@ impl<E: Env> Remaps<E> {
             lo = lo.min(slot);
             hi = hi.max(slot);
         }
+        // Room in the table before the commit: once the remaps are durable,
+        // publishing them must not fail.
+        let mut old_mem = Retired::new();
+        let mut res = None;
+        if failed.is_none() {
+            let keys = plan.blocks[..n]
+                .iter()
+                .filter(|p| p[1] != NO_SLOT)
+                .map(|p| p[0]);
+            match t.reserve_keys(&mut self.writer, keys, &mut old_mem) {
+                Ok(r) => res = Some(r),
+                Err(_) => failed = Some(MsgError::NoMemory),
+            }
+        }
         let failed = match failed {
             Some(e) => Some(e),
             None => self.commit(io, lo, hi).err(),
@@ -295,21 +303,27 @@ impl<E: Env> Remaps<E> {
                 self.unreserve(slot);
             }
             self.unrecorded = unrecorded;
+            drop(res);
+            drop(old_mem);
+            self.note_resize(t, ev);
             return Err(e);
         }
         let mut added = 0u64;
-        for p in &plan.blocks[..n] {
-            if p[1] == NO_SLOT {
-                continue;
-            }
-            // Cannot fail: a node for each, no block remapped (checked
-            // when the plan was made, and changing messages wait or are
-            // refused meanwhile), our own writer token.
-            if let Some(node) = plan.nodes.pop() {
-                let _ = t.insert_node(&mut self.writer, p[0], p[1], node);
+        if let Some(mut res) = res {
+            for p in &plan.blocks[..n] {
+                if p[1] == NO_SLOT {
+                    continue;
+                }
+                // Cannot fail: room reserved for each, no block remapped
+                // (checked when the plan was made, and changing messages
+                // wait or are refused meanwhile), our own writer token, the
+                // pool block in the pool.
+                let _ = res.insert(&mut self.writer, p[0], p[1], &mut old_mem);
                 added += 1;
             }
         }
+        drop(old_mem);
+        self.note_resize(t, ev);
         let pending = n as u64 - added;
         let _ = write!(
             out,
@@ -351,6 +365,7 @@ impl<E: Env> Remaps<E> {
             RemapMsg::List { start, max } => self.list(t, start, max, out)?,
             RemapMsg::Clear => {
                 let n = self.clear(t, io)?;
+                self.note_resize(t, ev);
                 let _ = write!(out, "cleared {n}");
             }
             RemapMsg::Convert => {
@@ -471,18 +486,20 @@ impl<E: Env> Remaps<E> {
             }
         }
 
-        self.resize_for(t, t.len() + n, ev);
-
-        // Reserve the pool blocks, commit, and only then publish: until the
-        // remaps are durable, I/O to the blocks still goes to main, so no
-        // write is acknowledged on a spare block that a failed commit or a
-        // power cut would disown. Undo everything if the commit fails or
-        // memory runs out.
-        // `n` fits the pool (checked above), so it fits `usize`. The table
-        // nodes too are allocated before the commit, so that publishing
-        // cannot fail once the remaps are durable.
+        // Reserve the pool blocks and room in the table, commit, and only
+        // then publish: until the remaps are durable, I/O to the blocks
+        // still goes to main, so no write is acknowledged on a spare block
+        // that a failed commit or a power cut would disown. Undo everything
+        // if the commit fails or memory runs out. `n` fits the pool
+        // (checked above), so it fits `usize`.
         let mut slots = RawArray::<u64, E>::new(n as usize).ok_or(MsgError::NoMemory)?;
-        let mut nodes = Nodes::<E>::new(n).ok_or(MsgError::NoMemory)?;
+        let mut old_mem = Retired::new();
+        let res = t.reserve_keys(&mut self.writer, first..first + n, &mut old_mem);
+        let Ok(mut res) = res else {
+            drop(old_mem);
+            self.note_resize(t, ev);
+            return Err(MsgError::NoMemory);
+        };
         let mut reserved = 0;
         let (mut lo, mut hi) = (u64::MAX, 0);
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -511,15 +528,20 @@ impl<E: Env> Remaps<E> {
             for &sb in &slots[..reserved] {
                 self.pool.release(sb);
             }
+            drop(res);
+            drop(old_mem);
+            self.note_resize(t, ev);
             return Err(e);
         }
         for (i, &sb) in slots.iter().enumerate() {
-            // Cannot fail: a node for each, no block remapped (checked
-            // above, under the writer's lock), our own writer token.
-            if let Some(node) = nodes.pop() {
-                let _ = t.insert_node(&mut self.writer, first + i as u64, sb, node);
-            }
+            // Cannot fail: room reserved for each, no block remapped
+            // (checked above, under the writer's lock), our own writer
+            // token, the pool block in the pool.
+            let _ = res.insert(&mut self.writer, first + i as u64, sb, &mut old_mem);
         }
+        drop(res);
+        drop(old_mem);
+        self.note_resize(t, ev);
 
         // Reply: the new remaps as `<main_sector> <spare_sector> <nr_sectors>`.
         let mut extents = 0;
@@ -579,9 +601,10 @@ impl<E: Env> Remaps<E> {
             for b in first..first + n {
                 t.remove(&mut self.writer, b, &mut retired);
             }
-            // Dropping `retired` waits for readers and frees the nodes.
+            // Dropping `retired` waits for readers, which may have found
+            // the entries, and frees what shrinking replaced.
         }
-        self.resize_for(t, t.len(), ev);
+        self.note_resize(t, ev);
         Ok(n)
     }
 
@@ -618,29 +641,6 @@ impl<E: Env> Remaps<E> {
             self.geo.spare_data_start + pool * bs,
             len * bs
         );
-    }
-
-    /// Grows or shrinks the table for `entries` entries, if needed.
-    pub(super) fn resize_for(
-        &mut self,
-        t: &RemapTable<E>,
-        entries: u64,
-        ev: &mut dyn FnMut(Event),
-    ) {
-        let old = t.buckets();
-        let new = target_buckets(old, entries);
-        if new == old {
-            return;
-        }
-        ev(Event::Resizing {
-            old,
-            new,
-            count: entries,
-        });
-        match t.resize(&mut self.writer, new) {
-            Ok(()) => ev(Event::Resized { old, new }),
-            Err(_) => ev(Event::ResizeFailed { old, new }),
-        }
     }
 
     fn list<W: Write>(
@@ -904,9 +904,9 @@ mod tests {
 
     #[test]
     fn huge_add_remap_is_refused_before_walking_its_range() {
-        // 2^44 blocks of main: walking them for overlaps first would take
+        // 2^43 blocks of main: walking them for overlaps first would take
         // hours; the pool's size refuses the count at once.
-        let main = 1u64 << 44;
+        let main = 1u64 << 43;
         let d = |dev, sectors| DeviceFacts {
             dev,
             whole: dev,
@@ -942,6 +942,21 @@ mod tests {
         }
         assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
         assert_eq!(t.len(), 0);
+        // Twice as many 512-byte blocks and a pool of 2^20 no longer pack
+        // into a table word.
+        let mut id = pair(None);
+        id.main_sectors = main * 2;
+        let g = validate(
+            main * 2,
+            &d(1, main * 2),
+            &d(2, 64 * MIB),
+            &Features::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            Remaps::<HostEnv>::new(g, layout, id, crc32fast::hash).err(),
+            Some(crate::logic::table::TableError::TooWide)
+        );
     }
 
     #[test]
@@ -1127,15 +1142,43 @@ mod tests {
                 _ => None,
             })
             .collect();
+        // One line per message that changed the capacity: each rebuild
+        // sizes a segment for 75 % load; beyond 512 slots a segment grows
+        // a page at a time.
         assert_eq!(
             starts,
-            [(64, 256, 100), (256, 1024, 390), (1024, 4096, 1540)]
+            [
+                (14, 30, 20),
+                (30, 62, 30),
+                (62, 126, 60),
+                (126, 254, 110),
+                (254, 510, 220),
+                (510, 1022, 440),
+                (1022, 1534, 870),
+                (1534, 2046, 1310),
+                (2046, 2558, 1740)
+            ]
         );
-        assert_eq!(f.t.resizes(), 3);
+        assert_eq!(f.r.resizes(), 9);
         assert_eq!(f.msg("query 1015").unwrap(), "spare 15015");
         assert_eq!(f.msg("query 999").unwrap(), "main 999");
         // Consecutive remaps list as one extent.
         assert_eq!(f.msg("list").unwrap(), "1010 15010 2000");
+        // Removing them all shrinks the table back to its first size, in
+        // one line.
+        f.events.clear();
+        assert_eq!(f.msg("remove_remap 1010 2000").unwrap(), "removed 2000");
+        assert_eq!(
+            f.events,
+            [
+                Event::Resizing {
+                    old: 2558,
+                    new: 14,
+                    count: 0
+                },
+                Event::Resized { old: 2558, new: 14 }
+            ]
+        );
     }
 
     #[test]
@@ -1198,11 +1241,11 @@ mod tests {
     fn remove_and_clear_restore_main() {
         let mut f = Fixture::new(None);
         f.msg("add_remap 0 auto 300").unwrap();
-        assert_eq!(f.t.buckets(), 256);
+        assert_eq!(f.t.capacity(), 510);
         assert_eq!(f.r.spare_used(), 300);
         assert_eq!(f.msg("remove_remap 0 290").unwrap(), "removed 290");
-        // 10 entries in 256 buckets: below 3/32 of 256, so back to 64.
-        assert_eq!(f.t.buckets(), 64);
+        // 10 entries left: the segment shrinks to 32 slots.
+        assert_eq!(f.t.capacity(), 30);
         assert_eq!(f.msg("query 5").unwrap(), "main 5");
         assert_eq!(f.msg("count").unwrap(), "10");
         assert_eq!(f.msg("clear_remaps").unwrap(), "cleared 10");

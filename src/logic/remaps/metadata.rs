@@ -14,7 +14,7 @@ use crate::logic::format::{
 use crate::logic::mem::{Env, RawArray};
 use crate::logic::message::MsgError;
 use crate::logic::pool::SparePool;
-use crate::logic::table::RemapTable;
+use crate::logic::table::{RemapTable, Retired, TableError};
 
 /// The metadata on the spare: where its copies are, the generation they
 /// hold, and what the next commit must write. Every metadata write goes
@@ -703,29 +703,11 @@ impl<E: Env> Remaps<E> {
         let _ = t.clear(&mut self.writer);
         self.pool.reset();
         self.clear_pending();
-        self.resize_for(t, h.remaps, ev);
         let l = h.layout;
         let copy = format::CopyView::new(buf, l).ok_or(None)?;
-        for (slot, v) in (0..l.slots).zip(copy.slots()) {
-            if v == 0 {
-                continue;
-            }
-            if v == RETIRED {
-                self.pool.retire(slot);
-                continue;
-            }
-            let main = v - 1;
-            match t.insert(&mut self.writer, main, slot) {
-                Ok(()) => {}
-                Err(crate::logic::table::TableError::Exists) => {
-                    let _ = t.clear(&mut self.writer);
-                    self.pool.reset();
-                    return Err(Some(Defect::Duplicate { block: main }));
-                }
-                Err(_) => return Err(None),
-            }
-            self.pool.take(slot, main);
-        }
+        let r = self.fill_table(t, &copy, l);
+        self.note_resize(t, ev);
+        r?;
         // The copy was validated: the list is ascending, distinct and inside
         // main, and no longer than the format allows.
         let mut n = 0;
@@ -753,6 +735,50 @@ impl<E: Env> Remaps<E> {
         self.meta.pending_dirty = false;
         Ok(())
     }
+
+    /// The remaps and retired blocks of a copy into the table and the pool
+    /// (both empty). Room for all remaps is reserved first: one pass over
+    /// the slots sizes each segment once, where inserting one by one would
+    /// rebuild segments as they fill.
+    fn fill_table(
+        &mut self,
+        t: &RemapTable<E>,
+        copy: &format::CopyView<'_>,
+        l: Layout,
+    ) -> Result<(), Option<Defect>> {
+        let mut old_mem = Retired::new();
+        let keys = (0..l.slots)
+            .zip(copy.slots())
+            .filter(|&(_, v)| v != 0 && v != RETIRED)
+            .map(|(_, v)| v - 1);
+        let mut res = match t.reserve_keys(&mut self.writer, keys, &mut old_mem) {
+            Ok(r) => r,
+            // Main blocks were validated against main, so only memory.
+            Err(_) => return Err(None),
+        };
+        for (slot, v) in (0..l.slots).zip(copy.slots()) {
+            if v == 0 {
+                continue;
+            }
+            if v == RETIRED {
+                self.pool.retire(slot);
+                continue;
+            }
+            let main = v - 1;
+            match res.insert(&mut self.writer, main, slot, &mut old_mem) {
+                Ok(()) => {}
+                Err(TableError::Exists) => {
+                    drop(res);
+                    let _ = t.clear(&mut self.writer);
+                    self.pool.reset();
+                    return Err(Some(Defect::Duplicate { block: main }));
+                }
+                Err(_) => return Err(None),
+            }
+            self.pool.take(slot, main);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -763,7 +789,6 @@ mod tests {
     use crate::logic::format::{self, check_copy, encode_header, SECTOR};
     use crate::logic::format::{Unrecorded, PENDING_MAX};
 
-    use crate::logic::table::Nodes;
     use crate::HostEnv;
     extern crate std;
     use crate::logic::testing::{geo, MIB};
@@ -1198,7 +1223,7 @@ mod tests {
                 let s = f.r.reserve(10).unwrap();
                 f.r.retire_slot(old);
                 let ok = f.r.commit(io, s.min(old), s.max(old)).is_ok();
-                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                let node = f.r.reserve_one(&f.t, &mut |_| {}).unwrap();
                 f.r.publish(&f.t, 10, s, node, &mut |_| {});
                 ok
             }),
@@ -1319,9 +1344,16 @@ mod tests {
         let mut again = Fixture::on(None, f.disk.clone()).unwrap();
         assert_eq!(again.state(), want);
         assert_eq!(again.r.generation(), g);
+        // Loading resized the table for the 13 remaps.
+        let events: Vec<_> = again
+            .events
+            .iter()
+            .filter(|e| !matches!(e, Event::Resizing { .. } | Event::Resized { .. }))
+            .collect();
         assert!(
-            matches!(again.events[..], [Event::Loaded { generation, remaps: 13, .. }] if generation == g)
+            matches!(events[..], [Event::Loaded { generation, remaps: 13, .. }] if *generation == g)
         );
+        assert!(again.events.contains(&Event::Resized { old: 14, new: 30 }));
         // The generation keeps growing across loads.
         again.msg("remove_remap 0 1").unwrap();
         assert_eq!(again.r.generation(), g + 1);

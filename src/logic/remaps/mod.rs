@@ -17,7 +17,7 @@ use super::format::{Crc, Defect, Identity, Layout, Unrecorded, PENDING_ROOM};
 use super::geometry::Geometry;
 use super::mem::{Env, RawArray};
 use super::pool::SparePool;
-use super::table::{NodeBox, RemapTable, Retired, Writer};
+use super::table::{RemapTable, Reservation, Retired, TableError, Writer};
 mod discover;
 #[cfg(test)]
 mod fake;
@@ -37,27 +37,23 @@ pub use migrate::{NewSpare, Switched};
 /// Something the caller should log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A resize starts.
+    /// The table's capacity changed: segments of it were rebuilt larger or
+    /// smaller (or split) by the message, load or remap just made. Logged
+    /// once per such change, after it.
     Resizing {
-        /// Buckets before.
+        /// Buckets (slots of the open-addressing table) before.
         old: u64,
         /// Buckets after.
         new: u64,
-        /// Entries the new size is for.
+        /// Entries now.
         count: u64,
     },
-    /// A resize finished.
+    /// The same resize, done (logged right after [`Event::Resizing`], the
+    /// pair the original's monitoring scripts match).
     Resized {
         /// Buckets before.
         old: u64,
         /// Buckets after.
-        new: u64,
-    },
-    /// A resize could not get memory; the table keeps its size.
-    ResizeFailed {
-        /// Buckets kept.
-        old: u64,
-        /// Buckets wanted.
         new: u64,
     },
     /// Metadata loaded from a copy.
@@ -173,6 +169,10 @@ pub struct Remaps<E: Env> {
     unrecorded: Unrecorded,
     /// Commits mark the copies "moved" (see [`Remaps::mark_moved`]).
     moved: bool,
+    /// The table's capacity the last [`Event::Resizing`] reported.
+    logged_capacity: u64,
+    /// Resizes reported.
+    resizes: u64,
     geo: Geometry,
     meta: Metadata,
 }
@@ -180,18 +180,24 @@ pub struct Remaps<E: Env> {
 impl<E: Env> Remaps<E> {
     /// An empty, not yet loaded table and its writer for a target of this
     /// geometry, whose devices form `pair`, with metadata in `layout`.
+    /// Fails with [`TableError::NoMemory`], or [`TableError::TooWide`] when
+    /// a main block and a pool index do not pack into one table word.
     pub fn new(
         geo: Geometry,
         layout: Layout,
         pair: Identity,
         crc: Crc,
-    ) -> Option<(RemapTable<E>, Self)> {
-        let (table, writer) = RemapTable::new()?;
-        let pool = SparePool::new(layout.slots)?;
-        let pending_list = RawArray::new(PENDING_ROOM)?;
+    ) -> Result<(RemapTable<E>, Self), TableError> {
+        // The pool never outgrows its layout or the default metadata size
+        // (a grown spare or a migration grows it up to there).
+        let pool_bound = layout.slots.max(super::format::DEFAULT_MAX_SLOTS);
+        let (table, writer) = RemapTable::new(geo.main_blocks, pool_bound)?;
+        let pool = SparePool::new(layout.slots).ok_or(TableError::NoMemory)?;
+        let pending_list = RawArray::new(PENDING_ROOM).ok_or(TableError::NoMemory)?;
         let geo = geo.with_pool(layout.pool_start, pair.spare_sectors);
         let meta = Metadata::new(layout, pair, crc);
-        Some((
+        let logged_capacity = table.capacity();
+        Ok((
             table,
             Self {
                 writer,
@@ -200,6 +206,8 @@ impl<E: Env> Remaps<E> {
                 pending_len: 0,
                 unrecorded: Unrecorded::default(),
                 moved: false,
+                logged_capacity,
+                resizes: 0,
                 geo,
                 meta,
             },
@@ -391,26 +399,68 @@ impl<E: Env> Remaps<E> {
         self.pool.unretire(slot, main);
     }
 
-    /// Publishes the committed remap `main → slot` to readers, in `node`
-    /// (allocated before the commit: this cannot fail for memory); a block
-    /// already remapped moves to `slot` in one step.
+    /// Room in the table for one remap of a block known only later (the
+    /// error path), taken before its commit so that publishing it cannot
+    /// fail. `None` when memory is short.
+    pub fn reserve_one<'t>(
+        &mut self,
+        t: &'t RemapTable<E>,
+        ev: &mut dyn FnMut(Event),
+    ) -> Option<Reservation<'t, E>> {
+        let mut retired = Retired::new();
+        let res = t.reserve(&mut self.writer, 1, &mut retired).ok();
+        drop(retired);
+        self.note_resize(t, ev);
+        res
+    }
+
+    /// Publishes the committed remap `main → slot` to readers, in the room
+    /// `res` holds (reserved before the commit: this cannot fail for
+    /// memory); a block already remapped moves to `slot` in one step.
+    /// Returns after a grace period when a block moved, so that no reader
+    /// uses its old spare block any more.
     pub fn publish(
         &mut self,
         t: &RemapTable<E>,
         main: u64,
         slot: u64,
-        node: NodeBox<E>,
+        mut res: Reservation<'_, E>,
         ev: &mut dyn FnMut(Event),
     ) {
         let mut retired = Retired::new();
         // Neither fails: the entry is there (or not) as checked, under the
-        // writer's lock, with our own writer token.
+        // writer's lock, with our own writer token, the pool block in range
+        // and room reserved.
         if t.lookup(main).is_some() {
-            let _ = t.replace_node(&mut self.writer, main, slot, node, &mut retired);
+            let _ = t.replace(&mut self.writer, main, slot, &mut retired);
         } else {
-            self.resize_for(t, t.len() + 1, ev);
-            let _ = t.insert_node(&mut self.writer, main, slot, node);
+            let _ = res.insert(&mut self.writer, main, slot, &mut retired);
         }
+        drop(res);
+        drop(retired);
+        self.note_resize(t, ev);
+    }
+
+    /// Reports a change of the table's capacity since the last report, as
+    /// one resize.
+    pub(super) fn note_resize(&mut self, t: &RemapTable<E>, ev: &mut dyn FnMut(Event)) {
+        let (old, new) = (self.logged_capacity, t.capacity());
+        if old == new {
+            return;
+        }
+        ev(Event::Resizing {
+            old,
+            new,
+            count: t.len(),
+        });
+        ev(Event::Resized { old, new });
+        self.logged_capacity = new;
+        self.resizes += 1;
+    }
+
+    /// Resizes reported since the table was created.
+    pub fn resizes(&self) -> u64 {
+        self.resizes
     }
 }
 
@@ -452,8 +502,6 @@ mod tests {
     use crate::logic::format::SECTOR;
 
     use crate::logic::message::MsgError;
-
-    use crate::logic::table::Nodes;
 
     use crate::HostEnv;
     extern crate std;
@@ -553,7 +601,7 @@ mod tests {
                 f.r.commit(&mut f.disk, s, s).is_ok()
             }),
             ("automatic remap", |f| {
-                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                let node = f.r.reserve_one(&f.t, &mut |_| {}).unwrap();
                 let s = f.r.reserve(2000).unwrap();
                 let was_pending = f.r.remove_pending(2000);
                 if f.r.commit(&mut f.disk, s, s).is_err() {
@@ -567,7 +615,7 @@ mod tests {
                 true
             }),
             ("relocate", |f| {
-                let node = Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
+                let node = f.r.reserve_one(&f.t, &mut |_| {}).unwrap();
                 let old = f.t.lookup(10).unwrap();
                 let s = f.r.reserve(10).unwrap();
                 f.r.retire_slot(old);
@@ -731,8 +779,8 @@ mod tests {
         f.r.commit(&mut f.disk, slot, slot).unwrap();
         assert_eq!(f.t.lookup(40), None);
         let mut ev = |_e: Event| {};
-        let node = || Nodes::<HostEnv>::new(1).unwrap().pop().unwrap();
-        f.r.publish(&f.t, 40, slot, node(), &mut ev);
+        let node = f.r.reserve_one(&f.t, &mut ev).unwrap();
+        f.r.publish(&f.t, 40, slot, node, &mut ev);
         assert_eq!(f.t.lookup(40), Some(slot));
         assert_eq!(f.r.slot_at(f.r.slot_sector(slot)), Some(slot));
         assert_eq!(f.r.slot_at(f.r.slot_sector(slot) + 1), None);
@@ -745,7 +793,8 @@ mod tests {
         assert_eq!(f.r.retire_slot(slot), Some(40));
         f.r.commit(&mut f.disk, slot.min(new), slot.max(new))
             .unwrap();
-        f.r.publish(&f.t, 40, new, node(), &mut ev);
+        let node = f.r.reserve_one(&f.t, &mut ev).unwrap();
+        f.r.publish(&f.t, 40, new, node, &mut ev);
         assert_eq!(f.t.lookup(40), Some(new));
         assert_eq!(f.t.len(), 1);
         let again = Fixture::on(Some(4096), f.disk.clone()).unwrap();
