@@ -794,7 +794,7 @@ pub fn encode_entries(
     unit: usize,
     generation: u64,
     location: u64,
-    slots: &[u64],
+    slots: impl IntoIterator<Item = u64>,
     crc: Crc,
     out: &mut [u8],
 ) {
@@ -802,8 +802,8 @@ pub fn encode_entries(
     out.fill(0);
     put_u64(out, E_GENERATION, generation);
     put_u64(out, E_LOCATION, location);
-    for (i, s) in slots.iter().take(slots_in(unit)).enumerate() {
-        put_u64(out, E_SLOTS + 8 * i, *s);
+    for (i, s) in slots.into_iter().take(slots_in(unit)).enumerate() {
+        put_u64(out, E_SLOTS + 8 * i, s);
     }
     seal(out, crc);
 }
@@ -1489,7 +1489,7 @@ mod tests {
     fn entries_round_trip() {
         let mut s = [0u8; SECTOR];
         let slots: [u64; 3] = [0, 11, 5];
-        encode_entries(SECTOR, 8, 100, &slots, crc, &mut s);
+        encode_entries(SECTOR, 8, 100, slots, crc, &mut s);
         assert_eq!(decode_entries(SECTOR, &s, 100, crc), Ok(8));
         assert_eq!(entry_slot(&s, 1), 11);
         assert_eq!(entry_slot(&s, 60), 0);
@@ -1529,7 +1529,7 @@ mod tests {
                 SECTOR,
                 entry_generation,
                 at + 1 + k as u64,
-                &slots[lo..hi],
+                slots[lo..hi].iter().copied(),
                 crc,
                 &mut v[(1 + k) * SECTOR..(2 + k) * SECTOR],
             );

@@ -84,6 +84,8 @@ pub unsafe trait Zeroable {}
 // SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for u8 {}
 // SAFETY: Zero is a valid integer.
+unsafe impl Zeroable for u32 {}
+// SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for u64 {}
 // SAFETY: Zero is a valid integer.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}

@@ -192,7 +192,7 @@ impl<E: Env> Remaps<E> {
         // (a grown spare or a migration grows it up to there).
         let pool_bound = layout.slots.max(super::format::DEFAULT_MAX_SLOTS);
         let (table, writer) = RemapTable::new(geo.main_blocks, pool_bound)?;
-        let pool = SparePool::new(layout.slots).ok_or(TableError::NoMemory)?;
+        let pool = SparePool::new(layout.slots, geo.main_blocks).ok_or(TableError::NoMemory)?;
         let pending_list = RawArray::new(PENDING_ROOM).ok_or(TableError::NoMemory)?;
         let geo = geo.with_pool(layout.pool_start, pair.spare_sectors);
         let meta = Metadata::new(layout, pair, crc);
