@@ -21,6 +21,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 use xshell::{cmd, Shell};
 
+mod bench;
 mod suite;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -44,14 +45,16 @@ commands:
                              that ask for it)
             --host-only      skip the kernel, module and guest
             --guest-only     skip the host checks
-  bench   fio 4 KiB random reads and writes on dm-linear and dm-remap (0
-          remaps, and as many as the spare holds) over null_blk, on the perf
-          kernel with instruction-counted time; prints IOPS and ratios to
-          dm-linear, then the time of bulk imports of 100,000 and 1,000,000
-          scattered blocks and the memory per remap at a million (format:
-          scripts/guest/bench.sh)
+  bench   fio 4 KiB random and 128 KiB sequential reads and writes on
+          null_blk, dm-linear and dm-remap with 0, 10k, 100k and 1M remaps
+          (whole device, and remapped blocks only), bulk import times, the
+          longest read while the table resizes, memory per remap, and the
+          error path's cost (auto-remapping writes, commits on a spare with
+          10 ms flushes); perf kernel, instruction-counted time; prints the
+          rows (format: scripts/guest/bench.sh), writes docs/benchmarks.md
+          and docs/benchmarks.png
             --rounds N       rounds per phase (default 2)
-            --runtime S      guest seconds per fio run (default 5)
+            --runtime S      guest seconds per fio run (default 1)
   coverage
           region, function and line coverage of the host tests over the
           module's pure logic (src/logic/), per file (scripts/host/coverage.sh)
@@ -934,7 +937,9 @@ impl Xtask {
     }
 
     fn bench(&self, o: &Opts) -> Result<ExitCode> {
-        let (kdir, ko) = self.prepare_guest(o, "perf")?;
+        cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
+        let series = self.one_series(o)?;
+        let (kdir, ko) = self.kernel_and_module(o, "perf")?;
         let dir = self.private_dir();
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join("bench.conf");
@@ -943,17 +948,72 @@ impl Xtask {
             format!(
                 "ROUNDS={}\nRUNTIME={}\n",
                 o.rounds.unwrap_or(2),
-                o.runtime.unwrap_or(5)
+                o.runtime.unwrap_or(1)
             ),
         )?;
+        // Which tree the figures are of: HEAD, dirty if anything but the
+        // report itself differs from it.
+        let mut commit = cmd!(self.sh, "git rev-parse --short HEAD").read()?;
+        let dirty = cmd!(
+            self.sh,
+            "git status --porcelain -- . :!docs/benchmarks.md :!docs/benchmarks.png"
+        )
+        .read()?;
+        if !dirty.trim().is_empty() {
+            commit.push_str("-dirty");
+        }
         let job = self.root.join("scripts/guest/bench.sh");
         let img = self.initramfs(&kdir, &ko, &job, &[conf])?;
         let t = Instant::now();
-        let rc = self.boot(&kdir, &img, true, o.timeout.unwrap_or(3600), |l| {
-            println!("{l}")
+        let mut block = String::new();
+        let mut inside = false;
+        let rc = self.boot(&kdir, &img, true, o.timeout.unwrap_or(3600), |l| match l {
+            "DMR-BENCH-BEGIN" => inside = true,
+            "DMR-BENCH-END" => inside = false,
+            _ => {
+                if inside {
+                    block.push_str(l);
+                    block.push('\n');
+                }
+                println!("{l}")
+            }
         })?;
         step("bench", t);
-        Ok(exit_code(rc))
+        if rc != 0 || block.is_empty() {
+            return Err(format!("the bench job failed (exit status {rc})").into());
+        }
+        let report = bench::parse(&block)?;
+        let out = self.root.join("target/bench");
+        std::fs::create_dir_all(&out)?;
+        let rows = out.join("bench.txt");
+        std::fs::write(&rows, &block)?;
+        let png = self.root.join("docs/benchmarks.png");
+        cmd!(
+            self.sh,
+            "/usr/bin/python3 scripts/host/plot-bench.py {rows} {png}"
+        )
+        .run()?;
+        let date = cmd!(self.sh, "date -u '+%Y-%m-%d %H:%M UTC'").read()?;
+        let md = bench::markdown(
+            &report,
+            &bench::Meta {
+                commit,
+                series,
+                date,
+            },
+        );
+        let doc = self.root.join("docs/benchmarks.md");
+        std::fs::write(&doc, md)?;
+        for g in report.goals() {
+            let met = match g.met {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "not measured",
+            };
+            println!("goal: {} -- {} -- {met}", g.what, g.measured);
+        }
+        println!("report: {}\nplot:   {}", doc.display(), png.display());
+        Ok(ExitCode::SUCCESS)
     }
 
     fn demo(&self, o: &Opts) -> Result<ExitCode> {
