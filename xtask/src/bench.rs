@@ -1,7 +1,7 @@
 //! `cargo xtask bench`'s report: the rows the guest job
 //! (`scripts/guest/bench.sh`, format "dm-remap bench 2") prints between
 //! `DMR-BENCH-BEGIN` and `DMR-BENCH-END`, turned into `docs/benchmarks.md`,
-//! with the goals of issue #17 checked against them.
+//! with the performance goals checked against them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -97,7 +97,7 @@ pub fn parse(block: &str) -> Result<Report, String> {
     Ok(r)
 }
 
-/// A goal of issue #17 and what the run measured for it.
+/// A performance goal and what the run measured for it.
 pub struct Goal {
     pub what: &'static str,
     pub measured: String,
@@ -240,7 +240,7 @@ pub fn markdown(r: &Report, m: &Meta) -> String {
          not a real machine's. Format: {}; settings: {}.\n",
         m.date, m.commit, m.series, r.kernel, r.header, r.settings
     );
-    s.push_str("## Goals (issue #17)\n\n| goal | measured | met |\n|---|---|---|\n");
+    s.push_str("## Goals\n\n| goal | measured | met |\n|---|---|---|\n");
     for g in r.goals() {
         let met = match g.met {
             Some(true) => "yes",
