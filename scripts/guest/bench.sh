@@ -26,12 +26,11 @@
 #    brought the list from 0 to N. Then 10,000 more with --carry.
 # 3. Resizes and memory: a fresh device imports the list up to 1,000,000
 #    remaps, Slab + VmallocUsed sampled every 50 ms meanwhile. The table
-#    grows x4 before its load would pass 3/2, so its last resize before 1M
-#    (to the 1,048,576 buckets that serve 1M remaps; none happens from
-#    393,217 to 1M) comes with the 393,217th remap: that block is imported
-#    alone, with fio randread 4 KiB at queue depth 1 on the device around it
-#    (the guest has one CPU, the perf kernel no preemption), and so is the
-#    next block, which makes no resize, for comparison.
+#    rebuilds a segment (or splits it) whenever one would pass 85 % full, so
+#    from 900,000 to 1M remaps it resizes dozens of times: those 99,999
+#    blocks are imported with fio randread 4 KiB at queue depth 1 on the
+#    device around them (the guest has one CPU, the perf kernel no
+#    preemption), and the last block alone, for comparison.
 # 4. Error path on a 1 GiB main (null_blk with bad blocks) and a 16 MiB
 #    spare behind dm-delay whose flushes take 10 ms (memory-backed null_blk
 #    with a write cache, so flushes reach it): writes that hit a bad block
@@ -57,11 +56,11 @@
 #                                 commit, resume per 4096 blocks)
 #   resize-wait <max_us> <p99_us> <resizes>
 #                                 latency of fio randread 4 KiB qd1 around
-#                                 the import of the block that resizes the
-#                                 table to 1,048,576 buckets, and the
-#                                 resizes it made (1)
+#                                 the import of blocks 900,001 to 999,999,
+#                                 and the resizes (logged resize lines) the
+#                                 import made
 #   add-wait <max_us> <p99_us> <resizes>
-#                                 the same for the next block (0 resizes)
+#                                 the same for the millionth block alone
 #   memory <remaps> <bytes>       growth of Slab + VmallocUsed from before
 #                                 the device was created to after the
 #                                 import, per remap (all the target
@@ -236,10 +235,9 @@ dmsetup remove l
 
 # --- 3. Resizes and memory, on a fresh device -------------------------------
 cat /tmp/l10k /tmp/l90k /tmp/l900k >/tmp/l1m
-head -n 393216 /tmp/l1m >/tmp/l393216
-sed -n 393217p /tmp/l1m >/tmp/l1
-sed -n 393218p /tmp/l1m >/tmp/l1b
-sed -n '393219,$p' /tmp/l1m >/tmp/lrest
+head -n 900000 /tmp/l1m >/tmp/l900000
+sed -n '900001,999999p' /tmp/l1m >/tmp/llast
+sed -n '1000000p' /tmp/l1m >/tmp/l1b
 sync
 echo 3 >/proc/sys/vm/drop_caches
 before=$(kb)
@@ -249,13 +247,13 @@ n=$(dmsetup message r 0 count)
 resizes() { dmsetup status r | awk '{ print $9 }'; }
 (while [ ! -e /tmp/stop ]; do kb; sleep 0.05; done) >/tmp/kbs &
 sampler=$!
-dm-remap-tool import --format sectors r /tmp/l393216 >/dev/null
-# One block more passes a load of 3/2 in 262,144 buckets: the table grows
-# to 1,048,576 buckets (the table of 1M remaps), copying 393,216 nodes.
-# Then one more block without a resize, for comparison.
+dm-remap-tool import --format sectors r /tmp/l900000 >/dev/null
+# The last 99,999 blocks to 1M, with fio beside: the table rebuilds and
+# splits segments as they fill (the resizes it logs). Then the last block
+# alone, for comparison.
 rs0=$(resizes)
 qd1 /dev/mapper/r 0 $((LEN * 512)) /tmp/resize.out
-dm-remap-tool import --format sectors r /tmp/l1 >/dev/null
+dm-remap-tool import --format sectors r /tmp/llast >/dev/null
 sleep 1
 qd1_stop
 rs1=$(resizes)
@@ -264,7 +262,6 @@ dm-remap-tool import --format sectors r /tmp/l1b >/dev/null
 sleep 1
 qd1_stop
 rs2=$(resizes)
-dm-remap-tool import --format sectors r /tmp/lrest >/dev/null
 touch /tmp/stop
 wait $sampler
 n=$(dmsetup message r 0 count)
