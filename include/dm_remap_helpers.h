@@ -36,6 +36,7 @@ void dmr_rcu_read_lock(void);
 void dmr_rcu_read_unlock(void);
 void *dmr_kvzalloc_noio(size_t size);
 void *dmr_vzalloc_noio(size_t size);
+void dmr_cond_resched(void);
 void dmr_kvfree(void *p);
 
 u32 dmr_crc32(const void *buf, size_t len);

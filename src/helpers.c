@@ -7,6 +7,7 @@
 #include "dm_remap_helpers.h"
 
 #include <linux/file.h>
+#include <linux/sched.h>
 #include <linux/sched/task_stack.h>
 
 void dmr_bio_set_dev(struct bio *bio, struct block_device *bdev)
@@ -85,6 +86,16 @@ void *dmr_vzalloc_noio(size_t size)
 
 	memalloc_noio_restore(flags);
 	return p;
+}
+
+/*
+ * Lets other tasks run during a long stretch of a message (bulk imports,
+ * table rebuilds) on kernels without preemption; cond_resched() is a macro
+ * or an inline function, depending on the preemption model.
+ */
+void dmr_cond_resched(void)
+{
+	cond_resched();
 }
 
 void dmr_kvfree(void *p)

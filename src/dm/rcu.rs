@@ -44,6 +44,12 @@ unsafe impl Env for KernelEnv {
         unsafe { b::dmr_kvfree(ptr.as_ptr().cast()) }
     }
 
+    fn cond_resched() {
+        // SAFETY: Writers call it in process context, outside read-side
+        // sections and spinlocks (the trait's contract).
+        unsafe { b::dmr_cond_resched() }
+    }
+
     fn synchronize() {
         // SAFETY: Called only from process context (messages, destructor).
         unsafe { b::synchronize_rcu() }

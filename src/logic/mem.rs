@@ -73,6 +73,12 @@ pub unsafe trait Env {
     fn read_lock();
     /// Leaves it (`rcu_read_unlock`).
     fn read_unlock();
+    /// Lets other tasks run if they are waiting (`cond_resched`): called
+    /// by writers every so often in long loops, so that a kernel without
+    /// preemption does not hold the CPU from I/O submitters for the length
+    /// of a bulk message. Process context only, never under a spinlock or
+    /// inside a read-side section.
+    fn cond_resched() {}
 }
 
 /// Types for which all-zero bytes are a valid value.

@@ -28,7 +28,7 @@
 //! pointers behind a header word holding the global depth `d`. A segment has
 //! a local depth `ld <= d` and serves the `2^(d - ld)` directory entries
 //! sharing the top `ld` bits of their index. A block's hash is
-//! `h = main * 0x9e37_79b9_7f4a_7c15`: its top `d` bits index the directory;
+//! `h = fmix64(main)` (MurmurHash3's finaliser): its top `d` bits index the directory;
 //! its home slot in the segment is the fast range reduction of the bits below
 //! the top `ld`, `((h << ld) * cap) >> 64`. Collisions probe linearly, with
 //! wrap-around, at most `cap` slots: no loop on the I/O path is unbounded.
@@ -178,8 +178,9 @@ use core::ptr::{self, NonNull};
 use core::slice;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-/// Fibonacci hashing's multiplier (2^64 / golden ratio, odd).
-const HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The multipliers of MurmurHash3's 64-bit finaliser.
+const MIX1: u64 = 0xff51_afd7_ed55_8ccd;
+const MIX2: u64 = 0xc4ce_b9fe_1a85_ec53;
 /// An empty slot.
 pub const EMPTY: u64 = 0;
 /// A removed entry: lookups go on past it, inserts may reuse it.
@@ -220,12 +221,25 @@ const RETIRE_MIN_BYTES: usize = 64 << 10;
 const RETIRE_SHARE: usize = 32;
 /// Objects a [`Retired`] batch holds.
 const RETIRE_BATCH: usize = 32;
+/// Keys a writer's loop handles between two `Env::cond_resched`.
+pub const RESCHED_EVERY: u64 = 4096;
 /// Bound on the passes of a reservation (each adds at most one level).
 const MAX_PASSES: u32 = 2 * MAX_DEPTH + 4;
 
+/// A block's hash: MurmurHash3's finaliser, whose every output bit depends
+/// on every input bit. A plain multiplication (Fibonacci hashing) keeps the
+/// structure of keys that are themselves multiples of a constant modulo a
+/// power of two (what a scattered list made by multiplicative hashing is),
+/// and linear probing then meets long clusters: misses probed 62 slots on
+/// average at 100,000 such keys, against 12 for random ones.
 #[inline]
 fn hash(main: u64) -> u64 {
-    main.wrapping_mul(HASH)
+    let mut x = main;
+    x ^= x >> 33;
+    x = x.wrapping_mul(MIX1);
+    x ^= x >> 33;
+    x = x.wrapping_mul(MIX2);
+    x ^ (x >> 33)
 }
 
 /// Live entries plus tombstones a segment of `cap` slots holds before it is
@@ -1147,6 +1161,9 @@ impl<E: Env> RemapTable<E> {
                     *c += 1;
                 }
                 n += 1;
+                if n % RESCHED_EVERY == 0 {
+                    E::cond_resched();
+                }
             }
             let c = Some((&counts[..], d.depth));
             if !self.reserve_pass(w, c, 0, Pass::MakeRoom { may_split: true }, retired)? {
@@ -1238,6 +1255,8 @@ impl<E: Env> RemapTable<E> {
                     if let Rebuilt::Split = self.rebuild(w, j, need, may_split, retired)? {
                         again = true;
                     }
+                    // A bulk reservation may rebuild hundreds of segments.
+                    E::cond_resched();
                 }
             }
         }
@@ -2675,5 +2694,72 @@ mod tests {
         crate::set_alloc_budget(None);
         std::println!("first failing reserved insert: {failed:?}");
         assert!(failed.is_none());
+    }
+}
+
+#[cfg(test)]
+mod structured_keys {
+    use super::*;
+    use crate::HostEnv;
+    extern crate std;
+
+    /// Slots a lookup of `b` reads: up to its entry or an empty slot.
+    fn probes(t: &RemapTable<HostEnv>, w: &Writer, b: u64) -> usize {
+        let h = hash(b);
+        let d = t.dir_w(w);
+        let Some(s) = d.seg(d.index(h)) else {
+            return 0;
+        };
+        let slots = s.slots();
+        let mut i = s.home(h);
+        for n in 0..slots.len() {
+            let e = slots[i].load(Ordering::Relaxed);
+            if e == EMPTY || (e != TOMBSTONE && e >> t.vbits == b + 1) {
+                return n + 1;
+            }
+            i = (i + 1) % slots.len();
+        }
+        slots.len()
+    }
+
+    /// Keys made by multiplicative hashing (the benchmark's scattered list,
+    /// `i * 2654435761 mod 2^22`) and contiguous runs (a badblocks list)
+    /// probe no longer than random keys: the hash leaves no structure for
+    /// linear probing to cluster on.
+    #[test]
+    fn misses_probe_as_for_random_keys() {
+        let n = 100_000u64;
+        let mut x = 12345u64;
+        let mut random = core::iter::from_fn(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x % (1 << 22))
+        });
+        let sets: [(&str, &mut dyn Iterator<Item = u64>); 3] = [
+            (
+                "multiplicative",
+                &mut (0..n).map(|i| (i * 2654435761) % (1 << 22)),
+            ),
+            ("contiguous", &mut (1_000_000..1_000_000 + n)),
+            ("random", &mut random),
+        ];
+        for (name, keys) in sets {
+            let (t, mut w) = RemapTable::<HostEnv>::new(1 << 22, 1 << 20).unwrap();
+            let mut r = Retired::new();
+            for (i, k) in keys.take(n as usize).enumerate() {
+                let _ = t.insert(&mut w, k, i as u64, &mut r);
+            }
+            let (mut sum, mut misses) = (0usize, 0usize);
+            for b in (0..(1u64 << 22)).step_by(7) {
+                if t.lookup(b).is_none() {
+                    sum += probes(&t, &w, b);
+                    misses += 1;
+                }
+            }
+            let avg = sum as f64 / misses as f64;
+            std::println!("{name}: {} entries, misses read {avg:.1} slots", t.len());
+            assert!(avg < 20.0, "{name}: misses read {avg:.1} slots on average");
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::logic::format;
 use crate::logic::mem::{Env, RawArray};
 use crate::logic::message::{Extents, MsgError, RemapMsg, SpareArg, HELP};
 use crate::logic::routing::{route, Route};
-use crate::logic::table::{Empty, RemapTable, Retired};
+use crate::logic::table::{Empty, RemapTable, Retired, RESCHED_EVERY};
 use core::fmt::Write;
 
 /// Most blocks one `add_remaps` takes: it bounds the memory the message
@@ -143,10 +143,13 @@ impl<E: Env> Remaps<E> {
                 }
             }
         }
-        heapsort_by_first(&mut blocks[..k]);
+        heapsort_by_first(&mut blocks[..k], E::cond_resched);
         let mut n = 0;
         let mut prev = None;
         for i in 0..k {
+            if i % RESCHED_EVERY as usize == 0 {
+                E::cond_resched();
+            }
             let b = blocks[i][0];
             let repeat = prev == Some(b);
             prev = Some(b);
@@ -185,6 +188,9 @@ impl<E: Env> Remaps<E> {
             pool_start: self.slot_sector(0),
         };
         for i in 0..n {
+            if i % RESCHED_EVERY as usize == 0 {
+                E::cond_resched();
+            }
             let b = plan.blocks[i][0];
             let Some(slot) = self.reserve(b) else {
                 self.add_list_abort(plan);
@@ -229,6 +235,9 @@ impl<E: Env> Remaps<E> {
         let mut failed = None;
         let bs = self.geo.block_sectors;
         'blocks: for i in 0..n {
+            if i % RESCHED_EVERY as usize == 0 {
+                E::cond_resched();
+            }
             let [b, mut slot, outcome] = plan.blocks[i];
             if outcome == COPY_UNREADABLE {
                 // Its reservation goes back; `PendingAdd::Full` counts it
@@ -310,7 +319,10 @@ impl<E: Env> Remaps<E> {
         }
         let mut added = 0u64;
         if let Some(mut res) = res {
-            for p in &plan.blocks[..n] {
+            for (i, p) in plan.blocks[..n].iter().enumerate() {
+                if i % RESCHED_EVERY as usize == 0 {
+                    E::cond_resched();
+                }
                 if p[1] == NO_SLOT {
                     continue;
                 }
@@ -484,6 +496,9 @@ impl<E: Env> Remaps<E> {
             if t.lookup(b).is_some() {
                 return Err(MsgError::At("overlaps an existing remap", b * bs));
             }
+            if b % RESCHED_EVERY == 0 {
+                E::cond_resched();
+            }
         }
 
         // Reserve the pool blocks and room in the table, commit, and only
@@ -503,6 +518,9 @@ impl<E: Env> Remaps<E> {
         let mut reserved = 0;
         let (mut lo, mut hi) = (u64::MAX, 0);
         for (i, slot) in slots.iter_mut().enumerate() {
+            if i % RESCHED_EVERY as usize == 0 {
+                E::cond_resched();
+            }
             let main_block = first + i as u64;
             let sb = match explicit {
                 Some(pb) => {
@@ -534,6 +552,9 @@ impl<E: Env> Remaps<E> {
             return Err(e);
         }
         for (i, &sb) in slots.iter().enumerate() {
+            if i % RESCHED_EVERY as usize == 0 {
+                E::cond_resched();
+            }
             // Cannot fail: room reserved for each, no block remapped
             // (checked above, under the writer's lock), our own writer
             // token, the pool block in the pool.
@@ -664,7 +685,7 @@ impl<E: Env> Remaps<E> {
             }
         });
         let pairs = &mut pairs[..i];
-        heapsort_by_first(pairs);
+        heapsort_by_first(pairs, E::cond_resched);
         let mut lines = 0;
         let mut k = 0;
         while k < pairs.len() {

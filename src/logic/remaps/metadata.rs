@@ -14,7 +14,7 @@ use crate::logic::format::{
 use crate::logic::mem::{Env, RawArray};
 use crate::logic::message::MsgError;
 use crate::logic::pool::SparePool;
-use crate::logic::table::{RemapTable, Retired, TableError};
+use crate::logic::table::{RemapTable, Retired, TableError, RESCHED_EVERY};
 
 /// The metadata on the spare: where its copies are, the generation they
 /// hold, and what the next commit must write. Every metadata write goes
@@ -155,6 +155,9 @@ impl Metadata {
             .ok_or(())?
             .split_at_mut((n + p) * unit);
         for k in k0..k1 {
+            if k % 64 == 0 {
+                E::cond_resched();
+            }
             let off = (k - k0) as usize * unit;
             encode_entries(
                 unit,
@@ -757,6 +760,9 @@ impl<E: Env> Remaps<E> {
             Err(_) => return Err(None),
         };
         for (slot, v) in (0..l.slots).zip(copy.slots()) {
+            if slot % RESCHED_EVERY == 0 {
+                E::cond_resched();
+            }
             if v == 0 {
                 continue;
             }

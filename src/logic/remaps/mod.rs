@@ -17,7 +17,7 @@ use super::format::{Crc, Defect, Identity, Layout, Unrecorded, PENDING_ROOM};
 use super::geometry::Geometry;
 use super::mem::{Env, RawArray};
 use super::pool::SparePool;
-use super::table::{RemapTable, Reservation, Retired, TableError, Writer};
+use super::table::{RemapTable, Reservation, Retired, TableError, Writer, RESCHED_EVERY};
 mod discover;
 #[cfg(test)]
 mod fake;
@@ -465,9 +465,11 @@ impl<E: Env> Remaps<E> {
 }
 
 /// Sorts pairs by their first element, in place, in O(n log n) with no
-/// allocation. (`core`'s sort is avoided: its panic helpers are unknown to the
-/// objtool of some kernels, which then warns about the module.)
-fn heapsort_by_first<const N: usize>(v: &mut [[u64; N]]) {
+/// allocation, calling `resched` every few thousand steps (a sort of a
+/// million blocks is long). (`core`'s sort is avoided: its panic helpers are
+/// unknown to the objtool of some kernels, which then warns about the
+/// module.)
+fn heapsort_by_first<const N: usize>(v: &mut [[u64; N]], resched: fn()) {
     fn sift_down<const N: usize>(v: &mut [[u64; N]], mut root: usize, end: usize) {
         loop {
             let mut child = 2 * root + 1;
@@ -487,10 +489,16 @@ fn heapsort_by_first<const N: usize>(v: &mut [[u64; N]]) {
     let n = v.len();
     for i in (0..n / 2).rev() {
         sift_down(v, i, n);
+        if i % RESCHED_EVERY as usize == 0 {
+            resched();
+        }
     }
     for end in (1..n).rev() {
         v.swap(0, end);
         sift_down(v, 0, end);
+        if end % RESCHED_EVERY as usize == 0 {
+            resched();
+        }
     }
 }
 
@@ -727,7 +735,7 @@ mod tests {
                 .collect();
             let mut want = v.clone();
             want.sort_by_key(|p| p[0]);
-            heapsort_by_first(&mut v);
+            heapsort_by_first(&mut v, || {});
             let keys: Vec<u64> = v.iter().map(|p| p[0]).collect();
             let want_keys: Vec<u64> = want.iter().map(|p| p[0]).collect();
             assert_eq!(keys, want_keys);
