@@ -937,6 +937,19 @@ impl Xtask {
     }
 
     fn bench(&self, o: &Opts) -> Result<ExitCode> {
+        // Which tree the figures are of: HEAD, dirty if anything but the
+        // report itself differs from it before the module and the guest
+        // image copy the tree or after.
+        let dirty = || -> Result<bool> {
+            let changes = cmd!(
+                self.sh,
+                "git status --porcelain -- . :!docs/benchmarks.md :!docs/benchmarks.png"
+            )
+            .read()?;
+            Ok(!changes.trim().is_empty())
+        };
+        let mut commit = cmd!(self.sh, "git rev-parse --short HEAD").read()?;
+        let dirty_before = dirty()?;
         cmd!(self.sh, "bash scripts/host/setup.sh --plot").run()?;
         let series = self.one_series(o)?;
         let (kdir, ko) = self.kernel_and_module(o, "perf")?;
@@ -951,19 +964,11 @@ impl Xtask {
                 o.runtime.unwrap_or(1)
             ),
         )?;
-        // Which tree the figures are of: HEAD, dirty if anything but the
-        // report itself differs from it.
-        let mut commit = cmd!(self.sh, "git rev-parse --short HEAD").read()?;
-        let dirty = cmd!(
-            self.sh,
-            "git status --porcelain -- . :!docs/benchmarks.md :!docs/benchmarks.png"
-        )
-        .read()?;
-        if !dirty.trim().is_empty() {
-            commit.push_str("-dirty");
-        }
         let job = self.root.join("scripts/guest/bench.sh");
         let img = self.initramfs(&kdir, &ko, &job, &[conf])?;
+        if dirty_before || dirty()? {
+            commit.push_str("-dirty");
+        }
         let t = Instant::now();
         let mut block = String::new();
         let mut inside = false;
