@@ -813,12 +813,12 @@ impl<E: Env> RemapTable<E> {
     #[inline]
     pub fn read<R>(&self, f: impl FnOnce(&Reader<'_, E>) -> R) -> R {
         E::read_lock();
+        let p = self.dir.load(Ordering::Acquire);
         // SAFETY: The directory pointer is never null. A published directory
         // and its segments stay valid until a grace period after they are
         // replaced, and we are in a read-side section that lasts as long as
         // the `Reader` (it cannot escape `f`).
-        let dir =
-            unsafe { Dir::from_ptr(NonNull::new_unchecked(self.dir.load(Ordering::Acquire))) };
+        let dir = unsafe { Dir::from_ptr(NonNull::new_unchecked(p)) };
         // INVARIANT: Inside the read-side section until `f` returns.
         let r = Reader {
             dir,
